@@ -1,0 +1,31 @@
+{
+  "targets": [
+    {
+      "target_name": "reptok",
+      "sources": [
+        "native/addon.cc",
+        "native/handles.cc",
+        "native/tensors.cc",
+        "native/dispatch.cc",
+        "native/autograd.cc",
+        "native/random.cc",
+        "native/optim.cc",
+        "native/runtime.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(node native/libtorch-config.cjs --include)"
+      ],
+      "defines": [
+        "NAPI_EXPERIMENTAL",
+        "NAPI_CPP_EXCEPTIONS",
+        "<!@(node native/libtorch-config.cjs --defines)"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "ldflags": ["<!@(node native/libtorch-config.cjs --libdirs)"],
+      "libraries": ["<!@(node native/libtorch-config.cjs --libs)"]
+    }
+  ]
+}

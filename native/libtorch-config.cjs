@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// Locates libtorch for binding.gyp. Prints one gyp list per call:
+//   --include  include directories
+//   --libdirs  library directories (also baked in as rpath, so LIBTORCH builds run without LD_LIBRARY_PATH)
+//   --libs     libraries to link
+//   --defines  preprocessor definitions (the C++ ABI libtorch was built with, CUDA availability)
+//
+// Default: Debian's `libtorch-dev` (headers in /usr/include, libraries in the multiarch dir).
+// Override: LIBTORCH=<root with include/ and lib/> (the official LibTorch archive, or the `torch/` folder of a
+// pip installation, CUDA builds included).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+function fail(msg) {
+  process.stderr.write(`\nreptok: ${msg}\n\n`);
+  process.exit(1);
+}
+
+function locate() {
+  const root = process.env.LIBTORCH;
+  if (root) {
+    const inc = path.join(root, 'include');
+    const lib = path.join(root, 'lib');
+    if (!fs.existsSync(path.join(inc, 'ATen', 'ATen.h'))) fail(`LIBTORCH=${root}: no include/ATen/ATen.h there. Point LIBTORCH at the folder that holds include/ and lib/ (e.g. libtorch/ of the official archive, or site-packages/torch).`);
+    if (!fs.existsSync(lib)) fail(`LIBTORCH=${root}: no lib/ folder there.`);
+    const cmake = path.join(root, 'share', 'cmake', 'Torch', 'TorchConfig.cmake');
+    return { inc, lib, cmake, rpath: true };
+  }
+  const inc = '/usr/include';
+  const multiarch = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].find((d) => fs.existsSync(path.join(d, 'libtorch.so')));
+  if (!fs.existsSync(path.join(inc, 'ATen', 'ATen.h')) || !multiarch) {
+    fail('libtorch not found. Install it with `apt-get install libtorch-dev libopenblas0-pthread` (or run `npm test`, which bootstraps it), or set LIBTORCH=<root with include/ and lib/> to use another libtorch.');
+  }
+  return { inc, lib: multiarch, cmake: path.join(multiarch, 'cmake', 'Torch', 'TorchConfig.cmake'), rpath: false };
+}
+
+// libtorch must be compiled against with the same libstdc++ ABI it was built with; TorchConfig.cmake records it.
+function cxx11Abi(cmake) {
+  try {
+    const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(fs.readFileSync(cmake, 'utf8'));
+    if (m) return m[1];
+  } catch {}
+  return '1';
+}
+
+const t = locate();
+const hasCuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so'));
+const arg = process.argv[2];
+let out;
+if (arg === '--include') out = [t.inc, path.join(t.inc, 'torch', 'csrc', 'api', 'include')];
+else if (arg === '--libdirs') out = [`-L${t.lib}`].concat(t.rpath ? [`-Wl,-rpath,${t.lib}`] : []);
+// --no-as-needed keeps libtorch_cuda linked although no symbol of it is referenced: loading it registers the CUDA kernels.
+else if (arg === '--libs') out = ['-Wl,--no-as-needed', '-ltorch', '-ltorch_cpu', '-lc10'].concat(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : []).concat(['-Wl,--as-needed']);
+else if (arg === '--defines') out = [`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.cmake)}`].concat(hasCuda ? ['REPTOK_WITH_CUDA=1'] : []);
+else fail(`libtorch-config: unknown option ${arg}`);
+process.stdout.write(out.join(' '));

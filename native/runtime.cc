@@ -1,0 +1,73 @@
+// Runtime facts and knobs: threads, the BLAS library in use, libtorch version, CUDA.
+#include "common.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace reptok {
+
+static Napi::Value setNumThreads(const Napi::CallbackInfo& info) {
+  int64_t n = toInt(info[0], "setNumThreads");
+  if (n < 1) throw Napi::RangeError::New(info.Env(), "setNumThreads: the thread count must be at least 1");
+  at::set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+static Napi::Value getNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+
+// The BLAS that the dynamic linker actually loaded for libtorch (Debian switches libblas.so.3 through the
+// alternatives system; the reference implementation is ~40x slower than OpenBLAS).
+static Napi::Value blasLibraries(const Napi::CallbackInfo& info) {
+  std::ifstream maps("/proc/self/maps");
+  std::vector<std::string> found;
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    std::string path = line.substr(slash);
+    if ((path.find("blas") != std::string::npos || path.find("libmkl") != std::string::npos) &&
+        std::find(found.begin(), found.end(), path) == found.end()) {
+      found.push_back(path);
+    }
+  }
+  auto arr = Napi::Array::New(info.Env(), found.size());
+  for (size_t i = 0; i < found.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), found[i]));
+  return arr;
+}
+
+static Napi::Value version(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                                           std::to_string(TORCH_VERSION_PATCH));
+}
+
+static Napi::Value cudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::is_available() ? torch::cuda::device_count() : 0));
+}
+
+static Napi::Value cudaSynchronize(const Napi::CallbackInfo& info) {
+  int64_t index = info[0].IsUndefined() ? -1 : toInt(info[0], "cudaSynchronize");
+  return guard(info.Env(), [&]() -> Napi::Value { torch::cuda::synchronize(index); return info.Env().Undefined(); },
+               [] { return std::string("cudaSynchronize"); });
+}
+
+static Napi::Value parallelInfo(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), at::get_parallel_info());
+}
+
+void initRuntime(Napi::Env env, Napi::Object exports) {
+  exportFn<setNumThreads>(env, exports, "setNumThreads");
+  exportFn<getNumThreads>(env, exports, "getNumThreads");
+  exportFn<blasLibraries>(env, exports, "blasLibraries");
+  exportFn<version>(env, exports, "version");
+  exportFn<cudaDeviceCount>(env, exports, "cudaDeviceCount");
+  exportFn<cudaSynchronize>(env, exports, "cudaSynchronize");
+  exportFn<parallelInfo>(env, exports, "parallelInfo");
+}
+
+}  // namespace reptok

@@ -1,0 +1,134 @@
+// Factory functions: tensors from shapes, ranges, random distributions and JavaScript data.
+import { native } from './native.ts';
+import { Tensor, aten, genArg, type GeneratorLike, type Shape } from './tensor.ts';
+import { dtypeCode, dtypeOfArray, type AnyTypedArray, type DType } from './dtype.ts';
+import type { Device } from './device.ts';
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+export interface RandomOptions extends TensorOptions {
+  generator?: GeneratorLike;
+}
+
+const dt = (o: TensorOptions): number | null => (o.dtype === undefined ? null : dtypeCode(o.dtype));
+const dev = (o: TensorOptions): Device | null => o.device ?? null;
+const finish = (t: Tensor, o: TensorOptions): Tensor => (o.requiresGrad ? t.requiresGrad_() : t);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Constant fills and ranges (float32 unless a dtype is given; arange of integers gives int64, like PyTorch)
+// ---------------------------------------------------------------------------------------------------------------
+
+export const zeros = (shape: Shape, o: TensorOptions = {}): Tensor => finish(aten('aten::zeros', shape, dt(o), null, dev(o)), o);
+export const ones = (shape: Shape, o: TensorOptions = {}): Tensor => finish(aten('aten::ones', shape, dt(o), null, dev(o)), o);
+export const empty = (shape: Shape, o: TensorOptions = {}): Tensor => finish(aten('aten::empty.memory_format', shape, dt(o), null, dev(o)), o);
+export const full = (shape: Shape, value: number | boolean, o: TensorOptions = {}): Tensor =>
+  finish(aten('aten::full', shape, value, dt(o) ?? (typeof value === 'boolean' ? dtypeCode('bool') : dtypeCode('float32')), null, dev(o)), o);
+
+/** arange(end) or arange(start, end, step). */
+export function arange(startOrEnd: number, end?: number, step = 1, o: TensorOptions = {}): Tensor {
+  const [s, e] = end === undefined ? [0, startOrEnd] : [startOrEnd, end];
+  return finish(aten('aten::arange.start_step', s, e, step, dt(o), null, dev(o)), o);
+}
+export const linspace = (start: number, end: number, steps: number, o: TensorOptions = {}): Tensor =>
+  finish(aten('aten::linspace', start, end, steps, dt(o), null, dev(o)), o);
+export const eye = (n: number, m = n, o: TensorOptions = {}): Tensor => finish(aten('aten::eye.m', n, m, dt(o), null, dev(o)), o);
+
+export const zerosLike = (t: Tensor, o: TensorOptions = {}): Tensor => zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const onesLike = (t: Tensor, o: TensorOptions = {}): Tensor => ones(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const emptyLike = (t: Tensor, o: TensorOptions = {}): Tensor => empty(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const fullLike = (t: Tensor, value: number, o: TensorOptions = {}): Tensor => full(t.shape, value, { dtype: t.dtype, device: t.device, ...o });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Random (the global generator unless `generator` is given)
+// ---------------------------------------------------------------------------------------------------------------
+
+export const randn = (shape: Shape, o: RandomOptions = {}): Tensor => finish(aten('aten::randn.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+export const rand = (shape: Shape, o: RandomOptions = {}): Tensor => finish(aten('aten::rand.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+/** Integers uniform in [low, high) (int64 by default). */
+export const randint = (low: number, high: number, shape: Shape, o: RandomOptions = {}): Tensor =>
+  finish(aten('aten::randint.low_generator', low, high, shape, genArg(o.generator), dt(o), null, dev(o)), o);
+export const normal = (mean: number, std: number, shape: Shape, o: RandomOptions = {}): Tensor =>
+  finish(aten('aten::normal.float_float', mean, std, shape, genArg(o.generator), dt(o), null, dev(o)), o);
+/** A random permutation of 0..n-1 (int64). */
+export const randperm = (n: number, o: RandomOptions = {}): Tensor => aten('aten::randperm.generator', n, genArg(o.generator), dt(o), null, dev(o));
+export const randnLike = (t: Tensor, o: RandomOptions = {}): Tensor => randn(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const randLike = (t: Tensor, o: RandomOptions = {}): Tensor => rand(t.shape, { dtype: t.dtype, device: t.device, ...o });
+
+// ---------------------------------------------------------------------------------------------------------------
+// From JavaScript data
+// ---------------------------------------------------------------------------------------------------------------
+
+export type NestedArray = number | boolean | readonly NestedArray[];
+
+function inferShape(data: NestedArray): number[] {
+  const shape: number[] = [];
+  let cur: NestedArray = data;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = cur[0] as NestedArray;
+  }
+  return shape;
+}
+
+function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], depth = 0): void {
+  if (depth === shape.length) {
+    if (Array.isArray(data)) throw new TypeError('tensor(): ragged nested array (deeper than its first element)');
+    out.push(data as number | boolean);
+    return;
+  }
+  if (!Array.isArray(data) || data.length !== shape[depth]) {
+    throw new TypeError(`tensor(): ragged nested array: expected length ${shape[depth]} at depth ${depth}`);
+  }
+  for (const d of data) flatten(d, shape, out, depth + 1);
+}
+
+function typedFor(values: (number | boolean)[], dtype: DType): AnyTypedArray {
+  switch (dtype) {
+    case 'float64': return Float64Array.from(values as number[]);
+    case 'int64': return BigInt64Array.from(values as number[], (v) => BigInt(Math.trunc(Number(v))));
+    case 'int32': return Int32Array.from(values as number[]);
+    case 'int16': return Int16Array.from(values as number[]);
+    case 'int8': return Int8Array.from(values as number[]);
+    case 'uint8': return Uint8Array.from(values as number[]);
+    case 'bool': return Uint8Array.from(values, (v) => (v ? 1 : 0));
+    default: return Float32Array.from(values as number[]);
+  }
+}
+
+/**
+ * A tensor holding a copy of `data`: a number, a (nested) array, or a TypedArray (whose element type is the
+ * default dtype; `shape` reshapes it). Numbers default to float32 (JavaScript cannot tell 1 from 1.0), booleans to bool.
+ */
+export function tensor(data: NestedArray | AnyTypedArray, o: TensorOptions & { shape?: Shape } = {}): Tensor {
+  let bytes: AnyTypedArray;
+  let shape: number[];
+  let stored: DType;
+  if (ArrayBuffer.isView(data)) {
+    bytes = data as AnyTypedArray;
+    stored = dtypeOfArray(bytes);
+    shape = o.shape ? [...o.shape] : [bytes.length];
+  } else {
+    shape = inferShape(data as NestedArray);
+    const flat: (number | boolean)[] = [];
+    flatten(data as NestedArray, shape, flat);
+    const isBool = flat.length > 0 && typeof flat[0] === 'boolean';
+    const want = o.dtype ?? (isBool ? 'bool' : 'float32');
+    stored = want === 'float16' || want === 'bfloat16' ? 'float32' : want;
+    bytes = typedFor(flat, stored);
+    if (o.shape) shape = [...o.shape];
+  }
+  let t = new Tensor(native.fromBytes(bytes, dtypeCode(stored), shape, o.device));
+  if (o.dtype !== undefined && o.dtype !== stored) {
+    const c = t.to(o.dtype);
+    t.dispose();
+    t = c;
+  }
+  return finish(t, o);
+}
+
+/** A tensor from raw little-endian bytes (a copy). */
+export const fromBytes = (bytes: Uint8Array, dtype: DType, shape: Shape, device?: Device): Tensor =>
+  new Tensor(native.fromBytes(bytes, dtypeCode(dtype), [...shape], device));

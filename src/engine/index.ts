@@ -1,0 +1,11 @@
+// The tensor engine: libtorch through reptok's native addon.
+export { Tensor, aten, atenVoid, atenSchema, hasOp, type TensorLike, type Shape, type GeneratorLike } from './tensor.ts';
+export * from './creation.ts';
+export * from './ops.ts';
+export * as F from './functional.ts';
+export { noGrad, enableGrad, isGradEnabled, grad, backward } from './autograd.ts';
+export { tidy, keep } from './scope.ts';
+export { Generator, manualSeed } from './random.ts';
+export { setNumThreads, getNumThreads, runtimeInfo, memoryStats } from './runtime.ts';
+export { cuda, type Device } from './device.ts';
+export { DTYPES, isFloating, itemSize, type DType } from './dtype.ts';

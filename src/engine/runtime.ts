@@ -1,0 +1,20 @@
+// Process-wide runtime settings of the engine.
+import { native } from './native.ts';
+
+/** Threads libtorch uses for intra-op parallelism (default: the available cores, or OMP_NUM_THREADS). */
+export const setNumThreads = (n: number): void => native.setNumThreads(n);
+export const getNumThreads = (): number => native.getNumThreads();
+
+/** Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices. */
+export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; cudaDevices: number; ompWaitPolicy?: string } {
+  return {
+    libtorch: native.version(),
+    threads: native.getNumThreads(),
+    blas: native.blasLibraries(),
+    cudaDevices: native.cudaDeviceCount(),
+    ompWaitPolicy: process.env.OMP_WAIT_POLICY,
+  };
+}
+
+/** Live native tensors and the bytes reported to V8 for them (for leak checks). */
+export const memoryStats = (): { count: number; bytes: number } => native.liveTensors();

@@ -1,0 +1,5 @@
+// reptok: RepTok (one-token image representations for efficient generation) in TypeScript on libtorch.
+export * from './engine/index.ts';
+export * as nn from './nn/index.ts';
+export * as optim from './optim/index.ts';
+export * as io from './io/index.ts';

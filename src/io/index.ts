@@ -1,0 +1,2 @@
+export { atomicWrite, atomicWriteText } from './atomic.ts';
+export { SafetensorsFile, SafetensorsError, loadSafetensors, saveSafetensors, type TensorInfo } from './safetensors.ts';

@@ -1,0 +1,117 @@
+// Memory: tidy scopes free what they should and nothing more; forgotten tensors are reclaimed by the garbage
+// collector; a long training loop holds a flat resident size.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { F, keep, memoryStats, randn, tensor, tidy, zeros } from '../../src/index.ts';
+import { GELU, Linear, Sequential } from '../../src/nn/index.ts';
+import { AdamW } from '../../src/optim/index.ts';
+
+test('tidy disposes intermediates and keeps what fn returns (also nested in arrays and objects)', () => {
+  const a = randn([4]);
+  let inner: ReturnType<typeof randn> | undefined;
+  const out = tidy(() => {
+    inner = a.add(1);
+    const b = inner.mul(2);
+    return { b, list: [b.sum()], n: 3 };
+  });
+  assert.equal(inner!.isDisposed, true);
+  assert.equal(out.b.isDisposed, false);
+  assert.equal(out.list[0]!.isDisposed, false);
+  assert.equal(a.isDisposed, false, 'tensors created outside the scope are untouched');
+});
+
+test('nested tidy moves returned tensors to the enclosing scope', () => {
+  let mid: ReturnType<typeof randn> | undefined;
+  const outer = tidy(() => {
+    mid = tidy(() => randn([2]).add(1));
+    assert.equal(mid.isDisposed, false);
+    return mid.mul(3);
+  });
+  assert.equal(mid!.isDisposed, true, 'the inner result belonged to the outer scope, which disposed it');
+  assert.equal(outer.isDisposed, false);
+});
+
+test('tidy disposes everything when fn throws, and keep() exempts tensors', () => {
+  let made: ReturnType<typeof randn> | undefined;
+  let kept: ReturnType<typeof randn> | undefined;
+  assert.throws(() => tidy(() => {
+    made = randn([2]);
+    kept = keep(randn([2]));
+    throw new Error('boom');
+  }), /boom/);
+  assert.equal(made!.isDisposed, true);
+  assert.equal(kept!.isDisposed, false);
+});
+
+test('tidy refuses async functions', () => {
+  assert.throws(() => tidy((async () => randn([1])) as never), /synchronous/);
+});
+
+test('disposing a view leaves its base intact; autograd keeps what it saved', () => {
+  const base = randn([3, 4]);
+  const view = base.select(0, 1);
+  view.dispose();
+  assert.equal(base.sum().isDisposed, false);
+  const w = randn([3]).requiresGrad_();
+  const loss = tidy(() => w.mul(w).exp().sum()); // intermediates disposed, graph still intact
+  loss.backward();
+  assert.deepEqual(w.grad!.shape, [3]);
+});
+
+test('memoryStats counts live tensors and frees them on dispose', () => {
+  const before = memoryStats();
+  const t = zeros([1000]);
+  assert.equal(memoryStats().count, before.count + 1);
+  assert.equal(memoryStats().bytes, before.bytes + 4000);
+  t.dispose();
+  assert.deepEqual(memoryStats(), before);
+  const view = tensor([1, 2, 3]);
+  const alias = view.reshape(3, 1);
+  assert.equal(memoryStats().bytes, before.bytes + 12, 'a view does not count its base storage twice');
+  view.dispose();
+  alias.dispose();
+});
+
+function trainingLoop(steps: number, useTidy: boolean, onStep: (i: number) => void): void {
+  const m = new Sequential(new Linear(16, 64), new GELU(), new Linear(64, 16));
+  const opt = new AdamW(m.parameters(), { lr: 1e-3 });
+  const x = randn([32, 16]);
+  const y = randn([32, 16]);
+  const step = (): void => {
+    const loss = F.mseLoss(m.forward(x), y);
+    opt.zeroGrad();
+    loss.backward();
+    opt.step();
+  };
+  for (let i = 0; i < steps; i++) {
+    if (useTidy) tidy(step);
+    else step();
+    onStep(i);
+  }
+  m.dispose();
+  opt.dispose();
+}
+
+test('a 10,000-step MLP training loop holds a flat resident size', () => {
+  let rssAtWarm = 0;
+  let liveAtWarm = 0;
+  trainingLoop(10_000, true, (i) => {
+    if (i === 999) {
+      rssAtWarm = process.memoryUsage().rss;
+      liveAtWarm = memoryStats().count;
+    }
+  });
+  const growth = (process.memoryUsage().rss - rssAtWarm) / 2 ** 20;
+  assert.ok(growth < 16, `resident size grew by ${growth.toFixed(1)} MiB between step 1,000 and 10,000`);
+  assert.ok(memoryStats().count <= liveAtWarm, 'no tensors accumulate across steps');
+});
+
+test('without tidy, forgotten tensors are reclaimed by the garbage collector', () => {
+  let maxLive = 0;
+  trainingLoop(5_000, false, () => {
+    maxLive = Math.max(maxLive, memoryStats().count);
+  });
+  // ~15 tensors are created per step: 75,000 would be alive without collection.
+  assert.ok(maxLive < 20_000, `up to ${maxLive} live tensors`);
+});
