@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Tensor, tidy } from '../src/index.ts';
+import { Tensor, arange, tensor, tidy } from '../src/index.ts';
 import { loadSafetensors } from '../src/io/index.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -61,5 +61,39 @@ export function assertClose(actual: Tensor, expected: Tensor, tol: Tolerance, wh
       const at = diff.flatten().argmax().item();
       assert.fail(`${what}: max |diff| ${maxDiff.toExponential(3)} exceeds atol ${tol.atol} + rtol ${tol.rtol}·|expected| (flat index ${at}: got ${a.flatten().select(0, at).item()}, expected ${e.flatten().select(0, at).item()})`);
     }
+  });
+}
+
+/**
+ * Finite-difference gradient check in float64: the autograd gradient of sum(fn(inputs) · w) (w random, fixed)
+ * must match central differences for every element of every floating input.
+ */
+export function gradcheck(fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], o: { eps?: number; atol?: number; rtol?: number; what?: string } = {}): void {
+  const eps = o.eps ?? 1e-6;
+  const atol = o.atol ?? 1e-5;
+  const rtol = o.rtol ?? 1e-3;
+  tidy(() => {
+    const xs = inputs.map((x) => (x.dtype === 'float64' ? x.detach().clone().requiresGrad_() : x));
+    const out0 = fn(...xs);
+    const w = arange(out0.numel, undefined, 1, { dtype: 'float64' }).remainder(7).add(0.5).reshape(out0.shape); // fixed, non-uniform weights
+    const objective = (...x: Tensor[]): number => tidy(() => fn(...x).mul(w).sum().item());
+    out0.mul(w).sum().backward();
+    xs.forEach((x, i) => {
+      if (x.dtype !== 'float64') return;
+      const analytic = (x.grad ?? x.detach().mul(0)).data<'float64'>();
+      const base = x.detach().clone();
+      const flat = base.data<'float64'>();
+      for (let j = 0; j < flat.length; j++) {
+        const at = (delta: number): number => {
+          const v = Float64Array.from(flat);
+          v[j] = v[j]! + delta;
+          const xi = tensor(v, { shape: base.shape });
+          return objective(...xs.map((y, k) => (k === i ? xi : y.detach())));
+        };
+        const numeric = (at(eps) - at(-eps)) / (2 * eps);
+        const a = analytic[j]!;
+        assert.ok(Math.abs(a - numeric) <= atol + rtol * Math.abs(numeric), `${o.what ?? 'gradcheck'}: input ${i} element ${j}: autograd ${a} vs finite difference ${numeric}`);
+      }
+    });
   });
 }

@@ -1,0 +1,100 @@
+// Runs a PyTorch peer script (bench/peer/*.py) in the same invocation and collects its JSON lines, so reptok is
+// compared with the same model in PyTorch on the same machine at the same time.
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Debian's python3 has python3-torch; a python3 earlier on PATH (pyenv) usually does not. */
+function python(): string {
+  for (const p of ['/usr/bin/python3', 'python3']) {
+    if (spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) return p;
+  }
+  throw new Error('no python3 with PyTorch found: install it with `apt-get install python3-torch` (the bench:* scripts do this), or pass --impl reptok to skip the peer');
+}
+
+/**
+ * A PyTorch peer process serving measurement requests over stdin/stdout (one JSON line each way). Requests are
+ * interleaved with reptok's own measurements, so both sides see the same machine state: this machine is noisy, and
+ * measuring one side after the other confounds load spikes with speed.
+ */
+export class Peer {
+  readonly #proc: ChildProcessWithoutNullStreams;
+  readonly #lines: AsyncIterator<string>;
+
+  private constructor(proc: ChildProcessWithoutNullStreams) {
+    this.#proc = proc;
+    this.#lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
+  }
+
+  static start(script: string, args: string[]): Peer {
+    // OMP_WAIT_POLICY=PASSIVE for PyTorch too, so both sides run with the same threading behaviour.
+    const proc = spawn(python(), [join(here, 'peer', script), ...args], {
+      env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', PYTHONUNBUFFERED: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    proc.stderr.on('data', (d) => (stderr += d));
+    proc.on('exit', (code) => {
+      if (code) console.error(`peer ${script} exited with ${code}:\n${stderr}`);
+    });
+    return new Peer(proc);
+  }
+
+  async request(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    await settle();
+    this.#proc.stdin.write(`${JSON.stringify(cmd)}\n`);
+    for (;;) {
+      const { value, done } = await this.#lines.next();
+      if (done) throw new Error(`the PyTorch peer stopped before answering ${JSON.stringify(cmd)}`);
+      if (value.startsWith('{')) return JSON.parse(value);
+    }
+  }
+
+  close(): void {
+    this.#proc.stdin.end();
+  }
+}
+
+/**
+ * Waits for the other process's BLAS worker threads to stop spinning (OpenBLAS busy-waits for new work for a
+ * while after each call); call before every measurement so neither side is timed against the other's spinners.
+ */
+export const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
+
+/** Parses `--impl reptok|pytorch|both` and `--key value` options. */
+export function benchArgs(argv = process.argv.slice(2)): { impl: 'reptok' | 'pytorch' | 'both'; get(name: string, fallback: string): string } {
+  const get = (name: string, fallback: string): string => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
+  };
+  const impl = get('impl', 'both');
+  if (impl !== 'reptok' && impl !== 'pytorch' && impl !== 'both') throw new Error(`--impl must be reptok, pytorch or both, got ${impl}`);
+  return { impl, get };
+}
+
+/** Median of the timings (seconds) of `iters` calls after `warmup` calls. */
+export function timeMedian(fn: () => void, iters: number, warmup = 2): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const ts: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    fn();
+    ts.push((performance.now() - t0) / 1000);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)]!;
+}
+
+export const emit = (o: Record<string, unknown>): void => console.log(JSON.stringify(o));
+
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** The median over rounds of `field` for the lines matching `where`. */
+export function summarize(lines: Record<string, unknown>[], where: Record<string, unknown>, field: string): number {
+  const hits = lines.filter((l) => Object.entries(where).every(([k, v]) => l[k] === v)).map((l) => l[field] as number);
+  if (hits.length === 0) throw new Error(`no result for ${JSON.stringify(where)}`);
+  return median(hits);
+}
