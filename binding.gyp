@@ -10,7 +10,8 @@
         "native/autograd.cc",
         "native/random.cc",
         "native/optim.cc",
-        "native/runtime.cc"
+        "native/runtime.cc",
+        "native/profiler.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -1,18 +1,17 @@
 // npm run bench:engine — GEMM throughput and a transformer block's training step (forward + backward + AdamW,
 // batch 16, 64 tokens, width 384, 6 heads), reptok against the same workloads in PyTorch in the same invocation.
-// Prints JSON lines (one per measurement and round, then summaries); `--impl reptok` skips the peer. Each
-// measurement alternates with the peer's (a persistent PyTorch process), for `--rounds N` rounds (default 3). Targets: GEMM within 5% of PyTorch, block ratio ≤ 1.05.
-import { F, Tensor, getNumThreads, randn, runtimeInfo, tidy, manualSeed } from '../src/index.ts';
+// Each measurement is paired with the peer's (a persistent PyTorch process) and the per-pair ratios are
+// summarised. JSON lines; `--impl reptok` skips the peer. Targets: GEMM within 5% of PyTorch, block ratio ≤ 1.05.
+import { F, Tensor, getNumThreads, manualSeed, randn, runtimeInfo, tidy } from '../src/index.ts';
 import { LayerNorm, Linear, Module } from '../src/nn/index.ts';
 import { AdamW } from '../src/optim/index.ts';
-import { Peer, benchArgs, emit, settle, summarize, timeMedian } from './peer.ts';
+import { Peer, benchArgs, emit, median, paired, timeMedian } from './peer.ts';
 
 const args = benchArgs();
-const iters = Number(args.get('iters', '10'));
-const sizes = args.get('sizes', '256,512,1024,2048');
-const rounds = Number(args.get('rounds', '3'));
+const iters = Number(args.get('iters', '5'));
+const pairs = Number(args.get('pairs', '5'));
+const sizes = args.get('sizes', '256,512,1024,2048').split(',').map(Number);
 const threads = getNumThreads();
-manualSeed(0);
 
 class Block extends Module {
   readonly norm1: LayerNorm;
@@ -42,6 +41,25 @@ class Block extends Module {
 }
 
 const info = runtimeInfo();
+const peer = args.impl === 'reptok' ? null : Peer.start('engine.py', ['--threads', String(threads)]);
+const ask = async (req: Record<string, unknown>): Promise<number> => (await peer!.request(req)).seconds as number;
+const report = (bench: string, fields: Record<string, unknown>, r: { ours: number[]; peer: number[]; ratios: number[] }, work?: number): void => {
+  const perf = (s: number): Record<string, number> => (work ? { gflops: work / s / 1e9 } : { seconds: s });
+  if (r.ours.length) emit({ bench, impl: 'reptok', ...fields, ...perf(median(r.ours)), libtorch: info.libtorch, threads });
+  if (r.peer.length) emit({ bench, impl: 'pytorch', ...fields, ...perf(median(r.peer)), threads });
+  if (r.ratios.length) emit({ bench, ...fields, summary: 'reptok_time/pytorch_time, median of paired runs', value: median(r.ratios), pairs: r.ratios.length, target: bench === 'gemm' ? '<= 1.05' : '<= 1.05' });
+};
+
+for (const n of sizes) {
+  const [x, y] = [randn([n, n]), randn([n, n])];
+  const reps = n < 2048 ? iters : 3;
+  let warm = 2;
+  const r = await paired(pairs, args.impl === 'pytorch' ? null : () => timeMedian(() => tidy(() => void x.mm(y)), reps, 2), peer ? () => ask({ run: 'gemm', n, iters: reps, warmup: warm-- > 0 ? 2 : 0 }) : null);
+  report('gemm', { n }, r, 2 * n ** 3);
+  x.dispose();
+  y.dispose();
+}
+
 manualSeed(0);
 const blk = new Block(384, 6);
 const opt = new AdamW(blk.parameters(), { lr: 1e-4 });
@@ -53,38 +71,7 @@ const blockStep = (): void => tidy(() => {
   loss.backward();
   opt.step();
 });
-
-function gemm(n: number, reps: number): Record<string, unknown> {
-  const [x, y] = [randn([n, n]), randn([n, n])];
-  const s = timeMedian(() => tidy(() => void x.mm(y)), reps);
-  x.dispose();
-  y.dispose();
-  return { bench: 'gemm', impl: 'reptok', n, gflops: (2 * n ** 3) / s / 1e9, libtorch: info.libtorch, threads };
-}
-
-const peer = args.impl === 'reptok' ? null : Peer.start('engine.py', ['--threads', String(threads)]);
-const lines: Record<string, unknown>[] = [];
-const record = (o: Record<string, unknown>, round: number): void => {
-  lines.push(o);
-  emit({ ...o, round });
-};
-for (let round = 0; round < rounds; round++) {
-  for (const n of sizes.split(',').map(Number)) {
-    const reps = n < 2048 ? iters : 3;
-    if (args.impl !== 'pytorch') record((await settle(), gemm(n, reps)), round);
-    if (peer) record(await peer.request({ run: 'gemm', n, iters: reps }), round);
-  }
-  if (args.impl !== 'pytorch') await settle();
-  if (args.impl !== 'pytorch') record({ bench: 'block_step', impl: 'reptok', batch: 16, tokens: 64, width: 384, heads: 6, step_s: timeMedian(blockStep, iters) }, round);
-  if (peer) record(await peer.request({ run: 'block_step', iters }), round);
-}
+let first = true;
+const r = await paired(pairs, args.impl === 'pytorch' ? null : () => timeMedian(blockStep, 3, first ? ((first = false), 2) : 0), peer ? () => ask({ run: 'block_step', iters: 3, warmup: 2 }) : null);
+report('block_step', { batch: 16, tokens: 64, width: 384, heads: 6 }, r);
 peer?.close();
-
-if (args.impl === 'both') {
-  for (const n of sizes.split(',').map(Number)) {
-    const r = summarize(lines, { bench: 'gemm', impl: 'reptok', n }, 'gflops') / summarize(lines, { bench: 'gemm', impl: 'pytorch', n }, 'gflops');
-    emit({ bench: 'gemm', n, summary: 'reptok_gflops/pytorch_gflops (median over rounds)', value: r, target: '>= 0.95' });
-  }
-  const r = summarize(lines, { bench: 'block_step', impl: 'reptok' }, 'step_s') / summarize(lines, { bench: 'block_step', impl: 'pytorch' }, 'step_s');
-  emit({ bench: 'block_step', summary: 'reptok_time/pytorch_time (median over rounds)', value: r, target: '<= 1.05' });
-}

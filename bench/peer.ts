@@ -84,17 +84,27 @@ export function timeMedian(fn: () => void, iters: number, warmup = 2): number {
     fn();
     ts.push((performance.now() - t0) / 1000);
   }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)]!;
+  return median(ts);
 }
 
 export const emit = (o: Record<string, unknown>): void => console.log(JSON.stringify(o));
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** The median over rounds of `field` for the lines matching `where`. */
-export function summarize(lines: Record<string, unknown>[], where: Record<string, unknown>, field: string): number {
-  const hits = lines.filter((l) => Object.entries(where).every(([k, v]) => l[k] === v)).map((l) => l[field] as number);
-  if (hits.length === 0) throw new Error(`no result for ${JSON.stringify(where)}`);
-  return median(hits);
+/**
+ * Paired measurement: `pairs` times, one timed run of ours right next to one of the peer's (after both warmed up).
+ * This machine's speed drifts by ±30% over seconds; the ratio of neighbouring runs cancels the drift, so the
+ * median of the per-pair ratios is the number to report. `ours` and `peer` return seconds for one run.
+ */
+export async function paired(pairs: number, ours: (() => number) | null, peer: (() => Promise<number>) | null): Promise<{ ours: number[]; peer: number[]; ratios: number[] }> {
+  const r = { ours: [] as number[], peer: [] as number[], ratios: [] as number[] };
+  for (let i = 0; i < pairs; i++) {
+    if (ours) {
+      await settle();
+      r.ours.push(ours());
+    }
+    if (peer) r.peer.push(await peer());
+    if (ours && peer) r.ratios.push(r.ours[i]! / r.peer[i]!);
+  }
+  return r;
 }

@@ -10,6 +10,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initRandom(env, exports);
   initOptim(env, exports);
   initRuntime(env, exports);
+  initProfiler(env, exports);
   return exports;
 }
 

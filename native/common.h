@@ -105,5 +105,6 @@ void initAutograd(Napi::Env env, Napi::Object exports);
 void initRandom(Napi::Env env, Napi::Object exports);
 void initOptim(Napi::Env env, Napi::Object exports);
 void initRuntime(Napi::Env env, Napi::Object exports);
+void initProfiler(Napi::Env env, Napi::Object exports);
 
 }  // namespace reptok

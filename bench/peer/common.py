@@ -1,4 +1,4 @@
-"""Shared helpers of the PyTorch peer benchmarks: a request loop over stdin/stdout, median timing."""
+"""Shared helpers of the PyTorch peer benchmarks: a request loop over stdin/stdout, timing."""
 import json
 import sys
 import time
@@ -6,7 +6,7 @@ import time
 import torch
 
 
-def time_median(fn, iters, warmup=2):
+def time_median(fn, iters, warmup=0):
     for _ in range(warmup):
         fn()
     ts = []

@@ -26,15 +26,15 @@ class Block(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
-def gemm(n, iters):
+def gemm(n, iters, warmup=0):
     x, y = torch.randn(n, n), torch.randn(n, n)
-    return {"bench": "gemm", "n": n, "gflops": 2 * n ** 3 / time_median(lambda: x @ y, iters) / 1e9}
+    return {"bench": "gemm", "n": n, "seconds": time_median(lambda: x @ y, iters, warmup)}
 
 
 state = {}
 
 
-def block_step(iters):
+def block_step(iters, warmup=0):
     if not state:
         torch.manual_seed(0)
         blk = Block(384, 6)
@@ -46,7 +46,7 @@ def block_step(iters):
         loss.backward()
         state["opt"].step()
 
-    return {"bench": "block_step", "batch": 16, "tokens": 64, "width": 384, "heads": 6, "step_s": time_median(step, iters)}
+    return {"bench": "block_step", "batch": 16, "tokens": 64, "width": 384, "heads": 6, "seconds": time_median(step, iters, warmup)}
 
 
 ap = argparse.ArgumentParser()

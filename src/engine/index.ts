@@ -8,4 +8,5 @@ export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';
 export { setNumThreads, getNumThreads, runtimeInfo, memoryStats } from './runtime.ts';
 export { cuda, type Device } from './device.ts';
+export { profile, formatProfile, type OpProfile } from './profile.ts';
 export { DTYPES, isFloating, itemSize, type DType } from './dtype.ts';

@@ -69,6 +69,16 @@ export interface Native {
   cudaDeviceCount(): number;
   cudaSynchronize(index?: number): void;
   parallelInfo(): string;
+  // profiler
+  profilerStart(): void;
+  profilerStop(): OpProfile[];
+}
+
+export interface OpProfile {
+  name: string;
+  calls: number;
+  totalUs: number;
+  selfUs: number;
 }
 
 function load(): Native {

@@ -262,6 +262,7 @@ export class Tensor {
   view(...shape: (number | Shape)[]): Tensor { return aten('aten::view', this, dimsOf(shape)); }
   permute(...dims: (number | Shape)[]): Tensor { return aten('aten::permute', this, dimsOf(dims)); }
   transpose(dim0: number, dim1: number): Tensor { return aten('aten::transpose.int', this, dim0, dim1); }
+  movedim(source: number, destination: number): Tensor { return aten('aten::movedim.int', this, source, destination); }
   /** Transpose of the last two dimensions. */
   get mT(): Tensor { return this.transpose(-2, -1); }
   flatten(startDim = 0, endDim = -1): Tensor { return aten('aten::flatten.using_ints', this, startDim, endDim); }

@@ -5,14 +5,14 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { DTYPES, arange, randn, tensor, zeros } from '../../src/index.ts';
+import { DTYPES, Tensor, arange, randn, tensor, zeros } from '../../src/index.ts';
 import { SafetensorsError, SafetensorsFile, loadSafetensors, saveSafetensors } from '../../src/io/index.ts';
 import { fixturesRoot } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'reptok-st-'));
 
 test('every dtype round-trips bit-exactly, with metadata and in order', () => {
-  const tensors = new Map(DTYPES.map((d) => [`t_${d}`, arange(-3, 9).reshape(3, 4).to(d)] as const));
+  const tensors = new Map<string, Tensor>(DTYPES.map((d) => [`t_${d}`, arange(-3, 9).reshape(3, 4).to(d)]));
   tensors.set('scalar', tensor(2.5));
   tensors.set('empty', zeros([0, 3]));
   const path = join(dir, 'all.safetensors');

@@ -67,7 +67,7 @@ test('freezing a sub-tree stops its gradients; train/eval propagate', () => {
   let h = x;
   for (const blk of n.blocks) h = blk.forward(h);
   h.sum().backward();
-  assert.equal(n.blocks.at(0).mlp.at(0).weight.hasGrad, false);
+  assert.equal((n.blocks.at(0).mlp.at(0) as Linear).weight.hasGrad, false);
   assert.equal(n.blocks.at(1).scale.hasGrad, true);
   assert.equal(n.numParameters({ trainableOnly: true }) * 2, n.numParameters());
   n.eval();

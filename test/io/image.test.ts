@@ -1,0 +1,52 @@
+// Image files <-> tensors through sharp: round trips, gray and RGB, SVG rasterisation, grids, corrupt files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { arange, randn, tidy } from '../../src/index.ts';
+import { encodePng, imageGrid, readImage, readImages, writeImage } from '../../src/io/image.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'reptok-image-'));
+
+test('PNG round trip is exact for values on the 8-bit grid', async () => {
+  const img = tidy(() => arange(0, 3 * 4 * 5).reshape(3, 4, 5).mul(4).to('float32').div(127.5).sub(1));
+  const path = join(dir, 'a.png');
+  await writeImage(path, img);
+  const back = await readImage(path);
+  assert.deepEqual(back.shape, [3, 4, 5]);
+  assert.ok(back.allclose(img, 0, 1e-6));
+  const gray = await readImage(path, { channels: 1 });
+  assert.deepEqual(gray.shape, [1, 4, 5]);
+  assert.equal((await encodePng(img)).subarray(1, 4).toString(), 'PNG');
+});
+
+test('SVGs rasterise on white at the requested size; resizing and square crops', async () => {
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 36 36"><circle cx="18" cy="18" r="10" fill="#ff0000"/></svg>';
+  const path = join(dir, 'c.svg');
+  writeFileSync(path, svg);
+  const img = await readImage(path, { size: 32, density: 300 });
+  assert.deepEqual(img.shape, [3, 32, 32]);
+  assert.ok(img.select(1, 0).select(1, 0).allclose(img.select(1, 0).select(1, 0).mul(0).add(1)), 'transparent corners become white');
+  const centre = img.select(1, 16).select(1, 16).toArray() as number[];
+  assert.ok(centre[0]! > 0.9 && centre[1]! < -0.9, 'the circle is red');
+  const wide = join(dir, 'wide.png');
+  await writeImage(wide, randn([3, 20, 40]).clamp(-1, 1));
+  assert.deepEqual((await readImage(wide, { size: 10 })).shape, [3, 10, 10]);
+  assert.deepEqual((await readImage(wide, { resize: [7, 9] })).shape, [3, 7, 9]);
+  assert.deepEqual((await readImages([wide, wide], { size: 8 })).shape, [2, 3, 8, 8]);
+  await assert.rejects(readImages([wide, path], {}), /different sizes/);
+});
+
+test('a grid tiles a batch with borders', () => {
+  const g = imageGrid(randn([5, 3, 4, 4]).clamp(-1, 1), { nrow: 3, padding: 1 });
+  assert.deepEqual(g.shape, [3, 2 * 5 + 1, 3 * 5 + 1]);
+});
+
+test('corrupt and missing files are errors naming the file', async () => {
+  const bad = join(dir, 'bad.png');
+  writeFileSync(bad, Buffer.from('\x89PNG\r\n\x1a\nnot really'));
+  await assert.rejects(readImage(bad), (e: Error) => e.message.startsWith(`cannot read image ${bad}`));
+  await assert.rejects(readImage(join(dir, 'missing.png')), /cannot read image .*missing\.png/);
+});

@@ -1,0 +1,76 @@
+// torch.save archives through the restricted unpickler: tensors of every dtype, shared storages and strided views,
+// plain data, the DINOv2 torch-hub format end to end, and refusal of pickles that would run code.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { Tensor, noGrad, tidy } from '../../src/index.ts';
+import { loadSafetensors } from '../../src/io/index.ts';
+import { loadTorchCheckpoint } from '../../src/io/torch-checkpoint.ts';
+import { loadStateDictFile } from '../../src/io/checkpoint-file.ts';
+import { unpickle, UnpicklingError } from '../../src/io/pickle.ts';
+import { loadDinov2 } from '../../src/models/dinov2-weights.ts';
+import { DATA, assertClose, loadFixture } from '../helpers.ts';
+
+test('tensors of every dtype, views and strided tensors come back exactly; plain data keeps its types', () => {
+  const obj = loadTorchCheckpoint(join(DATA, 'pickle-cases.pth')) as Map<string, any>;
+  const expected = loadSafetensors(join(DATA, 'pickle-cases.safetensors')).tensors;
+  const sd = obj.get('state_dict') as Map<string, Tensor>;
+  assert.deepEqual([...sd.keys()], [...expected.keys()]);
+  for (const [k, e] of expected) {
+    const t = sd.get(k)!;
+    assert.equal(t.dtype, e.dtype, k);
+    assert.deepEqual(t.shape, e.shape, k);
+    assert.ok(t.equal(e), `${k} values`);
+  }
+  assert.equal(obj.get('epoch'), 7);
+  assert.equal(obj.get('big'), 2n ** 62n);
+  assert.equal(obj.get('lr'), 0.5);
+  assert.equal(obj.get('name'), 'ünïcode');
+  assert.equal(obj.get('none'), null);
+  assert.deepEqual(obj.get('flags'), [true, false]);
+  assert.deepEqual(obj.get('shape'), [2, 3]);
+  assert.deepEqual(obj.get('blob'), Buffer.from([0, 1, 255]));
+  assert.deepEqual((obj.get('nested').get('a').get('b') as Tensor).toArray(), [1, 1]);
+});
+
+test('loadStateDictFile picks the state dict and flattens nested checkpoints', () => {
+  const sd = loadStateDictFile(join(DATA, 'pickle-cases.pth'));
+  assert.ok(sd.has('view_t') && sd.has('param'));
+  const nested = loadStateDictFile(join(DATA, 'pickle-cases.pth'), { key: 'nested' });
+  assert.deepEqual([...nested.keys()], ['a.b']);
+  assert.throws(() => loadStateDictFile(join(DATA, 'pickle-cases.pth'), { key: 'nope' }), /no entry 'nope'/);
+});
+
+test('an official torch-hub .pth loads into DINOv2 and matches the fixture outputs', () => {
+  const fx = loadFixture('dinov2/reg-tiny');
+  const model = loadDinov2(join(DATA, 'dinov2-reg-tiny.pth'), { overrides: { numHeads: 3 } }).eval();
+  tidy(() => noGrad(() => {
+    const out = model.forwardFeatures(fx.cases.get('square224.pixel_values')!);
+    assertClose(out.xNormClstoken, fx.cases.get('square224.x_norm_clstoken')!, fx.config.tolerance, 'cls token from .pth weights');
+  }));
+});
+
+test('a pickle that would run code is refused, naming the global, and nothing runs', () => {
+  assert.throws(() => loadTorchCheckpoint(join(DATA, 'malicious.pth')), (e: Error) => {
+    assert.ok(e instanceof UnpicklingError);
+    assert.match(e.message, /refusing to load global '(posix|os)\.system'/);
+    return true;
+  });
+  assert.equal(existsSync('/tmp/reptok-pickle-exploit'), false);
+  // the same refusal for other code paths: builtins.eval through REDUCE, INST, and unknown classes
+  const evalPickle = Buffer.concat([Buffer.from('\x80\x02cbuiltins\neval\nq\x00X\x04\x00\x00\x001+1q\x01\x85q\x02Rq\x03.', 'latin1')]);
+  assert.throws(() => unpickle(evalPickle, { globals: {} }), /refusing to load global 'builtins\.eval'/);
+  assert.throws(() => unpickle(Buffer.from('(ios\nsystem\n.', 'latin1'), { globals: {} }), /refusing to instantiate 'os\.system'/);
+});
+
+test('damaged and foreign files are clear errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'reptok-pth-'));
+  const notZip = join(dir, 'legacy.pth');
+  writeFileSync(notZip, Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc]));
+  assert.throws(() => loadTorchCheckpoint(notZip), /not a zip-format torch\.save file.*legacy/);
+  assert.throws(() => unpickle(Buffer.from([0x80, 0x02, 0x5d]), { globals: {}, source: 'x.pkl' }), /x\.pkl: truncated pickle/);
+  assert.throws(() => unpickle(Buffer.from([0xff]), { globals: {} }), /unknown or unsupported pickle opcode 0xff/);
+});
