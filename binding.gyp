@@ -19,6 +19,7 @@
       ],
       "defines": [
         "NAPI_EXPERIMENTAL",
+        "NDEBUG",
         "NAPI_CPP_EXCEPTIONS",
         "<!@(node native/libtorch-config.cjs --defines)"
       ],

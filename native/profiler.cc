@@ -21,27 +21,48 @@ struct OpStats {
 struct Frame : at::ObserverContext {
   std::chrono::steady_clock::time_point start;
   double childUs = 0;
+  std::string key;  // computed at the start: inputs are only readable there
 };
 
 static std::mutex g_mutex;
 static std::unordered_map<std::string, OpStats> g_stats;
 static c10::optional<at::CallbackHandle> g_handle;
+static bool g_withShapes = false;
 static thread_local std::vector<Frame*> t_stack;
 
-static std::unique_ptr<at::ObserverContext> onStart(const at::RecordFunction&) {
+// "aten::mm[64x384, 384x1152]" when shapes are recorded
+static std::string key(const at::RecordFunction& fn) {
+  std::string k = fn.name();
+  if (!g_withShapes) return k;
+  k += "[";
+  bool first = true;
+  for (const auto& v : fn.inputs()) {
+    if (!v.isTensor()) continue;
+    const auto& t = v.toTensor();
+    if (!first) k += ", ";
+    first = false;
+    if (!t.defined()) { k += "-"; continue; }
+    for (int64_t i = 0; i < t.dim(); i++) k += (i ? "x" : "") + std::to_string(t.size(i));
+    if (t.dim() > 1 && !t.is_contiguous()) k += "(strided)";
+  }
+  return k + "]";
+}
+
+static std::unique_ptr<at::ObserverContext> onStart(const at::RecordFunction& fn) {
   auto f = std::make_unique<Frame>();
+  f->key = key(fn);
   f->start = std::chrono::steady_clock::now();
   t_stack.push_back(f.get());
   return f;
 }
 
-static void onEnd(const at::RecordFunction& fn, at::ObserverContext* ctx) {
+static void onEnd(const at::RecordFunction&, at::ObserverContext* ctx) {
   auto* f = static_cast<Frame*>(ctx);
   double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - f->start).count();
   if (!t_stack.empty() && t_stack.back() == f) t_stack.pop_back();
   if (!t_stack.empty()) t_stack.back()->childUs += us;
   std::lock_guard<std::mutex> lock(g_mutex);
-  OpStats& s = g_stats[fn.name()];
+  OpStats& s = g_stats[f->key];
   s.calls++;
   s.totalUs += us;
   s.selfUs += us - f->childUs;
@@ -49,11 +70,12 @@ static void onEnd(const at::RecordFunction& fn, at::ObserverContext* ctx) {
 
 static Napi::Value profilerStart(const Napi::CallbackInfo& info) {
   if (g_handle) throw Napi::Error::New(info.Env(), "profilerStart: the profiler is already running");
+  g_withShapes = info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     g_stats.clear();
   }
-  g_handle = at::addGlobalCallback(at::RecordFunctionCallback(onStart, onEnd).needsInputs(false).scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
+  g_handle = at::addGlobalCallback(at::RecordFunctionCallback(onStart, onEnd).needsInputs(g_withShapes).scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
   return info.Env().Undefined();
 }
 

@@ -5,6 +5,8 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +43,15 @@ static Napi::Value blasLibraries(const Napi::CallbackInfo& info) {
   return arr;
 }
 
+// The kernel family OpenBLAS picked for this CPU ("SkylakeX", "Haswell", ...; "Prescott" is its slow generic
+// fallback), or null when the BLAS is not OpenBLAS.
+static Napi::Value blasCore(const Napi::CallbackInfo& info) {
+  using CoreName = char* (*)();
+  auto fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (!fn) return info.Env().Null();
+  return Napi::String::New(info.Env(), fn());
+}
+
 static Napi::Value version(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
                                            std::to_string(TORCH_VERSION_PATCH));
@@ -65,6 +76,7 @@ void initRuntime(Napi::Env env, Napi::Object exports) {
   exportFn<getNumThreads>(env, exports, "getNumThreads");
   exportFn<blasLibraries>(env, exports, "blasLibraries");
   exportFn<version>(env, exports, "version");
+  exportFn<blasCore>(env, exports, "blasCore");
   exportFn<cudaDeviceCount>(env, exports, "cudaDeviceCount");
   exportFn<cudaSynchronize>(env, exports, "cudaSynchronize");
   exportFn<parallelInfo>(env, exports, "parallelInfo");

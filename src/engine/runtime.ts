@@ -6,11 +6,12 @@ export const setNumThreads = (n: number): void => native.setNumThreads(n);
 export const getNumThreads = (): number => native.getNumThreads();
 
 /** Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices. */
-export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; cudaDevices: number; ompWaitPolicy?: string } {
+export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; blasCore: string | null; cudaDevices: number; ompWaitPolicy?: string } {
   return {
     libtorch: native.version(),
     threads: native.getNumThreads(),
     blas: native.blasLibraries(),
+    blasCore: native.blasCore(),
     cudaDevices: native.cudaDeviceCount(),
     ompWaitPolicy: process.env.OMP_WAIT_POLICY,
   };

@@ -1,4 +1,6 @@
 // reptok info: what the engine runs on (libtorch, threads, BLAS, CUDA) — the first thing to paste in a bug report.
+import { readFileSync } from 'node:fs';
+
 import { runtimeInfo } from '../../engine/index.ts';
 import type { CommandSpec } from '../args.ts';
 
@@ -9,5 +11,6 @@ export const spec: CommandSpec = {
 };
 
 export async function run(): Promise<void> {
-  console.log(JSON.stringify({ reptok: process.env.npm_package_version, node: process.version, ...runtimeInfo() }, null, 2));
+  const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+  console.log(JSON.stringify({ reptok: version, node: process.version, ...runtimeInfo() }, null, 2));
 }
