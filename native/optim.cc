@@ -2,6 +2,8 @@
 // follows torch.optim (single-tensor path of PyTorch 1.13) operation by operation, so results match PyTorch.
 #include "common.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 
 namespace reptok {
@@ -19,6 +21,53 @@ static bool boolField(const Napi::Object& o, const char* key) {
 
 static void checkSameLength(Napi::Env env, const char* name, size_t a, size_t b) {
   if (a != b) throw Napi::Error::New(env, std::string(name) + ": every state list must have one entry per parameter");
+}
+
+// One pass over memory for a float32 CPU parameter: the same arithmetic as the op sequence below (decay, both
+// moments, bias-corrected step), but reading p, g, m, v once and writing p, m, v once instead of ~10 full passes
+// (the update of a large model is memory-bound: 300M parameters move 30 GB unfused, 8 GB fused).
+static bool fusable(const at::Tensor& p, const at::Tensor& g, const at::Tensor& m, const at::Tensor& v) {
+  for (const at::Tensor* t : {&p, &g, &m, &v}) {
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || !t->is_contiguous()) return false;
+  }
+  return g.numel() == p.numel() && m.numel() == p.numel() && v.numel() == p.numel();
+}
+
+struct AdamWConsts {
+  float decay, beta1, beta2, oneMinusB1, oneMinusB2, bc2Sqrt, eps, negStepSize;
+  bool maximize;
+};
+
+// The rounding follows ATen's vectorised kernels op by op: add_(g, alpha) is a fused multiply-add, addcmul_ and
+// addcdiv_ are separate multiplies and adds (built with -ffp-contract=off so the compiler adds no other FMAs).
+template <bool kFma>
+__attribute__((always_inline)) inline void adamwLoop(float* P, const float* G, float* M, float* V, int64_t begin, int64_t end, const AdamWConsts& c) {
+  for (int64_t i = begin; i < end; i++) {
+    const float g = c.maximize ? -G[i] : G[i];
+    const float mi = kFma ? __builtin_fmaf(g, c.oneMinusB1, M[i] * c.beta1) : M[i] * c.beta1 + g * c.oneMinusB1;
+    const float vi = V[i] * c.beta2 + c.oneMinusB2 * g * g;
+    M[i] = mi;
+    V[i] = vi;
+    P[i] = P[i] * c.decay + c.negStepSize * (mi / (std::sqrt(vi) / c.bc2Sqrt + c.eps));
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void adamwLoopFma(float* P, const float* G, float* M, float* V, int64_t b, int64_t e, const AdamWConsts& c) {
+  adamwLoop<true>(P, G, M, V, b, e, c);
+}
+static void adamwLoopPlain(float* P, const float* G, float* M, float* V, int64_t b, int64_t e, const AdamWConsts& c) {
+  adamwLoop<false>(P, G, M, V, b, e, c);
+}
+
+static void adamwFused(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, const AdamWConsts& c) {
+  static const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  float* P = p.data_ptr<float>();
+  const float* G = grad.data_ptr<float>();
+  float* M = m.data_ptr<float>();
+  float* V = v.data_ptr<float>();
+  at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    (fma ? adamwLoopFma : adamwLoopPlain)(P, G, M, V, begin, end, c);
+  });
 }
 
 // adamwStep(params[], expAvg[], expAvgSq[], maxExpAvgSq[]|null, {lr, beta1, beta2, eps, weightDecay, step, amsgrad, maximize})
@@ -51,6 +100,12 @@ static Napi::Value adamwStep(const Napi::CallbackInfo& info) {
           at::Tensor& p = params[current];
           const at::Tensor& g0 = p.grad();
           if (!g0.defined()) continue;
+          if (!amsgrad && fusable(p, g0, expAvg[current], expAvgSq[current])) {
+            const AdamWConsts c{static_cast<float>(1 - lr * wd), static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(1 - beta1),
+                                static_cast<float>(1 - beta2), static_cast<float>(bc2Sqrt), static_cast<float>(eps), static_cast<float>(-stepSize), maximize};
+            adamwFused(p, g0, expAvg[current], expAvgSq[current], c);
+            continue;
+          }
           at::Tensor g = maximize ? -g0 : g0;
           p.mul_(1 - lr * wd);
           expAvg[current].mul_(beta1).add_(g, 1 - beta1);

@@ -13,7 +13,8 @@ export interface RandomOptions extends TensorOptions {
   generator?: GeneratorLike;
 }
 
-const dt = (o: TensorOptions): number | null => (o.dtype === undefined ? null : dtypeCode(o.dtype));
+// `undefined` keeps the schema's default dtype (randint and randperm default to int64, most factories to float32)
+const dt = (o: TensorOptions): number | undefined => (o.dtype === undefined ? undefined : dtypeCode(o.dtype));
 const dev = (o: TensorOptions): Device | null => o.device ?? null;
 const finish = (t: Tensor, o: TensorOptions): Tensor => (o.requiresGrad ? t.requiresGrad_() : t);
 

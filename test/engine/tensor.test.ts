@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  Generator, arange, enableGrad, eye, full, getNumThreads, grad, isGradEnabled, linspace, noGrad, ones, randn, setNumThreads, tensor, zeros,
+  Generator, arange, enableGrad, randint, randperm, eye, full, getNumThreads, grad, isGradEnabled, linspace, noGrad, ones, randn, setNumThreads, tensor, zeros,
 } from '../../src/index.ts';
 
 test('tensors from nested arrays, booleans and TypedArrays', () => {
@@ -40,6 +40,8 @@ test('factories follow PyTorch dtypes and values', () => {
   assert.deepEqual(linspace(0, 1, 3).toArray(), [0, 0.5, 1]);
   assert.deepEqual(eye(2).toArray(), [[1, 0], [0, 1]]);
   assert.equal(full([2], true).dtype, 'bool');
+  assert.equal(randint(0, 5, [3]).dtype, 'int64');
+  assert.equal(randperm(4).dtype, 'int64');
   assert.equal(zeros([2], { dtype: 'int32' }).dtype, 'int32');
   assert.equal(ones([1], { requiresGrad: true }).requiresGrad, true);
 });

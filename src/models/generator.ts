@@ -1,0 +1,205 @@
+// RepTok's representation generator (stage B): an attention-free MLP-Mixer flow model over [token, class, time]
+// that generates new tokens for the tokenizer to decode. Mixer: Tolstikhin et al., "MLP-Mixer" (2021); class and
+// time embeddings as in DiT (Peebles & Xie, 2023). Reference: CompVis/RepTok reptok/models/mlp-mixer.py
+// (MLPMixer1D), reptok/models/transformer/dit.py (TimestepEmbedder, LabelEmbedder). Keys are the reference's
+// (`pos_embed`, `t_embedder.mlp.{0,2}`, `label_embedder.embedding_table`, `mixer.N...`).
+import { F, Tensor, arange, cat, full, rand, randn, tidy, where, type GeneratorLike } from '../engine/index.ts';
+import type { GuidableField } from '../flow/guidance.ts';
+import { Dropout, Embedding, GELU, LayerNorm, Linear, Module, Sequential, SiLU, type UnaryModule } from '../nn/index.ts';
+
+export interface GeneratorConfig {
+  /** Width of a token (the tokenizer's D, e.g. 768). */
+  tokenDim: number;
+  /** Tokens per sample (1 for RepTok). */
+  nTokens: number;
+  /** Mixer width. */
+  dim: number;
+  depth: number;
+  /** Expansion of the token-mixing MLP (across the sequence). */
+  expansionFactor: number;
+  /** Expansion of the channel MLP. */
+  expansionFactorToken: number;
+  /** 0 for unconditional; else a label embedding with a null row for guidance. */
+  numClasses: number;
+  classDropoutProb: number;
+  /** Extra context tokens prepended to the sequence (e.g. text states); 0 for the class-conditional model. */
+  nExtraTokens: number;
+  dropout: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Embeddings
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Sinusoidal features of t (N, dim): [cos(t·f), sin(t·f)] with f_i = exp(−ln(max_period)·i/(dim/2)). */
+export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10_000): Tensor {
+  return tidy(() => {
+    const half = Math.floor(dim / 2);
+    const freqs = arange(0, half, 1, { dtype: 'float32', device: t.device }).mul(-Math.log(maxPeriod)).div(half).exp();
+    const args = t.unsqueeze(1).float().mul(freqs.unsqueeze(0));
+    const emb = cat([args.cos(), args.sin()], -1);
+    return dim % 2 ? F.pad(emb, [0, 1]) : emb;
+  });
+}
+
+export class TimestepEmbedder extends Module {
+  readonly mlp: Sequential;
+  constructor(hidden: number, readonly frequencyDim = 256) {
+    super();
+    this.mlp = this.module('mlp', new Sequential(new Linear(frequencyDim, hidden), new SiLU(), new Linear(hidden, hidden)));
+  }
+  forward(t: Tensor): Tensor {
+    return tidy(() => this.mlp.forward(timestepEmbedding(t, this.frequencyDim)));
+  }
+}
+
+/** Class labels -> vectors; the extra last row is the null label used for classifier-free guidance. */
+export class LabelEmbedder extends Module {
+  readonly embeddingTable: Embedding;
+  constructor(readonly numClasses: number, hidden: number, readonly dropoutProb: number) {
+    super();
+    this.embeddingTable = this.module('embedding_table', new Embedding(numClasses + (dropoutProb > 0 ? 1 : 0), hidden));
+  }
+  get nullLabel(): number {
+    return this.numClasses;
+  }
+  /** In training, each label is replaced by the null label with probability `dropoutProb`. */
+  forward(labels: Tensor, train: boolean, generator?: GeneratorLike): Tensor {
+    return tidy(() => {
+      let y = labels;
+      if (train && this.dropoutProb > 0) y = where(rand([labels.shape[0]!], { generator, device: labels.device }).lt(this.dropoutProb), this.numClasses, labels);
+      return this.embeddingTable.forward(y);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mixer
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Conv1d with kernel 1 across the token axis of (B, L, dim): mixes tokens, one weight per (out, in) token pair. */
+class TokenDense extends Module implements UnaryModule {
+  readonly weight: Tensor; // (out, in, 1)
+  readonly bias: Tensor; // (out)
+  constructor(inTokens: number, outTokens: number) {
+    super();
+    const l = new Linear(inTokens, outTokens); // PyTorch's Conv1d(k=1) initialises like a Linear over the same fan-in
+    this.weight = this.param('weight', l.weight.unsqueeze(-1).contiguous());
+    this.bias = this.param('bias', l.bias!.clone());
+    l.dispose();
+  }
+  forward(x: Tensor): Tensor {
+    return F.conv1d(x, this.weight, this.bias);
+  }
+}
+
+function feedForward(dim: number, expansion: number, dropout: number, dense: (i: number, o: number) => UnaryModule): Sequential {
+  const inner = Math.floor(dim * expansion);
+  return new Sequential(dense(dim, inner), new GELU(), new Dropout(dropout), dense(inner, dim), new Dropout(dropout));
+}
+
+/** x + fn(LayerNorm(x)) */
+class PreNormResidual extends Module implements UnaryModule {
+  readonly norm: LayerNorm;
+  readonly fn: Sequential;
+  constructor(dim: number, fn: Sequential) {
+    super();
+    this.fn = this.module('fn', fn);
+    this.norm = this.module('norm', new LayerNorm(dim));
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => this.fn.forward(this.norm.forward(x)).add(x));
+  }
+}
+
+/** The reference's MLPMixer_1D: Linear in -> depth × (token mixing, channel mixing) -> LayerNorm -> Linear out. */
+export function mlpMixer1D(seqLen: number, channels: number, dim: number, depth: number, e: number, eTok: number, dropout: number): Sequential {
+  const blocks = Array.from({ length: depth }, () => new Sequential(
+    new PreNormResidual(dim, feedForward(seqLen, e, dropout, (i, o) => new TokenDense(i, o))),
+    new PreNormResidual(dim, feedForward(dim, eTok, dropout, (i, o) => new Linear(i, o))),
+  ));
+  return new Sequential(new Linear(channels, dim), ...blocks, new LayerNorm(dim), new Linear(dim, channels));
+}
+
+export class MLPMixer1D extends Module {
+  readonly config: GeneratorConfig;
+  readonly mixer: Sequential;
+  readonly posEmbed: Tensor; // (1, n, C)
+  readonly tEmbedder: TimestepEmbedder;
+  readonly labelEmbedder: LabelEmbedder | null;
+
+  constructor(config: GeneratorConfig) {
+    super();
+    const c = (this.config = { ...config });
+    const seqLen = c.nTokens + (c.numClasses > 0 ? 2 : 1) + c.nExtraTokens;
+    this.mixer = this.module('mixer', mlpMixer1D(seqLen, c.tokenDim, c.dim, c.depth, c.expansionFactor, c.expansionFactorToken, c.dropout));
+    this.posEmbed = this.param('pos_embed', randn([1, c.nTokens, c.tokenDim]));
+    this.tEmbedder = this.module('t_embedder', new TimestepEmbedder(c.tokenDim));
+    this.labelEmbedder = c.numClasses > 0 ? this.module('label_embedder', new LabelEmbedder(c.numClasses, c.tokenDim, c.classDropoutProb)) : null;
+  }
+
+  get nullLabel(): number | null {
+    return this.labelEmbedder?.nullLabel ?? null;
+  }
+
+  /**
+   * Velocity for tokens x (B, n, C) at times t (B), labels y (B) (null-label rows give the unconditional field),
+   * and optional context tokens (B, nExtra, C) prepended to the sequence. Label dropout applies in training mode.
+   */
+  forward(x: Tensor, t: Tensor, o: { y?: Tensor | null; context?: Tensor | null; generator?: GeneratorLike } = {}): Tensor {
+    const n = x.shape[1]!;
+    return tidy(() => {
+      const parts = [x.add(this.posEmbed)];
+      if (this.labelEmbedder) {
+        if (!o.y) throw new Error('this generator is class-conditional: pass labels y (the null label for unconditional samples)');
+        parts.push(this.labelEmbedder.forward(o.y, this.training, o.generator).unsqueeze(1));
+      }
+      parts.push(this.tEmbedder.forward(t).unsqueeze(1));
+      let xs = cat(parts, 1); // (B, n + 1 (+1), C)
+      const extra = o.context?.shape[1] ?? 0;
+      if (extra !== this.config.nExtraTokens) throw new Error(`generator expects ${this.config.nExtraTokens} context tokens, got ${extra}`);
+      if (o.context) xs = cat([o.context, xs], 1);
+      return this.mixer.forward(xs).slice(1, extra, extra + n);
+    });
+  }
+}
+
+/**
+ * The velocity field for labels y (B) in the form guidance needs: conditional alone, or [unconditional,
+ * conditional] from one batched evaluation with the null label for the unconditional half.
+ */
+export function classField(model: MLPMixer1D, y: Tensor): GuidableField {
+  const nul = model.nullLabel;
+  const B = y.shape[0]!;
+  return {
+    cond: (x, t) => model.forward(x, t, { y }),
+    uncondAndCond: (x, t) => tidy(() => {
+      if (nul === null) throw new Error('guidance needs a class-conditional generator with a null label (classDropoutProb > 0)');
+      const yy = cat([full([B], nul, { dtype: 'int64', device: y.device }), y]);
+      return model.forward(cat([x, x]), cat([t, t]), { y: yy }).chunk(2) as [Tensor, Tensor];
+    }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Presets
+// ---------------------------------------------------------------------------------------------------------------
+
+const base = { nTokens: 1, expansionFactor: 3, expansionFactorToken: 4, classDropoutProb: 0.1, nExtraTokens: 0, dropout: 0 };
+
+/** The paper's ImageNet generator: token 768, mixer dim 1152, depth 28, 1000 classes. */
+export const GENERATOR_PRESETS = {
+  'mixer-xl': { ...base, tokenDim: 768, dim: 1152, depth: 28, numClasses: 1000 },
+  'mixer-l': { ...base, tokenDim: 768, dim: 1024, depth: 16, numClasses: 1000 },
+  'mixer-s': { ...base, tokenDim: 192, dim: 384, depth: 8, numClasses: 10 },
+  'mixer-tiny': { ...base, tokenDim: 48, dim: 64, depth: 2, numClasses: 10 },
+} satisfies Record<string, GeneratorConfig>;
+
+export type GeneratorPreset = keyof typeof GENERATOR_PRESETS;
+
+export function generatorModel(preset: GeneratorPreset, overrides: Partial<GeneratorConfig> = {}): MLPMixer1D {
+  const c = GENERATOR_PRESETS[preset];
+  if (!c) throw new Error(`unknown generator preset '${preset}'; choose one of ${Object.keys(GENERATOR_PRESETS).join(', ')}`);
+  return new MLPMixer1D({ ...c, ...overrides });
+}
+
