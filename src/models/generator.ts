@@ -112,12 +112,17 @@ class PreNormResidual extends Module implements UnaryModule {
   }
 }
 
-/** The reference's MLPMixer_1D: Linear in -> depth × (token mixing, channel mixing) -> LayerNorm -> Linear out. */
-export function mlpMixer1D(seqLen: number, channels: number, dim: number, depth: number, e: number, eTok: number, dropout: number): Sequential {
-  const blocks = Array.from({ length: depth }, () => new Sequential(
+/** One mixer block: a pre-norm residual MLP across the sequence, then one across the channels. */
+export function mixerBlock(seqLen: number, dim: number, e: number, eTok: number, dropout: number): Sequential {
+  return new Sequential(
     new PreNormResidual(dim, feedForward(seqLen, e, dropout, (i, o) => new TokenDense(i, o))),
     new PreNormResidual(dim, feedForward(dim, eTok, dropout, (i, o) => new Linear(i, o))),
-  ));
+  );
+}
+
+/** The reference's MLPMixer_1D: Linear in -> depth × mixer block -> LayerNorm -> Linear out. */
+export function mlpMixer1D(seqLen: number, channels: number, dim: number, depth: number, e: number, eTok: number, dropout: number): Sequential {
+  const blocks = Array.from({ length: depth }, () => mixerBlock(seqLen, dim, e, eTok, dropout));
   return new Sequential(new Linear(channels, dim), ...blocks, new LayerNorm(dim), new Linear(dim, channels));
 }
 
