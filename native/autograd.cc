@@ -3,6 +3,7 @@
 
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <ATen/autocast_mode.h>
 
 namespace reptok {
 
@@ -109,6 +110,21 @@ static Napi::Value setGradEnabled(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setAutocastCpu(enabled, dtypeCode): mixed precision on the CPU (bfloat16 matmuls and convolutions, float32 where
+// precision matters, as libtorch's autocast lists decide). Returns whether it was enabled before.
+static Napi::Value setAutocastCpu(const Napi::CallbackInfo& info) {
+  bool enable = toBool(info[0], "setAutocastCpu");
+  bool before = at::autocast::is_cpu_enabled();
+  if (enable) {
+    at::autocast::set_autocast_cpu_dtype(static_cast<at::ScalarType>(toInt(info[1], "setAutocastCpu dtype")));
+    at::autocast::increment_nesting();
+  } else if (before && at::autocast::decrement_nesting() == 0) {
+    at::autocast::clear_cache();
+  }
+  at::autocast::set_cpu_enabled(enable);
+  return Napi::Boolean::New(info.Env(), before);
+}
+
 void initAutograd(Napi::Env env, Napi::Object exports) {
   exportFn<backward>(env, exports, "backward");
   exportFn<grad>(env, exports, "autogradGrad");
@@ -118,6 +134,7 @@ void initAutograd(Napi::Env env, Napi::Object exports) {
   exportFn<setRequiresGrad>(env, exports, "setRequiresGrad");
   exportFn<isGradEnabled>(env, exports, "isGradEnabled");
   exportFn<setGradEnabled>(env, exports, "setGradEnabled");
+  exportFn<setAutocastCpu>(env, exports, "setAutocastCpu");
 }
 
 }  // namespace reptok

@@ -8,6 +8,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
+  train: () => import('./commands/train.ts'),
   pull: () => import('./commands/pull.ts'),
   info: () => import('./commands/info.ts'),
 };
@@ -19,6 +20,7 @@ function overview(): string {
     'RepTok: images as one continuous token (a self-supervised ViT\'s [cls]), decoded by flow matching.',
     '',
     'Commands:',
+    '  train      train a stage: ssl | tokenizer | generator | t2i',
     '  pull       download model files from the Hugging Face Hub (when online)',
     '  info       print the runtime (libtorch, threads, BLAS, CUDA)',
     '',
@@ -44,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await cmd.run(parseArgs(cmd.spec, rest));
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0; // a command may set its own (130 on Ctrl-C)
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`reptok ${name}: ${e.message}\nRun \`reptok ${name} --help\` for usage.`);

@@ -4,17 +4,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 
-import { Tensor, fromBytes } from '../engine/index.ts';
+import { imageArray, type ImageArray } from './image-array.ts';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
-
-export interface LabelledImages {
-  /** uint8 (N, 28, 28), 0 = background */
-  images: Tensor;
-  /** int64 (N) */
-  labels: Tensor;
-}
+export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 function readIdx(path: string, magic: number): { dims: number[]; data: Uint8Array } {
   const file = [path, `${path}.gz`].find(existsSync);
@@ -30,14 +23,11 @@ function readIdx(path: string, magic: number): { dims: number[]; data: Uint8Arra
   return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + offset, count) };
 }
 
-/** Loads one split from `dir` (default: the Debian package's folder). */
-export function loadFashionMnist(split: 'train' | 'test', dir = FASHION_MNIST_DIR): LabelledImages {
+/** Loads one split from `dir` (default: the Debian package's folder): gray images (N, 1, 28, 28), 0 = black. */
+export function loadFashionMnist(split: 'train' | 'test', dir = FASHION_MNIST_DIR): ImageArray {
   const prefix = split === 'train' ? 'train' : 't10k';
   const img = readIdx(join(dir, `${prefix}-images-idx3-ubyte`), 0x00000803);
   const lab = readIdx(join(dir, `${prefix}-labels-idx1-ubyte`), 0x00000801);
   if (img.dims[0] !== lab.dims[0]) throw new Error(`Fashion-MNIST ${split}: ${img.dims[0]} images but ${lab.dims[0]} labels`);
-  const labels = fromBytes(lab.data, 'uint8', [lab.dims[0]!]);
-  const long = labels.to('int64');
-  labels.dispose();
-  return { images: fromBytes(img.data, 'uint8', img.dims), labels: long };
+  return imageArray(img.data, [img.dims[0]!, 1, img.dims[1]!, img.dims[2]!], lab.data, FASHION_MNIST_CLASSES);
 }

@@ -1,5 +1,6 @@
 // Gradient modes and functional gradients.
 import { native } from './native.ts';
+import { dtypeCode } from './dtype.ts';
 import { Tensor } from './tensor.ts';
 
 function withGradMode<T>(enabled: boolean, fn: () => T): T {
@@ -35,4 +36,17 @@ export function grad(
 /** Backward from several roots at once (torch.autograd.backward). */
 export function backward(tensors: Tensor[], gradTensors?: (Tensor | null)[], opts: { retainGraph?: boolean } = {}): void {
   native.backward(tensors.map((t) => t.handle), gradTensors ? gradTensors.map((g) => (g ? g.handle : null)) : null, opts.retainGraph ?? false, false);
+}
+
+/**
+ * Runs `fn` with CPU autocast: matmuls and convolutions in `dtype` (bfloat16), numerically sensitive ops in
+ * float32, as libtorch's autocast decides. Gradients flow back in the matching dtypes.
+ */
+export function autocast<T>(fn: () => T, dtype: 'bfloat16' | 'float16' = 'bfloat16'): T {
+  native.setAutocastCpu(true, dtypeCode(dtype));
+  try {
+    return fn();
+  } finally {
+    native.setAutocastCpu(false);
+  }
 }

@@ -54,6 +54,7 @@ export interface Native {
   setRequiresGrad(h: Handle, flag: boolean): void;
   isGradEnabled(): boolean;
   setGradEnabled(flag: boolean): void;
+  setAutocastCpu(enabled: boolean, dtype?: number): boolean;
   // random
   manualSeed(seed: number | bigint): void;
   newGenerator(device: string, seed: number | bigint): Handle;

@@ -23,6 +23,21 @@ function pipeline(input: string | Buffer, o: ReadImageOptions): sharp.Sharp {
   return (o.channels ?? 3) === 1 ? img.grayscale() : img.removeAlpha().toColourspace('srgb');
 }
 
+/** Decodes an image into uint8 channels-first pixels (C, H, W) (no tensor; used to build in-memory data sets). */
+export async function readImageBytes(input: string | Buffer, o: ReadImageOptions = {}): Promise<{ data: Uint8Array; c: number; h: number; w: number }> {
+  let data: Buffer;
+  let info: sharp.OutputInfo;
+  try {
+    ({ data, info } = await pipeline(input, o).raw().toBuffer({ resolveWithObject: true }));
+  } catch (e) {
+    throw new Error(`cannot read image ${typeof input === 'string' ? input : '(buffer)'}: ${(e as Error).message}`);
+  }
+  const { channels: c, height: h, width: w } = info;
+  const chw = new Uint8Array(c * h * w);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let k = 0; k < c; k++) chw[k * h * w + y * w + x] = data[(y * w + x) * c + k]!;
+  return { data: chw, c, h, w };
+}
+
 /** Decodes an image file (or encoded bytes) into a float (C, H, W) tensor in [-1, 1]. */
 export async function readImage(input: string | Buffer, o: ReadImageOptions = {}): Promise<Tensor> {
   let data: Buffer;

@@ -84,7 +84,7 @@ class TokenDense extends Module implements UnaryModule {
   constructor(inTokens: number, outTokens: number) {
     super();
     const l = new Linear(inTokens, outTokens); // PyTorch's Conv1d(k=1) initialises like a Linear over the same fan-in
-    this.weight = this.param('weight', l.weight.unsqueeze(-1).contiguous());
+    this.weight = this.param('weight', l.weight.unsqueeze(-1).clone()); // a clone: a parameter must not be a view
     this.bias = this.param('bias', l.bias!.clone());
     l.dispose();
   }

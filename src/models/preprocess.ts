@@ -50,7 +50,12 @@ export function reptokPreprocess(imgs: Tensor, size: number): Tensor {
   if (imgs.ndim !== 4 || imgs.shape[1] !== 3) throw new RangeError(`expected RGB images (B, 3, H, W), got shape [${imgs.shape.join(', ')}]`);
   const [lo, hi] = tidy(() => [imgs.min().item(), imgs.max().item()]);
   if (lo < -1.001 || hi > 1.001) throw new RangeError(`images must be in [-1, 1], got values in [${lo.toFixed(3)}, ${hi.toFixed(3)}]; map uint8 pixels with x / 127.5 - 1`);
-  return tidy(() => normalizeImagenet(betterResize(imgs, size).add(1).div(2)));
+  return tidy(() => encoderInput(betterResize(imgs, size)));
+}
+
+/** Images in [-1, 1] (gray images get three channels) -> the ViT's input: [0, 1], ImageNet-normalised. No resizing. */
+export function encoderInput(imgs: Tensor): Tensor {
+  return tidy(() => normalizeImagenet((imgs.shape[1] === 1 ? imgs.expand(-1, 3, -1, -1) : imgs).add(1).div(2)));
 }
 
 /** DINOv2's evaluation transform for an image file: (3, crop, crop), normalised. */

@@ -9,6 +9,7 @@
 //   loss:    flow matching on the grid + λ·(1 − cos(token, frozen target token))
 import { Tensor, full, noGrad, randn, tidy, zeros, type GeneratorLike } from '../engine/index.ts';
 import { Linear, Module, type StateDict } from '../nn/index.ts';
+import { SafetensorsFile, loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 import { decoderPath, perSampleMse, sampleTime, type TimeSampler } from '../flow/paths.ts';
 import { solve, type SolveOptions } from '../flow/ode.ts';
 import { DINOV2_PRESETS, type Dinov2Config } from './dinov2.ts';
@@ -265,22 +266,25 @@ export function reptokMid(overrides: Partial<TokenizerConfig> = {}): TokenizerCo
   });
 }
 
-/** A small ViT (the size our SSL stage trains) for 28×28 / 32×32 images: patch 4, width 192, 6 blocks, 4 registers. */
-export function smallVit(imgSize: number): Dinov2Config {
+/**
+ * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4,
+ * width 128, 4 blocks of 4 heads, 4 registers.
+ */
+export function smallVit(imgSize: number, o: { embedDim?: number; depth?: number; numHeads?: number } = {}): Dinov2Config {
   return {
-    imgSize, patchSize: 4, inChans: 3, embedDim: 192, depth: 6, numHeads: 3, mlpRatio: 4, ffn: 'mlp', qkvBias: true, initValues: 1.0,
-    numRegisterTokens: 4, interpolateAntialias: true, interpolateOffset: 0, layerNormEps: 1e-6,
+    imgSize, patchSize: 4, inChans: 3, embedDim: o.embedDim ?? 128, depth: o.depth ?? 4, numHeads: o.numHeads ?? 4, mlpRatio: 4, ffn: 'mlp', qkvBias: true,
+    initValues: 1.0, numRegisterTokens: 4, interpolateAntialias: true, interpolateOffset: 0, layerNormEps: 1e-6,
   };
 }
 
-/** Pixel-space tokenizer for small images (Fashion-MNIST 28×28 gray, emoji 32×32 RGB): no VAE, 2×2 patches. */
+/** Pixel-space tokenizer for small images (Fashion-MNIST 28×28 gray, emoji 32×32 RGB): no VAE, 4×4 patches. */
 export function reptokPixel(size: 28 | 32, channels: 1 | 3, overrides: Partial<TokenizerConfig> = {}): TokenizerConfig {
   return {
     encoder: smallVit(size),
     encoderInputSize: size,
     trainable: 'cls',
     newRegisters: 2,
-    decoder: { width: 256, depth: 4, dHead: 64, ffExpand: 3, patchSize: [2, 2] },
+    decoder: { width: 256, depth: 4, dHead: 64, ffExpand: 3, patchSize: [4, 4] },
     mapping: { width: 128, depth: 1, dFF: 384 },
     space: 'pixel',
     imageSize: [size, size],
@@ -308,3 +312,23 @@ export function tokenizer(preset: TokenizerPreset, overrides: Partial<TokenizerC
   return noGrad(() => new RepTokTokenizer({ ...make(), ...overrides }));
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Saved tokenizers
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Writes the tokenizer's weights with its config in the metadata (what `loadTokenizer` reads). */
+export function saveTokenizer(path: string, tok: RepTokTokenizer, weights: StateDict = tok.stateDict(), extra: Record<string, string> = {}): void {
+  saveSafetensors(path, weights, { format: 'reptok-tokenizer', config: JSON.stringify(tok.config), ...extra });
+}
+
+/** A tokenizer saved by `saveTokenizer` (or trained by `reptok train tokenizer`). */
+export function loadTokenizer(path: string): RepTokTokenizer {
+  const file = SafetensorsFile.open(path);
+  const meta = file.metadata;
+  file.close();
+  if (meta.format !== 'reptok-tokenizer' || !meta.config) throw new Error(`${path}: not a reptok tokenizer (no 'reptok-tokenizer' config in its metadata)`);
+  const tok = noGrad(() => new RepTokTokenizer(JSON.parse(meta.config!)));
+  tok.loadReferenceStateDict(loadSafetensors(path).tensors, { context: path });
+  return tok.eval();
+}

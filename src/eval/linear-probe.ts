@@ -1,0 +1,34 @@
+// Linear-probe accuracy: a logistic-regression classifier trained on frozen, standardised features.
+import { F, Generator, Tensor, noGrad, randperm, tidy } from '../engine/index.ts';
+import { Linear } from '../nn/index.ts';
+import { AdamW } from '../optim/index.ts';
+
+export function linearProbeAccuracy(train: Tensor, trainLabels: Tensor, test: Tensor, testLabels: Tensor, o: { classes: number; epochs?: number; batchSize?: number; lr?: number; seed?: number }): number {
+  const g = new Generator({ seed: o.seed ?? 0 });
+  const mean = train.mean(0, true);
+  const std = train.std(0, { keepdim: true }).add(1e-6);
+  const xtr = train.sub(mean).div(std);
+  const xte = test.sub(mean).div(std);
+  const clf = new Linear(train.shape[1]!, o.classes, { generator: g });
+  const opt = new AdamW(clf.parameters(), { lr: o.lr ?? 1e-3, weightDecay: 1e-4 });
+  const B = o.batchSize ?? 256;
+  const n = xtr.shape[0]!;
+  for (let epoch = 0; epoch < (o.epochs ?? 10); epoch++) {
+    const perm = randperm(n, { generator: g });
+    for (let i = 0; i + B <= n; i += B) {
+      tidy(() => {
+        const idx = perm.slice(0, i, i + B);
+        const loss = F.crossEntropy(clf.forward(xtr.indexSelect(0, idx)), trainLabels.indexSelect(0, idx));
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+      });
+    }
+    perm.dispose();
+  }
+  const acc = noGrad(() => tidy(() => clf.forward(xte).argmax(1).eq(testLabels).float().mean().item()));
+  for (const t of [mean, std, xtr, xte]) t.dispose();
+  clf.dispose();
+  opt.dispose();
+  return acc;
+}

@@ -1,0 +1,205 @@
+// Stage `ssl`: self-supervised pre-training of a small DINOv2-style ViT for domains without a pretrained encoder,
+// by DINO self-distillation (Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", 2021):
+// a student sees multi-crop views and matches a momentum teacher's centred, sharpened outputs on the global views.
+// The teacher's backbone is exported in the official DINOv2 layout (`encoder.safetensors`), so the tokenizer stage
+// consumes it exactly as it would consume real DINOv2 weights; k-NN and linear-probe accuracies are reported next to
+// raw pixels and the untrained network.
+import { join } from 'node:path';
+
+import { F, Tensor, cat, keep, noGrad, randn, tensor, tidy, zeros } from '../../engine/index.ts';
+import { GELU, Linear, Module, Sequential } from '../../nn/index.ts';
+import { saveSafetensors } from '../../io/safetensors.ts';
+import { DinoVisionTransformer, type Dinov2Config } from '../../models/dinov2.ts';
+import { encoderInput } from '../../models/preprocess.ts';
+import { smallVit } from '../../models/tokenizer.ts';
+import { DataLoader, type Batch } from '../../data/loader.ts';
+import { imagesTensor, type ImageArray } from '../../data/image-array.ts';
+import type { TransformSpec } from '../../data/transforms.ts';
+import { knnAccuracy } from '../../eval/knn.ts';
+import { linearProbeAccuracy } from '../../eval/linear-probe.ts';
+import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
+import { loadSplits } from '../datasets.ts';
+import type { Stage, StageContext } from '../trainer.ts';
+
+export interface SslConfig extends CommonConfig {
+  stage: 'ssl';
+  encoder: Dinov2Config;
+  imageSize: number;
+  globalScale: [number, number];
+  localCrops: number;
+  localSize: number;
+  localScale: [number, number];
+  hflip: number;
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  head: { hidden: number; bottleneck: number; outDim: number };
+  /** Teacher EMA momentum, cosine-scheduled from the first to the second value. */
+  teacherMomentum: [number, number];
+  teacherTemp: number;
+  studentTemp: number;
+  centerMomentum: number;
+  eval: { knnK: number; probeEpochs: number; maxTrain: number; maxTest: number };
+}
+
+export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<SslConfig> = {}): SslConfig {
+  const size = data === 'fashion-mnist' ? 28 : 32;
+  return {
+    ...COMMON_DEFAULTS,
+    stage: 'ssl',
+    data,
+    steps: 3000,
+    batchSize: 64,
+    lr: 5e-4,
+    warmupSteps: 200,
+    weightDecay: 0.04,
+    emaDecay: 0,
+    clipGrad: 3,
+    encoder: smallVit(size),
+    imageSize: size,
+    globalScale: [0.35, 1],
+    localCrops: 4,
+    localSize: data === 'fashion-mnist' ? 12 : 16,
+    localScale: [0.1, 0.35],
+    hflip: 0.5,
+    brightness: 0.4,
+    contrast: 0.4,
+    saturation: data === 'emoji' ? 0.4 : 0,
+    head: { hidden: 512, bottleneck: 128, outDim: 1024 },
+    teacherMomentum: [0.99, 1],
+    teacherTemp: 0.04,
+    studentTemp: 0.1,
+    centerMomentum: 0.9,
+    eval: { knnK: 20, probeEpochs: 10, maxTrain: 20_000, maxTest: 5_000 },
+    ...overrides,
+  };
+}
+
+/** DINO's projection head: MLP -> L2-normalised bottleneck -> a linear layer with unit-norm rows (weight norm, g = 1). */
+class DinoHead extends Module {
+  readonly mlp: Sequential;
+  readonly lastLayer: Tensor; // (outDim, bottleneck)
+  constructor(inDim: number, c: SslConfig['head']) {
+    super();
+    this.mlp = this.module('mlp', new Sequential(new Linear(inDim, c.hidden), new GELU(), new Linear(c.hidden, c.hidden), new GELU(), new Linear(c.hidden, c.bottleneck)));
+    this.lastLayer = this.param('last_layer', randn([c.outDim, c.bottleneck]).mul_(0.02));
+  }
+  forward(x: Tensor): Tensor {
+    return tidy(() => F.linear(F.normalize(this.mlp.forward(x), 2, -1), F.normalize(this.lastLayer, 2, 1)));
+  }
+}
+
+class Network extends Module {
+  readonly backbone: DinoVisionTransformer;
+  readonly head: DinoHead;
+  constructor(c: SslConfig) {
+    super();
+    this.backbone = this.module('backbone', new DinoVisionTransformer(c.encoder).initWeights());
+    this.head = this.module('head', new DinoHead(c.encoder.embedDim, c.head));
+  }
+  forward(views: Tensor): Tensor {
+    return tidy(() => this.head.forward(this.backbone.forward(encoderInput(views))));
+  }
+}
+
+class SslModel extends Module {
+  readonly student: Network;
+  readonly teacher: Network;
+  readonly center: Tensor; // (1, outDim)
+  constructor(c: SslConfig) {
+    super();
+    this.student = this.module('student', new Network(c));
+    this.teacher = this.module('teacher', new Network(c));
+    this.teacher.loadStateDict(this.student.stateDict());
+    this.teacher.requiresGrad_(false);
+    this.center = this.buffer('center', zeros([1, c.head.outDim]));
+  }
+}
+
+/** cls features of a data set's images, from a backbone, in batches (no augmentation). */
+export function extractFeatures(backbone: DinoVisionTransformer | null, d: ImageArray, count: number, batch = 256): Tensor {
+  return noGrad(() => tidy(() => {
+    const parts: Tensor[] = [];
+    for (let i = 0; i < count; i += batch) {
+      parts.push(tidy(() => {
+        const imgs = imagesTensor(d, Int32Array.from({ length: Math.min(batch, count - i) }, (_, k) => i + k));
+        return backbone ? backbone.forward(encoderInput(imgs)) : imgs.flatten(1);
+      }));
+    }
+    return cat(parts);
+  }));
+}
+
+export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslConfig, Batch>> {
+  const c = ctx.config;
+  const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: c.imageSize, log: ctx.log });
+  const model = noGrad(() => new SslModel(c));
+  const jitter = { hflip: c.hflip, brightness: c.brightness, contrast: c.contrast, saturation: c.saturation };
+  const globalView: TransformSpec = { size: c.imageSize, crop: 'random-resized', scale: c.globalScale, ...jitter };
+  const localView: TransformSpec = { size: c.localSize, crop: 'random-resized', scale: c.localScale, ...jitter };
+  const views = [globalView, globalView, ...Array(c.localCrops).fill(localView)];
+  let teacherOut: Tensor | null = null;
+
+  return {
+    model,
+    batches: (position) => new DataLoader(train, { batchSize: c.batchSize, views, seed: c.seed, prefetch: c.prefetch, position }),
+    step: (batch) => {
+      const globals = cat(batch.views.slice(0, 2)); // (2B, C, H, W)
+      const t = noGrad(() => model.teacher.forward(globals)); // (2B, K)
+      const s = [model.student.forward(globals), ...(c.localCrops ? [model.student.forward(cat(batch.views.slice(2)))] : [])];
+      const studentOut = cat(s).div(c.studentTemp).chunk(2 + c.localCrops); // per view (B, K)
+      const targets = t.sub(model.center).div(c.teacherTemp).softmax(-1).chunk(2);
+      let loss = tensor(0);
+      let terms = 0;
+      targets.forEach((q, iq) => studentOut.forEach((sv, v) => {
+        if (v === iq) return;
+        loss = loss.add(q.mul(sv.logSoftmax(-1)).sum(-1).neg().mean());
+        terms++;
+      }));
+      teacherOut?.dispose();
+      teacherOut = keep(t.detach().mean(0, true)); // outlives the step's scope: the centre update uses it
+      return { loss: loss.div(terms), metrics: { entropy: noGrad(() => targets[0]!.mul(targets[0]!.clampMin(1e-12).log()).sum(-1).neg().mean().item()) } };
+    },
+    afterStep: (ctx2) => noGrad(() => tidy(() => {
+      // teacher = m·teacher + (1 − m)·student with m cosine-scheduled towards 1; centre = EMA of teacher outputs
+      const [m0, m1] = c.teacherMomentum;
+      const m = m1 - (m1 - m0) * (Math.cos((Math.PI * ctx2.step) / c.steps) + 1) / 2;
+      const st = model.student.stateDict();
+      for (const [k, p] of model.teacher.stateDict()) p.mul_(m).add_(st.get(k)!, 1 - m);
+      if (teacherOut) model.center.mul_(c.centerMomentum).add_(teacherOut, 1 - c.centerMomentum);
+    })),
+    finish: async () => {
+      const path = join(ctx.out, 'encoder.safetensors');
+      saveSafetensors(path, model.teacher.backbone.stateDict(), { format: 'dinov2', config: JSON.stringify(c.encoder), source: 'reptok train ssl' });
+      ctx.log(`exported the teacher's backbone (official DINOv2 layout) to ${path}`);
+      const final = await evaluateEncoder(model.teacher.backbone, train, test, c, ctx.log);
+      return { encoder: path, ...final };
+    },
+    dispose: () => {
+      teacherOut?.dispose();
+      model.dispose();
+    },
+  };
+}
+
+/** k-NN (k = 20) and linear-probe accuracy of an encoder, raw pixels and an untrained network of the same shape. */
+export async function evaluateEncoder(backbone: DinoVisionTransformer, train: ImageArray, test: ImageArray, c: SslConfig, log: (m: string) => void): Promise<Record<string, number>> {
+  const nTrain = Math.min(train.n, c.eval.maxTrain);
+  const nTest = Math.min(test.n, c.eval.maxTest);
+  const labels = (d: ImageArray, n: number) => tensor(d.labels.subarray(0, n), { dtype: 'int64' });
+  const [ytr, yte] = [labels(train, nTrain), labels(test, nTest)];
+  const classes = train.classes.length;
+  const untrained = noGrad(() => new DinoVisionTransformer(c.encoder).initWeights().eval());
+  const out: Record<string, number> = {};
+  for (const [name, net] of [['ssl', backbone.eval()], ['untrained', untrained], ['pixels', null]] as const) {
+    const [ftr, fte] = [extractFeatures(net, train, nTrain), extractFeatures(net, test, nTest)];
+    out[`knn_${name}`] = knnAccuracy(ftr, ytr, fte, yte, { k: c.eval.knnK, classes });
+    out[`probe_${name}`] = linearProbeAccuracy(ftr, ytr, fte, yte, { classes, epochs: c.eval.probeEpochs });
+    log(`${name}: k-NN (k=${c.eval.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, linear probe ${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`);
+    ftr.dispose();
+    fte.dispose();
+  }
+  untrained.dispose();
+  return out;
+}
+

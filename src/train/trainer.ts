@@ -1,0 +1,218 @@
+// The trainer shared by every stage: the optimisation loop (AdamW with decay/no-decay groups, warm-up + cosine LR,
+// gradient accumulation and clipping, EMA), progress and metrics, periodic validation and samples, atomic
+// checkpoints with exact resume, a clean stop on Ctrl-C, and a clear stop on a non-finite loss.
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { Generator, Tensor, manualSeed, noGrad, runtimeInfo, setNumThreads, tidy } from '../engine/index.ts';
+import type { Module } from '../nn/index.ts';
+import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
+import type { BatchPosition } from '../data/batches.ts';
+import { atomicWriteText } from '../io/atomic.ts';
+import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { Progress } from './progress.ts';
+import type { CommonConfig } from './config.ts';
+import { withAutocast } from './autocast.ts';
+
+/** A source of batches whose position a checkpoint can store and restore. */
+export interface BatchSource<B> {
+  next(): Promise<B & { waitMs: number }>;
+  readonly position: BatchPosition;
+  close(): void;
+}
+
+export interface StageContext<C extends CommonConfig = CommonConfig> {
+  config: C;
+  out: string;
+  /** The stage's random stream (noise, times, label dropout...): part of every checkpoint. */
+  generator: Generator;
+  step: number;
+  log(msg: string): void;
+  /** The EMA weights (sampling uses them), or null when EMA is off. */
+  ema: EMA | null;
+}
+
+export interface Stage<C extends CommonConfig, B> {
+  /** Everything with state that must be checkpointed; its trainable parameters are optimised. */
+  model: Module;
+  /** Sub-module whose weights are averaged for sampling (default: model). */
+  emaTarget?: Module;
+  /** Batches for a given start position. */
+  batches(position: BatchPosition): BatchSource<B>;
+  /** The loss of one (micro-)batch; runs inside a memory scope, must not call backward. */
+  step(batch: B, ctx: StageContext<C>): { loss: Tensor; metrics?: Record<string, number> };
+  /** After each optimizer step (e.g. a teacher's EMA). */
+  afterStep?(ctx: StageContext<C>): void;
+  validate?(ctx: StageContext<C>): Promise<Record<string, number>>;
+  samples?(ctx: StageContext<C>): Promise<string>;
+  /** After the last step: export artifacts, final evaluation. */
+  finish?(ctx: StageContext<C>): Promise<Record<string, unknown>>;
+  dispose?(): void;
+}
+
+export class NonFiniteLossError extends Error {
+  constructor(readonly step: number, value: number, lastCheckpoint: string | null) {
+    super(`the loss became ${value} at step ${step + 1}; training stopped.${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
+      'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), a longer warm-up (--set warmupSteps=...), or fp32 precision.');
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+export interface RunOptions {
+  out: string;
+  resume?: boolean;
+  force?: boolean;
+  /** Overrides the configured number of steps (e.g. --steps). */
+  steps?: number;
+  /** Stop after this many steps of this run (tests use it to simulate an interruption). */
+  stopAfter?: number;
+  log?: (msg: string) => void;
+}
+
+export interface RunResult {
+  step: number;
+  interrupted: boolean;
+  final?: Record<string, unknown>;
+  lastCheckpoint: string | null;
+}
+
+/** Parameters without weight decay: biases, norm scales, embeddings' 1-D vectors and positional/special tokens. */
+function noDecay(name: string, p: Tensor): boolean {
+  return p.ndim <= 1 || /(^|\.)(pos_embed|cls_token|register_tokens|mask_token|new_reg|temp_pos_embed|scale)$/.test(name);
+}
+
+function prepareOutDir(out: string, o: RunOptions): void {
+  const used = existsSync(out) && readdirSync(out).some((f) => f === 'config.json' || f.startsWith('step-'));
+  if (used && !o.resume && !o.force) {
+    throw new Error(`${out} already holds a run; pass --resume to continue it or --force to start over (its checkpoints are deleted)`);
+  }
+  if (used && o.force && !o.resume) for (const f of readdirSync(out)) if (f.startsWith('step-') || f === 'metrics.jsonl') rmSync(join(out, f));
+  mkdirSync(out, { recursive: true });
+}
+
+export async function runStage<C extends CommonConfig, B>(config: C, makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>, o: RunOptions): Promise<RunResult> {
+  const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  prepareOutDir(o.out, o);
+  if (config.threads > 0) setNumThreads(config.threads);
+  const total = o.steps ?? config.steps;
+  const cfg = { ...config, steps: total };
+  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
+  log(`runtime: ${JSON.stringify(runtimeInfo())}`);
+
+  manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
+  const ctx: StageContext<C> = { config: cfg, out: o.out, generator: new Generator({ seed: cfg.seed }), step: 0, log, ema: null };
+  const stage = await makeStage(ctx);
+  const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);
+  const opt = new AdamW(
+    [
+      { params: params.filter(([n, p]) => !noDecay(n, p)).map(([, p]) => p), weightDecay: cfg.weightDecay },
+      { params: params.filter(([n, p]) => noDecay(n, p)).map(([, p]) => p), weightDecay: 0 },
+    ].filter((g) => g.params.length > 0),
+    { lr: cfg.lr, betas: cfg.betas },
+  );
+  const sched = new LRScheduler(opt, warmupCosine({ warmup: cfg.warmupSteps, total, minRatio: cfg.minLrRatio }));
+  const ema = cfg.emaDecay > 0 ? new EMA(stage.emaTarget ?? stage.model, cfg.emaDecay) : null;
+  ctx.ema = ema;
+
+  // resume
+  let start = 0;
+  let position: BatchPosition = { epoch: 0, index: 0 };
+  const latest = o.resume ? listCheckpoints(o.out).at(-1) : undefined;
+  let lastCheckpoint: string | null = latest?.path ?? null;
+  if (o.resume && !latest) log(`no checkpoint in ${o.out}: starting from step 0`);
+  if (latest) {
+    const c = loadCheckpoint(latest.path);
+    stage.model.loadStateDict(c.model, { context: latest.path });
+    if (ema && c.ema) ema.loadStateDict(c.ema);
+    opt.loadStateDict(c.optimizer);
+    ctx.generator.setState(c.rng.get('train')!);
+    Generator.default().setState(c.rng.get('global')!);
+    for (const t of [...c.model.values(), ...(c.ema?.values() ?? []), ...c.rng.values()]) t.dispose();
+    start = c.step;
+    position = c.data;
+    log(`resumed from ${latest.path} at step ${start}`);
+  }
+
+  const source = stage.batches(position);
+  const checkpoint = (step: number): string => {
+    const path = saveCheckpoint(o.out, {
+      step, model: stage.model.stateDict(), ema: ema?.shadow ?? null, optimizer: opt.stateDict(),
+      rng: new Map([['train', ctx.generator.getState()], ['global', Generator.default().getState()]]),
+      data: source.position, config: cfg,
+    }, cfg.keepCheckpoints);
+    lastCheckpoint = path;
+    return path;
+  };
+
+  let interrupted = false;
+  const onSignal = (): void => {
+    interrupted = true;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const progress = new Progress(total, start, cfg.logEvery, join(o.out, 'metrics.jsonl'));
+  let step = start;
+  try {
+    for (; step < total; step++) {
+      ctx.step = step;
+      const lr = sched.set(step);
+      let lossSum = 0;
+      let waitMs = 0;
+      const metrics: Record<string, number> = {};
+      for (let micro = 0; micro < cfg.gradAccum; micro++) {
+        const batch = await source.next();
+        waitMs += batch.waitMs;
+        const value = tidy(() => {
+          const out = withAutocast(cfg.precision, () => stage.step(batch, ctx));
+          out.loss.div(cfg.gradAccum).backward();
+          for (const [k, v] of Object.entries(out.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / cfg.gradAccum;
+          return out.loss.item();
+        });
+        disposeBatch(batch);
+        lossSum += value / cfg.gradAccum;
+      }
+      if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(step, lossSum, lastCheckpoint);
+      const gradNorm = cfg.clipGrad > 0 ? clipGradNorm(opt.groups.flatMap((g) => g.params), cfg.clipGrad) : NaN;
+      opt.step();
+      opt.zeroGrad();
+      ema?.update(Math.min(cfg.emaDecay, (1 + step) / (10 + step)));
+      stage.afterStep?.(ctx);
+      progress.step(step, { loss: lossSum, ...metrics, lr, ...(cfg.clipGrad > 0 ? { grad_norm: gradNorm } : {}) }, waitMs);
+      const done = step + 1;
+      await new Promise((r) => setImmediate(r)); // a macrotask turn: lets signals (Ctrl-C) and worker messages in
+      if (interrupted) {
+        progress.note(`interrupted: checkpoint ${checkpoint(done)} written; continue with --resume`);
+        step = done;
+        break;
+      }
+      if (done % cfg.checkpointEvery === 0 || done === total) checkpoint(done);
+      if (stage.validate && (done % cfg.valEvery === 0 || done === total)) {
+        const v = await noGrad(() => stage.validate!(ctx));
+        progress.note(`validation at step ${done}: ${JSON.stringify(v)}`);
+        writeFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify({ step: done, validation: v })}\n`, { flag: 'a' });
+      }
+      if (stage.samples && (done % cfg.sampleEvery === 0 || done === total)) progress.note(`samples: ${await stage.samples(ctx)}`);
+      if (o.stopAfter !== undefined && done - start >= o.stopAfter) {
+        step = done;
+        break;
+      }
+    }
+    if (step === total && !interrupted && o.stopAfter === undefined) {
+      const final = stage.finish ? await stage.finish(ctx) : undefined;
+      log(`trained ${total} steps in ${progress.elapsedS.toFixed(0)} s`);
+      return { step, interrupted, final, lastCheckpoint };
+    }
+    return { step, interrupted, lastCheckpoint };
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    source.close();
+  }
+}
+
+function disposeBatch(b: unknown): void {
+  if (b instanceof Tensor) return b.dispose();
+  if (Array.isArray(b)) return b.forEach(disposeBatch);
+  if (b && typeof b === 'object') for (const v of Object.values(b)) if (v instanceof Tensor || Array.isArray(v)) disposeBatch(v);
+}
