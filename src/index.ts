@@ -3,3 +3,5 @@ export * from './engine/index.ts';
 export * as nn from './nn/index.ts';
 export * as optim from './optim/index.ts';
 export * as io from './io/index.ts';
+export * as models from './models/index.ts';
+export * as flow from './flow/index.ts';

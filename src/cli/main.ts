@@ -8,6 +8,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
+  demo: () => import('./commands/demo.ts'),
   train: () => import('./commands/train.ts'),
   pull: () => import('./commands/pull.ts'),
   info: () => import('./commands/info.ts'),
@@ -20,6 +21,7 @@ function overview(): string {
     'RepTok: images as one continuous token (a self-supervised ViT\'s [cls]), decoded by flow matching.',
     '',
     'Commands:',
+    '  demo       the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
     '  train      train a stage: ssl | tokenizer | generator | t2i',
     '  pull       download model files from the Hugging Face Hub (when online)',
     '  info       print the runtime (libtorch, threads, BLAS, CUDA)',
