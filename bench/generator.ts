@@ -7,7 +7,7 @@ import { AdamW } from '../src/optim/index.ts';
 import { classField, generatorModel } from '../src/models/generator.ts';
 import { flowLoss } from '../src/flow/token-flow.ts';
 import { guidedVelocity } from '../src/flow/guidance.ts';
-import { Peer, benchArgs, emit, median, paired, timeMedian } from './peer.ts';
+import { Peer, benchArgs, emit, pairedPhases } from './peer.ts';
 
 const args = benchArgs();
 const batch = Number(args.get('batch', '64'));
@@ -39,19 +39,9 @@ if (process.argv.includes('--profile')) {
 
 emit({ bench: 'generator', params_m: model.numParameters() / 1e6 });
 const peer = args.impl === 'reptok' ? null : Peer.start('generator.py', ['--threads', String(threads)]);
-const results: Record<string, number> = {};
-for (const [name, fn, run, iters] of [['train_step_s', trainStep, 'train_step', 1], ['sample_step_s', sampleStep, 'sample_step', 3]] as const) {
-  let warm = 1;
-  const r = await paired(
-    pairs,
-    args.impl === 'pytorch' ? null : () => timeMedian(fn, iters, warm > 0 ? 2 : 0),
-    peer ? async () => (await peer.request({ run, batch, iters, warmup: warm-- > 0 ? 2 : 0 })).seconds as number : null,
-  );
-  if (r.ours.length) results[`reptok_${name}`] = median(r.ours);
-  if (r.peer.length) results[`pytorch_${name}`] = median(r.peer);
-  if (r.ratios.length) results[`ratio_${name}`] = median(r.ratios);
-}
+const r = await pairedPhases(peer, args.impl, pairs, [{ name: 'train_step_s', ours: trainStep, run: 'train_step', iters: 1 }, { name: 'sample_step_s', ours: sampleStep, run: 'sample_step', iters: 3 }], { batch });
 peer?.close();
-if (args.impl !== 'pytorch') emit({ bench: 'generator', impl: 'reptok', batch, train_step_s: results.reptok_train_step_s, sample_step_s: results.reptok_sample_step_s, threads });
-if (args.impl !== 'reptok') emit({ bench: 'generator', impl: 'pytorch', batch, train_step_s: results.pytorch_train_step_s, sample_step_s: results.pytorch_sample_step_s, threads });
-if (args.impl === 'both') emit({ bench: 'generator', summary: 'reptok_time/pytorch_time, median of paired runs', train_step: results.ratio_train_step_s, sample_step: results.ratio_sample_step_s, pairs, target: '<= 1.0' });
+for (const impl of ['reptok', 'pytorch'] as const) {
+  if (r.train_step_s![impl] !== undefined) emit({ bench: 'generator', impl, batch, train_step_s: r.train_step_s![impl], sample_step_s: r.sample_step_s![impl], threads });
+}
+if (args.impl === 'both') emit({ bench: 'generator', summary: 'reptok_time/pytorch_time, median of paired runs', train_step: r.train_step_s!.ratio, sample_step: r.sample_step_s!.ratio, pairs, target: '<= 1.0' });

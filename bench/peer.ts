@@ -108,3 +108,33 @@ export async function paired(pairs: number, ours: (() => number) | null, peer: (
   }
   return r;
 }
+
+/** One timed phase of a benchmark: our function, and the peer's request name. */
+export interface Phase {
+  name: string;
+  ours: () => void;
+  run: string;
+  iters: number;
+}
+
+/**
+ * Runs each phase as paired measurements (ours next to the peer's; the first of each warms up) and returns, per
+ * phase, the median times of both sides and the median of the per-pair ratios.
+ */
+export async function pairedPhases(peer: Peer | null, impl: 'reptok' | 'pytorch' | 'both', pairs: number, phases: Phase[], request: Record<string, unknown>): Promise<Record<string, { reptok?: number; pytorch?: number; ratio?: number }>> {
+  const out: Record<string, { reptok?: number; pytorch?: number; ratio?: number }> = {};
+  for (const p of phases) {
+    let warm = 1;
+    const r = await paired(
+      pairs,
+      impl === 'pytorch' ? null : () => timeMedian(p.ours, p.iters, warm > 0 ? 2 : 0),
+      peer ? async () => (await peer.request({ ...request, run: p.run, iters: p.iters, warmup: warm-- > 0 ? 2 : 0 })).seconds as number : null,
+    );
+    out[p.name] = {
+      ...(r.ours.length ? { reptok: median(r.ours) } : {}),
+      ...(r.peer.length ? { pytorch: median(r.peer) } : {}),
+      ...(r.ratios.length ? { ratio: median(r.ratios) } : {}),
+    };
+  }
+  return out;
+}

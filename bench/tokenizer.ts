@@ -6,7 +6,7 @@
 import { formatProfile, full, getNumThreads, manualSeed, noGrad, profile, rand, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { RepTokTokenizer, reptokMid } from '../src/models/tokenizer.ts';
-import { Peer, benchArgs, emit, median, paired, timeMedian } from './peer.ts';
+import { Peer, benchArgs, emit, pairedPhases } from './peer.ts';
 
 const args = benchArgs();
 const batch = Number(args.get('batch', '8'));
@@ -36,21 +36,9 @@ if (process.argv.includes('--profile')) {
 }
 
 const peer = args.impl === 'reptok' ? null : Peer.start('tokenizer.py', ['--threads', String(threads)]);
-const results: Record<string, number> = {};
-for (const [name, fn, run, iters] of [['train_step_s', trainStep, 'train_step', 1], ['decoder_nfe_s', decoderNfe, 'decoder_nfe', 5]] as const) {
-  let warm = 1;
-  const r = await paired(
-    pairs,
-    args.impl === 'pytorch' ? null : () => timeMedian(fn, iters, warm > 0 ? 2 : 0),
-    peer ? async () => (await peer.request({ run, batch, iters, warmup: warm-- > 0 ? 2 : 0 })).seconds as number : null,
-  );
-  if (r.ours.length) results[`reptok_${name}`] = median(r.ours);
-  if (r.peer.length) results[`pytorch_${name}`] = median(r.peer);
-  if (r.ratios.length) results[`ratio_${name}`] = median(r.ratios);
-}
+const r = await pairedPhases(peer, args.impl, pairs, [{ name: 'train_step_s', ours: trainStep, run: 'train_step', iters: 1 }, { name: 'decoder_nfe_s', ours: decoderNfe, run: 'decoder_nfe', iters: 5 }], { batch });
 peer?.close();
-if (args.impl !== 'pytorch') emit({ bench: 'tokenizer', impl: 'reptok', batch, train_step_s: results.reptok_train_step_s, decoder_nfe_s: results.reptok_decoder_nfe_s, threads });
-if (args.impl !== 'reptok') emit({ bench: 'tokenizer', impl: 'pytorch', batch, train_step_s: results.pytorch_train_step_s, decoder_nfe_s: results.pytorch_decoder_nfe_s, threads });
-if (args.impl === 'both') {
-  emit({ bench: 'tokenizer', summary: 'reptok_time/pytorch_time, median of paired runs', train_step: results.ratio_train_step_s, decoder_nfe: results.ratio_decoder_nfe_s, pairs, target: '<= 0.8' });
+for (const impl of ['reptok', 'pytorch'] as const) {
+  if (r.train_step_s![impl] !== undefined) emit({ bench: 'tokenizer', impl, batch, train_step_s: r.train_step_s![impl], decoder_nfe_s: r.decoder_nfe_s![impl], threads });
 }
+if (args.impl === 'both') emit({ bench: 'tokenizer', summary: 'reptok_time/pytorch_time, median of paired runs', train_step: r.train_step_s!.ratio, decoder_nfe: r.decoder_nfe_s!.ratio, pairs, target: '<= 0.8' });

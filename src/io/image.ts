@@ -40,14 +40,8 @@ export async function readImageBytes(input: string | Buffer, o: ReadImageOptions
 
 /** Decodes an image file (or encoded bytes) into a float (C, H, W) tensor in [-1, 1]. */
 export async function readImage(input: string | Buffer, o: ReadImageOptions = {}): Promise<Tensor> {
-  let data: Buffer;
-  let info: sharp.OutputInfo;
-  try {
-    ({ data, info } = await pipeline(input, o).raw().toBuffer({ resolveWithObject: true }));
-  } catch (e) {
-    throw new Error(`cannot read image ${typeof input === 'string' ? input : '(buffer)'}: ${(e as Error).message}`);
-  }
-  return tidy(() => fromBytes(data, 'uint8', [info.height, info.width, info.channels]).permute(2, 0, 1).to('float32').div(127.5).sub(1));
+  const { data, c, h, w } = await readImageBytes(input, o);
+  return tidy(() => fromBytes(data, 'uint8', [c, h, w]).to('float32').div(127.5).sub(1));
 }
 
 /** float [-1, 1] (C, H, W) -> uint8 (H, W, C) bytes. */
