@@ -33,10 +33,16 @@ export const logSoftmax = (x: Tensor, dim: number): Tensor => aten('aten::log_so
 // Normalisation
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * Normalisations take a bfloat16/float16 input with float32 affine parameters (what a Linear under `autocast` feeds
+ * them) by normalising in float32, as autocast's float32 policy does; libtorch 1.13's CPU kernels reject the mix.
+ */
+const normInput = (x: Tensor, weight?: Tensor | null): Tensor =>
+  weight && x.dtype !== weight.dtype && (x.dtype === 'bfloat16' || x.dtype === 'float16') ? x.to({ dtype: weight.dtype }) : x;
 export const layerNorm = (x: Tensor, normalizedShape: Shape, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor =>
-  aten('aten::layer_norm', x, normalizedShape, weight ?? null, bias ?? null, eps, true);
+  aten('aten::layer_norm', normInput(x, weight), normalizedShape, weight ?? null, bias ?? null, eps, true);
 export const groupNorm = (x: Tensor, numGroups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor =>
-  aten('aten::group_norm', x, numGroups, weight ?? null, bias ?? null, eps, true);
+  aten('aten::group_norm', normInput(x, weight), numGroups, weight ?? null, bias ?? null, eps, true);
 /** x / max(‖x‖_p, eps) along `dim` (F.normalize). */
 export const normalize = (x: Tensor, p = 2, dim = 1, eps = 1e-12): Tensor =>
   tidy(() => x.div(x.norm(p, dim, true).clampMin(eps).expandAs(x)));
@@ -166,7 +172,7 @@ export const oneHot = (indices: Tensor, numClasses = -1): Tensor => aten('aten::
  */
 export function dropout(x: Tensor, p: number, training = true, generator?: GeneratorLike): Tensor {
   if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, got ${p}`);
-  if (!training || p === 0) return x.clone();
+  if (!training || p === 0) return aten('aten::alias', x); // a new handle on the same memory: no copy, as PyTorch returns x
   if (p === 1) return x.mul(0);
   return tidy(() => x.mul(emptyLike(x).bernoulli_(1 - p, generator).div_(1 - p)));
 }

@@ -1,7 +1,9 @@
-// Linear-probe accuracy: a logistic-regression classifier trained on frozen, standardised features.
+// Linear-probe accuracy: a logistic-regression classifier trained on frozen, standardised features, with AdamW and a
+// cosine-decayed learning rate (at 1e-3 for 5 epochs the probe is still far from converged: 67% where 20 epochs at
+// 1e-2 reach 72% on the same SSL features).
 import { F, Generator, Tensor, noGrad, randperm, tidy } from '../engine/index.ts';
 import { Linear } from '../nn/index.ts';
-import { AdamW } from '../optim/index.ts';
+import { AdamW, LRScheduler, warmupCosine } from '../optim/index.ts';
 
 export function linearProbeAccuracy(train: Tensor, trainLabels: Tensor, test: Tensor, testLabels: Tensor, o: { classes: number; epochs?: number; batchSize?: number; lr?: number; seed?: number }): number {
   const g = new Generator({ seed: o.seed ?? 0 });
@@ -10,12 +12,16 @@ export function linearProbeAccuracy(train: Tensor, trainLabels: Tensor, test: Te
   const xtr = train.sub(mean).div(std);
   const xte = test.sub(mean).div(std);
   const clf = new Linear(train.shape[1]!, o.classes, { generator: g });
-  const opt = new AdamW(clf.parameters(), { lr: o.lr ?? 1e-3, weightDecay: 1e-4 });
+  const opt = new AdamW(clf.parameters(), { lr: o.lr ?? 1e-2, weightDecay: 1e-4 });
   const B = o.batchSize ?? 256;
   const n = xtr.shape[0]!;
-  for (let epoch = 0; epoch < (o.epochs ?? 10); epoch++) {
+  const epochs = o.epochs ?? 20;
+  const sched = new LRScheduler(opt, warmupCosine({ warmup: 0, total: epochs * Math.floor(n / B) }));
+  let step = 0;
+  for (let epoch = 0; epoch < epochs; epoch++) {
     const perm = randperm(n, { generator: g });
     for (let i = 0; i + B <= n; i += B) {
+      sched.set(step++);
       tidy(() => {
         const idx = perm.slice(0, i, i + B);
         const loss = F.crossEntropy(clf.forward(xtr.indexSelect(0, idx)), trainLabels.indexSelect(0, idx));

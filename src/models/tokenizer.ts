@@ -267,12 +267,12 @@ export function reptokMid(overrides: Partial<TokenizerConfig> = {}): TokenizerCo
 }
 
 /**
- * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4,
+ * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4 unless set,
  * width 128, 4 blocks of 4 heads, 4 registers.
  */
-export function smallVit(imgSize: number, o: { embedDim?: number; depth?: number; numHeads?: number } = {}): Dinov2Config {
+export function smallVit(imgSize: number, o: { patchSize?: number; embedDim?: number; depth?: number; numHeads?: number } = {}): Dinov2Config {
   return {
-    imgSize, patchSize: 4, inChans: 3, embedDim: o.embedDim ?? 128, depth: o.depth ?? 4, numHeads: o.numHeads ?? 4, mlpRatio: 4, ffn: 'mlp', qkvBias: true,
+    imgSize, patchSize: o.patchSize ?? 4, inChans: 3, embedDim: o.embedDim ?? 128, depth: o.depth ?? 4, numHeads: o.numHeads ?? 4, mlpRatio: 4, ffn: 'mlp', qkvBias: true,
     initValues: 1.0, numRegisterTokens: 4, interpolateAntialias: true, interpolateOffset: 0, layerNormEps: 1e-6,
   };
 }

@@ -51,9 +51,9 @@ async function fitsFixedBatch(stage: StageName, config: any, factory: (ctx: Stag
 
 test('every stage lowers its loss on a fixed batch, and the stages chain through their exports', async () => {
   const data = `folder:${await syntheticFolder()}`;
-  const run = async (stage: StageName, files: object = {}) => {
+  const run = async (stage: StageName, files: object = {}, overrides: object = {}) => {
     const out = mkdtempSync(join(tmpdir(), `reptok-run-${stage}-`));
-    const r = await train(stage, configFor(stage, (tinyConfigs(data, files) as any)[stage]), { out, steps: 2, log: () => {} });
+    const r = await train(stage, configFor(stage, { ...(tinyConfigs(data, files) as any)[stage], ...overrides }), { out, steps: 2, log: () => {} });
     return r.final!;
   };
   const cfgs = (files: object = {}) => tinyConfigs(data, files) as any;
@@ -74,4 +74,13 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   assert.ok(x1 < 0.8 * x0, `t2i loss ${x0} -> ${x1}`);
   const gen = await run('generator', { tokenizer: tok.tokenizer });
   assert.match(String(gen.generator), /generator\.safetensors$/);
+  const acc = gen.sample_class_acc as number;
+  assert.ok(acc >= 0 && acc <= 1 && (gen.real_token_knn_acc as number) >= 0);
+
+  // bf16 autocast runs every stage end to end (norms after bf16 matmuls, losses in float32)
+  const bf16 = { precision: 'bf16' };
+  assert.ok(typeof (await run('ssl', {}, bf16)).knn_ssl === 'number');
+  assert.ok(Number.isFinite((await run('tokenizer', { encoder: ssl.encoder }, bf16)).test_psnr as number));
+  assert.match(String((await run('generator', { tokenizer: tok.tokenizer }, bf16)).generator), /generator\.safetensors$/);
+  assert.ok(await run('t2i', { tokenizer: tok.tokenizer }, bf16));
 });

@@ -32,10 +32,10 @@ export const spec: CommandSpec = {
 const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: string) => Record<string, Json> }[] = [
   {
     stage: 'ssl', preset: 'fmnist-ssl', steps: 250,
-    set: () => ({ batchSize: 32, lr: 2e-4, warmupSteps: 25, localCrops: 2, encoder: smallVit(28, { embedDim: 64, depth: 3, numHeads: 2 }) as unknown as Json, head: { hidden: 128, bottleneck: 32, outDim: 256 }, eval: { knnK: 20, probeEpochs: 3, maxTrain: 5000, maxTest: 1000 } }),
+    set: () => ({ batchSize: 32, lr: 5e-4, warmupSteps: 25, localCrops: 2, encoder: smallVit(28, { patchSize: 7, embedDim: 64, depth: 3, numHeads: 2 }) as unknown as Json, head: { hidden: 128, bottleneck: 32, outDim: 256 }, eval: { knnK: 20, probeEpochs: 3, maxTrain: 5000, maxTest: 1000 } }),
   },
   {
-    stage: 'tokenizer', preset: 'fmnist-tokenizer', steps: 400,
+    stage: 'tokenizer', preset: 'fmnist-tokenizer', steps: 1000,
     set: (dir) => ({ batchSize: 32, lr: 1e-3, warmupSteps: 40, emaDecay: 0.99, encoderWeights: join(dir, 'ssl', 'encoder.safetensors'), tokenizer: { decoder: { width: 128, depth: 2, dHead: 32 }, mapping: { width: 64, dFF: 192 } }, val: { images: 10, steps: 10, segments: 4 } }),
   },
   {

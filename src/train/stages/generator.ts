@@ -1,6 +1,8 @@
 // Stages `generator` (RepTok stage B, class-conditional MLP-Mixer) and `t2i` (text-to-image) on tokens of a frozen
 // tokenizer, pre-computed once and cached under a content hash. Validation: the flow loss over K equal t-segments on
-// held-out tokens; samples: generated tokens decoded by the tokenizer.
+// held-out tokens; samples: generated tokens decoded by the tokenizer. At the end the class generator also reports
+// how often its guided samples land among tokens of the requested class (k-NN on the training tokens), next to the
+// same k-NN accuracy of real held-out tokens.
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +20,7 @@ import type { GuidableField } from '../../flow/guidance.ts';
 import type { TimeSampler } from '../../flow/paths.ts';
 import { TokenLoader, tokensFor, type TokenBatch, type TokenSet } from '../../data/tokens.ts';
 import { TWEMOJI_CREDIT } from '../../data/emoji.ts';
+import { knnAccuracy } from '../../eval/knn.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
 import type { Stage, StageContext } from '../trainer.ts';
@@ -37,7 +40,7 @@ export interface GeneratorStageConfig extends CommonConfig {
   generator: Omit<GeneratorConfig, 'tokenDim' | 'numClasses'>;
   timeSampler: TimeSampler;
   cacheDir: string;
-  val: SamplingConfig & { samplesPerClass: number };
+  val: SamplingConfig & { samplesPerClass: number; evalSamplesPerClass: number };
 }
 
 export interface T2IStageConfig extends CommonConfig {
@@ -58,7 +61,7 @@ export function generatorPreset(data: 'fashion-mnist' | 'emoji', overrides: Part
   return {
     ...COMMON_DEFAULTS, stage: 'generator', data, steps: 6000, batchSize: 128, lr: 3e-4, warmupSteps: 200, weightDecay: 0.01, emaDecay: 0.999,
     tokenizer: '', generator: { ...mixer, dim: 384, depth: 6 }, timeSampler: { kind: 'uniform' }, cacheDir,
-    val: { ...sampling, samplesPerClass: 8 }, ...overrides,
+    val: { ...sampling, samplesPerClass: 8, evalSamplesPerClass: 100 }, ...overrides,
   };
 }
 
@@ -106,6 +109,25 @@ async function sampleGrid(path: string, tok: RepTokTokenizer, field: GuidableFie
   grid.dispose();
 }
 
+/**
+ * Class consistency of guided samples: `perClass` tokens per class, each classified by k-NN (k = 20) among the
+ * training tokens; and, for scale, the same k-NN accuracy of the real held-out tokens.
+ */
+function classConsistency(model: MLPMixer1D, train: TokenSet, test: TokenSet, classes: number, perClass: number, val: SamplingConfig, seed: number): { sample_class_acc: number; real_token_knn_acc: number; train_tokens: number } {
+  return noGrad(() => tidy(() => {
+    const [N, D] = train.tokens.shape as [number, number];
+    const trainLabels = tensor(train.labels, { dtype: 'int64' });
+    const y = tensor(Int32Array.from({ length: classes * perClass }, (_, i) => Math.floor(i / perClass)), { dtype: 'int64' });
+    const x0 = randn([classes * perClass, 1, D], { generator: new Generator({ seed }) });
+    const { z } = generate(classField(model, y), x0, { steps: val.steps, guidance: { scale: val.cfgScale, interval: val.interval } });
+    return {
+      sample_class_acc: knnAccuracy(train.tokens, trainLabels, z.squeeze(1), y, { classes }),
+      real_token_knn_acc: knnAccuracy(train.tokens, trainLabels, test.tokens, tensor(test.labels, { dtype: 'int64' }), { classes }),
+      train_tokens: N,
+    };
+  }));
+}
+
 export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): Promise<Stage<GeneratorStageConfig, TokenBatch>> {
   const c = ctx.config;
   const { tok, train, test } = await tokenData(c, ctx as StageContext<CommonConfig>);
@@ -144,7 +166,15 @@ export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): P
       const path = join(ctx.out, 'generator.safetensors');
       saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), { format: 'reptok-generator', config: JSON.stringify(model.config), tokenizer: c.tokenizer, data: c.data });
       ctx.log(`exported ${path} (EMA weights)`);
-      return { generator: path, ...(await withEma(async () => (model.eval(), validate((x, t, idx) => model.forward(x, t, { y: tensor(test.labels, { dtype: 'int64' }).indexSelect(0, idx) }), test, c.val, c.seed)))) };
+      const final = withEma(() => {
+        model.eval();
+        const labels = tensor(test.labels, { dtype: 'int64' });
+        const out = { ...validate((x, t, idx) => model.forward(x, t, { y: labels.indexSelect(0, idx) }), test, c.val, c.seed), ...classConsistency(model, train, test, classes, c.val.evalSamplesPerClass, c.val, c.seed + 4) };
+        labels.dispose();
+        return out;
+      });
+      ctx.log(`guided samples in the requested class (k-NN on training tokens): ${(100 * final.sample_class_acc).toFixed(1)}% (real held-out tokens: ${(100 * final.real_token_knn_acc).toFixed(1)}%)`);
+      return { generator: path, ...final };
     },
     dispose: () => {
       model.dispose();
