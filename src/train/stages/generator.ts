@@ -136,6 +136,13 @@ export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): P
   const model = noGrad(() => new MLPMixer1D({ ...c.generator, tokenDim: D, numClasses: classes }));
   ctx.log(`generator: ${(model.numParameters() / 1e6).toFixed(2)}M parameters, ${classes} classes, tokens of width ${D}`);
   const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
+  const validation = (): Record<string, number> => {
+    model.eval();
+    const labels = tensor(test.labels, { dtype: 'int64' });
+    const out = validate((x, t, idx) => model.forward(x, t, { y: labels.indexSelect(0, idx) }), test, c.val, c.seed);
+    labels.dispose();
+    return out;
+  };
   const perClass = (n: number) => tensor(Int32Array.from({ length: n * c.val.samplesPerClass }, (_, i) => Math.floor(i / c.val.samplesPerClass)), { dtype: 'int64' });
   return {
     model,
@@ -144,13 +151,7 @@ export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): P
       model.train();
       return { loss: flowLoss((x, t) => model.forward(x, t, { y: b.y, generator: ctx.generator }), b.x1, { generator: ctx.generator, sampler: c.timeSampler }).loss };
     },
-    validate: async () => withEma(() => {
-      model.eval();
-      const labels = tensor(test.labels, { dtype: 'int64' });
-      const out = validate((x, t, idx) => model.forward(x, t, { y: labels.indexSelect(0, idx) }), test, c.val, c.seed);
-      labels.dispose();
-      return out;
-    }),
+    validate: async () => withEma(validation),
     samples: async (ctx2) => {
       const path = join(ctx.out, 'samples', `step-${String(ctx2.step + 1).padStart(6, '0')}.png`);
       const rows = Math.min(classes, 10);
@@ -166,13 +167,7 @@ export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): P
       const path = join(ctx.out, 'generator.safetensors');
       saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), { format: 'reptok-generator', config: JSON.stringify(model.config), tokenizer: c.tokenizer, data: c.data });
       ctx.log(`exported ${path} (EMA weights)`);
-      const final = withEma(() => {
-        model.eval();
-        const labels = tensor(test.labels, { dtype: 'int64' });
-        const out = { ...validate((x, t, idx) => model.forward(x, t, { y: labels.indexSelect(0, idx) }), test, c.val, c.seed), ...classConsistency(model, train, test, classes, c.val.evalSamplesPerClass, c.val, c.seed + 4) };
-        labels.dispose();
-        return out;
-      });
+      const final = withEma(() => ({ ...validation(), ...classConsistency(model, train, test, classes, c.val.evalSamplesPerClass, c.val, c.seed + 4) }));
       ctx.log(`guided samples in the requested class (k-NN on training tokens): ${(100 * final.sample_class_acc).toFixed(1)}% (real held-out tokens: ${(100 * final.real_token_knn_acc).toFixed(1)}%)`);
       return { generator: path, ...final };
     },
