@@ -4,6 +4,8 @@ import { Tensor, aten, hasOp, type GeneratorLike, type Shape } from './tensor.ts
 import { emptyLike, ones } from './creation.ts';
 import { tidy } from './scope.ts';
 
+export { rmsNorm, swiglu, cosineRopeQK, applyRotary } from './fused.ts';
+
 type Pair = number | readonly [number, number];
 type Reduction = 'none' | 'mean' | 'sum';
 const REDUCTION: Record<Reduction, number> = { none: 0, mean: 1, sum: 2 };
@@ -185,7 +187,7 @@ export function dropout(x: Tensor, p: number, training = true, generator?: Gener
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: { mask?: Tensor | null; scale?: number; isCausal?: boolean } = {}): Tensor {
   return tidy(() => {
     const scale = o.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]!);
-    let attn = q.mul(scale).matmul(k.transpose(-2, -1)); // (..., Lq, Lk)
+    let attn = (scale === 1 ? q : q.mul(scale)).matmul(k.transpose(-2, -1)); // (..., Lq, Lk)
     if (o.isCausal) {
       const [lq, lk] = attn.shape.slice(-2) as [number, number];
       attn = attn.maskedFill(ones([lq, lk], { dtype: 'bool', device: q.device }).triu(1), -Infinity);

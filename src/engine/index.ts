@@ -3,6 +3,7 @@ export { Tensor, aten, atenVoid, atenSchema, hasOp, type TensorLike, type Shape,
 export * from './creation.ts';
 export * from './ops.ts';
 export * as F from './functional.ts';
+export { setFusedKernels } from './fused.ts';
 export { noGrad, enableGrad, isGradEnabled, grad, backward, autocast } from './autograd.ts';
 export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';

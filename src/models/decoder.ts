@@ -22,11 +22,6 @@ export interface DecoderConfig {
 // Norms and feed-forward pieces
 // ---------------------------------------------------------------------------------------------------------------
 
-/** x · scale · rsqrt(mean(x²) + eps) over the last dim. */
-export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
-  return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
-}
-
 export class RMSNorm extends Module {
   readonly scale: Tensor;
   constructor(features: number, readonly eps = 1e-6) {
@@ -34,7 +29,7 @@ export class RMSNorm extends Module {
     this.scale = this.param('scale', zeros([features]).add_(1));
   }
   forward(x: Tensor): Tensor {
-    return rmsNorm(x, this.scale, this.eps);
+    return F.rmsNorm(x, this.scale, this.eps);
   }
 }
 
@@ -47,7 +42,7 @@ export class AdaRMSNorm extends Module {
     init.zeros_(this.linear.weight);
   }
   forward(x: Tensor, cond: Tensor): Tensor {
-    return tidy(() => rmsNorm(x, this.linear.forward(cond).unsqueeze(1).add(1), this.eps)); // cond (B, C) -> scale (B, 1, W)
+    return tidy(() => F.rmsNorm(x, this.linear.forward(cond).unsqueeze(1).add(1), this.eps)); // cond (B, C) -> scale (B, 1, W)
   }
 }
 
@@ -57,10 +52,7 @@ export class LinearSwiGLU extends Linear {
     super(inFeatures, 2 * outFeatures, { bias: false });
   }
   override forward(x: Tensor): Tensor {
-    return tidy(() => {
-      const [a, gate] = super.forward(x).chunk(2, -1) as [Tensor, Tensor];
-      return a.mul(F.silu(gate));
-    });
+    return tidy(() => F.swiglu(super.forward(x)));
   }
 }
 
@@ -110,16 +102,6 @@ export class AxialRoPE2D extends Module {
   }
 }
 
-/** Rotates the first 2·d dims of x (…, e) by θ (…, d): (x1, x2) -> (x1 cos θ − x2 sin θ, x2 cos θ + x1 sin θ). */
-export function applyRotary(x: Tensor, theta: Tensor): Tensor {
-  const d = theta.shape[theta.ndim - 1]!;
-  return tidy(() => {
-    const [x1, x2, rest] = [x.narrow(-1, 0, d), x.narrow(-1, d, d), x.narrow(-1, 2 * d, x.shape[x.ndim - 1]! - 2 * d)];
-    const [cos, sin] = [theta.cos(), theta.sin()];
-    return cat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin)), rest], -1);
-  });
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Transformer layer: cosine attention with RoPE, then a SwiGLU feed-forward, both AdaRMSNorm'd on time
 // ---------------------------------------------------------------------------------------------------------------
@@ -147,12 +129,10 @@ export class SelfAttention extends Module {
     const [B, L, W] = x.shape as [number, number, number];
     return tidy(() => {
       const theta = this.posEmb.theta(pos); // (B, heads, L, e/4)
-      const qkv = this.qkvProj.forward(this.norm.forward(x, cond)); // (B, L, 3W)
-      const [q0, k0, v] = qkv.reshape(B, L, 3, this.heads, this.dHead).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, L, e)
-      // cosine attention: unit-normalise q and k, each scaled by sqrt(s_h), so q·k = s_h cos(q, k)
-      const s = this.scale.reshape(this.heads, 1, 1).sqrt();
-      const q = applyRotary(q0.mul(s.mul(q0.square().sum(-1, true).add(1e-6).rsqrt())), theta);
-      const k = applyRotary(k0.mul(s.mul(k0.square().sum(-1, true).add(1e-6).rsqrt())), theta);
+      const qkv = this.qkvProj.forward(this.norm.forward(x, cond)).reshape(B, L, 3, this.heads, this.dHead);
+      // cosine attention: q and k unit-normalised, each scaled by sqrt(s_h), so q·k = s_h cos(q, k); then RoPE
+      const [q, k] = F.cosineRopeQK(qkv, this.scale, theta.cos(), theta.sin()); // (B, H, L, e)
+      const v = qkv.select(2, 2).transpose(1, 2); // (B, H, L, e)
       const o = F.scaledDotProductAttention(q, k, v, { scale: 1 }).transpose(1, 2).reshape(B, L, W);
       return x.add(this.outProj.forward(o));
     });

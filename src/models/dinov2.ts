@@ -33,6 +33,8 @@ export interface ForwardOptions {
   masks?: Tensor;
   /** (1, 1, D): an alternative input [cls] embedding. */
   clsToken?: Tensor;
+  /** (B, N, D): `embedPatches(x)` computed earlier for the same images, reused (x is then not embedded again). */
+  embedded?: Tensor;
 }
 
 export interface Dinov2Features {
@@ -73,6 +75,18 @@ class Attention extends Module {
       const [q, k, v] = this.qkv.forward(x).reshape(B, N, 3, this.numHeads, C / this.numHeads).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, N, d)
       const o = F.scaledDotProductAttention(q, k, v).transpose(1, 2).reshape(B, N, C); // (B, N, C)
       return this.proj.forward(o);
+    });
+  }
+  /** Attention output of the first token only (B, 1, C): its query against every key, without the other queries. */
+  forwardFirst(x: Tensor): Tensor {
+    const [B, N, C] = x.shape as [number, number, number];
+    const d = C / this.numHeads;
+    return tidy(() => {
+      const w = this.qkv.weight; // (3C, C): rows q, k, v
+      const b = this.qkv.bias;
+      const q = F.linear(x.slice(1, 0, 1), w.narrow(0, 0, C), b?.narrow(0, 0, C)).reshape(B, 1, this.numHeads, d).transpose(1, 2); // (B, H, 1, d)
+      const [k, v] = F.linear(x, w.narrow(0, C, 2 * C), b?.narrow(0, C, 2 * C)).reshape(B, N, 2, this.numHeads, d).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor]; // (B, H, N, d)
+      return this.proj.forward(F.scaledDotProductAttention(q, k, v).transpose(1, 2).reshape(B, 1, C));
     });
   }
 }
@@ -144,6 +158,16 @@ class Block extends Module {
       return h.add(this.ls2.forward(this.mlp.forward(this.norm2.forward(h))));
     });
   }
+  /**
+   * The block's output for the first token only (B, 1, D). In the last block, when only [cls] is read, this skips
+   * the queries, projections and MLP of every other token: 10/12 of that block's GEMM work.
+   */
+  forwardFirst(x: Tensor): Tensor {
+    return tidy(() => {
+      const h = x.slice(1, 0, 1).add(this.ls1.forward(this.attn.forwardFirst(this.norm1.forward(x))));
+      return h.add(this.ls2.forward(this.mlp.forward(this.norm2.forward(h))));
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -212,19 +236,26 @@ export class DinoVisionTransformer extends Module {
     });
   }
 
+  /** Patch tokens plus their position embeddings (B, N, D): the part of the input that does not involve [cls]. */
+  embedPatches(x: Tensor, o: { masks?: Tensor } = {}): Tensor {
+    const [, , H, W] = x.shape as [number, number, number, number];
+    return tidy(() => {
+      let t = this.patchEmbed.forward(x); // (B, N, D)
+      if (o.masks) t = where(o.masks.unsqueeze(-1), this.maskToken.to(t.dtype).unsqueeze(0), t);
+      return t.add(this.interpolatePosEncoding(t.shape[1]! + 1, H, W).slice(1, 1));
+    });
+  }
+
   /**
    * Tokens [cls, registers..., patches...] with position embeddings (registers carry none). `clsToken` replaces
    * the model's own [cls] embedding (RepTok runs its frozen target through the same backbone this way).
    */
   prepareTokens(x: Tensor, o: ForwardOptions = {}): Tensor {
-    const [B, , H, W] = x.shape as [number, number, number, number];
     return tidy(() => {
-      let t = this.patchEmbed.forward(x); // (B, N, D)
-      if (o.masks) t = where(o.masks.unsqueeze(-1), this.maskToken.to(t.dtype).unsqueeze(0), t);
-      t = cat([(o.clsToken ?? this.clsToken).expand(B, -1, -1), t], 1); // (B, 1+N, D)
-      t = t.add(this.interpolatePosEncoding(t.shape[1]!, H, W));
-      if (this.registerTokens) t = cat([t.slice(1, 0, 1), this.registerTokens.expand(B, -1, -1), t.slice(1, 1)], 1); // (B, 1+R+N, D)
-      return t;
+      const patches = o.embedded ?? this.embedPatches(x, o); // (B, N, D)
+      const B = patches.shape[0]!;
+      const cls = (o.clsToken ?? this.clsToken).add(this.posEmbed.slice(1, 0, 1)).expand(B, -1, -1); // (B, 1, D); [cls] keeps its position at any size
+      return cat(this.registerTokens ? [cls, this.registerTokens.expand(B, -1, -1), patches] : [cls, patches], 1); // (B, 1+R+N, D)
     });
   }
 
@@ -239,9 +270,15 @@ export class DinoVisionTransformer extends Module {
     });
   }
 
-  /** The [cls] output after the final LayerNorm (the RepTok token). */
+  /** The [cls] output after the final LayerNorm (the RepTok token); the last block runs for [cls] alone. */
   forward(x: Tensor, o: ForwardOptions = {}): Tensor {
-    return tidy(() => this.forwardFeatures(x, o).xNormClstoken);
+    return tidy(() => {
+      let h = this.prepareTokens(x, o);
+      const blocks = [...this.blocks];
+      const last = blocks.pop();
+      for (const blk of blocks) h = blk.forward(h);
+      return this.norm.forward(last ? last.forwardFirst(h) : h.slice(1, 0, 1)).squeeze(1); // (B, D)
+    });
   }
 
   /**

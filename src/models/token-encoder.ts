@@ -111,18 +111,23 @@ export class ConditionEncoder extends Module {
     else this.targetModel.loadStateDict(sd, { context: 'pretrained encoder (target)' });
   }
 
-  /** The target's token: the frozen network's [cls] output, without gradients. */
-  targetToken(x: Tensor): Tensor {
-    return noGrad(() => (this.targetModel instanceof TargetClsToken ? this.model.forward(x, { clsToken: this.targetModel.clsToken }) : this.targetModel.forward(x)));
+  /**
+   * The target's token: the frozen network's [cls] output, without gradients. With a shared backbone, `embedded`
+   * (the frozen patch embedding of the same x) saves embedding the images twice.
+   */
+  targetToken(x: Tensor, embedded?: Tensor): Tensor {
+    return noGrad(() => (this.targetModel instanceof TargetClsToken ? this.model.forward(x, { clsToken: this.targetModel.clsToken, embedded }) : this.targetModel.forward(x)));
   }
 
   /** Images (B, 3, H, W) in [-1, 1] -> token (B, D), plus the cosine loss against the frozen target if asked. */
   encode(images: Tensor, o: { withCosLoss?: boolean } = {}): EncoderOutput {
     return tidy(() => {
       const x = reptokPreprocess(images, this.inputSize);
-      const token = this.model.forward(x);
+      // only [cls] trains: the patch embedding is the same for the token and the target pass, so it runs once
+      const embedded = this.sharedTarget && o.withCosLoss ? noGrad(() => this.model.embedPatches(x)) : undefined;
+      const token = this.model.forward(x, { embedded });
       if (!o.withCosLoss) return { token };
-      const target = this.targetToken(x);
+      const target = this.targetToken(x, embedded);
       return { token, cos: F.cosineSimilarity(token.float(), target.float(), -1).rsub(1) };
     });
   }

@@ -1,0 +1,68 @@
+// Fused kernels (native/fused.cc) for elementwise chains that eager code runs as many small kernels, each with the
+// composite ATen formula it replaces. The fused path runs on CPU tensors of float32/float64 (the kernels are written
+// for those), the composite path everywhere else — CUDA, bf16 under autocast — and whenever fused kernels are
+// switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have gradients; the fused backward
+// is first-order only (create_graph through it is an error).
+import { Tensor, aten } from './tensor.ts';
+import { cat } from './ops.ts';
+import { tidy } from './scope.ts';
+
+const silu = (x: Tensor): Tensor => aten('aten::silu', x);
+
+let fusedEnabled = true;
+
+/** Turns the fused kernels on or off for this process (default on); returns the previous setting. */
+export function setFusedKernels(enabled: boolean): boolean {
+  const previous = fusedEnabled;
+  fusedEnabled = enabled;
+  return previous;
+}
+
+const fusable = (ts: Tensor[]): boolean => {
+  if (!fusedEnabled) return false;
+  const dtype = ts[0]!.dtype;
+  return (dtype === 'float32' || dtype === 'float64') && ts.every((t) => t.dtype === dtype && t.device === 'cpu');
+};
+
+/**
+ * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). `scale` is (W), or (B, 1, …, W) for x (B, …, W)
+ * (a per-sample scale, as AdaRMSNorm makes it).
+ */
+export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
+  if (fusable([x, scale])) return aten('reptok::rms_norm', x, scale, eps);
+  return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
+}
+
+/** SwiGLU's gate: h (…, 2F) split into halves [a, g] along the last dim -> a · silu(g) (…, F). */
+export function swiglu(h: Tensor): Tensor {
+  if (fusable([h])) return aten('reptok::swiglu', h);
+  return tidy(() => {
+    const [a, g] = h.chunk(2, -1) as [Tensor, Tensor];
+    return a.mul(silu(g));
+  });
+}
+
+/** Rotates the first 2·d dims of x (…, e) by θ given as cos θ, sin θ (…, d): (x₁, x₂) -> (x₁ cos − x₂ sin, x₂ cos + x₁ sin). */
+export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const d = cos.shape[cos.ndim - 1]!;
+  return tidy(() => {
+    const [x1, x2, rest] = [x.narrow(-1, 0, d), x.narrow(-1, d, d), x.narrow(-1, 2 * d, x.shape[x.ndim - 1]! - 2 * d)];
+    return cat([x1.mul(cos).sub(x2.mul(sin)), x2.mul(cos).add(x1.mul(sin)), rest], -1);
+  });
+}
+
+/**
+ * Queries and keys of cosine attention with RoPE, from the fused projection qkv (B, L, 3, H, e): each head vector
+ * unit-normalised and scaled by √scale_h (so q·k = scale_h · cos(q, k)), then rotated by θ (cos, sin: (B, H, L, d)).
+ * Returns q, k as (B, H, L, e).
+ */
+export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor] {
+  if (fusable([qkv, scale, cos, sin])) return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
+  return tidy(() => {
+    const H = scale.shape[0]!;
+    const s = scale.reshape(H, 1, 1).sqrt();
+    const unit = (x: Tensor): Tensor => applyRotary(x.mul(s.mul(x.square().sum(-1, true).add(1e-6).rsqrt())), cos, sin);
+    const [q, k] = qkv.permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, L, e)
+    return [unit(q), unit(k)];
+  });
+}
