@@ -2,8 +2,8 @@
 // batch 16, 64 tokens, width 384, 6 heads), reptok against the same workloads in PyTorch in the same invocation.
 // Each measurement is paired with the peer's (a persistent PyTorch process) and the per-pair ratios are
 // summarised. JSON lines; `--impl reptok` skips the peer. Targets: GEMM within 5% of PyTorch, block ratio ≤ 1.05.
-import { F, Tensor, getNumThreads, manualSeed, randn, runtimeInfo, tidy } from '../src/index.ts';
-import { LayerNorm, Linear, Module } from '../src/nn/index.ts';
+import { F, getNumThreads, manualSeed, randn, runtimeInfo, tidy } from '../src/index.ts';
+import { TransformerBlock } from '../src/nn/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { Peer, benchArgs, emit, median, paired, timeMedian } from './peer.ts';
 
@@ -12,33 +12,6 @@ const iters = Number(args.get('iters', '5'));
 const pairs = Number(args.get('pairs', '5'));
 const sizes = args.get('sizes', '256,512,1024,2048').split(',').map(Number);
 const threads = getNumThreads();
-
-class Block extends Module {
-  readonly norm1: LayerNorm;
-  readonly qkv: Linear;
-  readonly proj: Linear;
-  readonly norm2: LayerNorm;
-  readonly fc1: Linear;
-  readonly fc2: Linear;
-
-  constructor(dim: number, readonly heads: number) {
-    super();
-    this.norm1 = this.module('norm1', new LayerNorm(dim));
-    this.qkv = this.module('qkv', new Linear(dim, 3 * dim));
-    this.proj = this.module('proj', new Linear(dim, dim));
-    this.norm2 = this.module('norm2', new LayerNorm(dim));
-    this.fc1 = this.module('fc1', new Linear(dim, 4 * dim));
-    this.fc2 = this.module('fc2', new Linear(4 * dim, dim));
-  }
-
-  forward(x: Tensor): Tensor {
-    const [B, N, C] = x.shape as [number, number, number];
-    const [q, k, v] = this.qkv.forward(this.norm1.forward(x)).reshape(B, N, 3, this.heads, C / this.heads).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor];
-    const a = F.scaledDotProductAttention(q, k, v).transpose(1, 2).reshape(B, N, C); // (B, N, C)
-    const h = x.add(this.proj.forward(a));
-    return h.add(this.fc2.forward(F.gelu(this.fc1.forward(this.norm2.forward(h)))));
-  }
-}
 
 const info = runtimeInfo();
 const peer = args.impl === 'reptok' ? null : Peer.start('engine.py', ['--threads', String(threads)]);
@@ -61,7 +34,7 @@ for (const n of sizes) {
 }
 
 manualSeed(0);
-const blk = new Block(384, 6);
+const blk = new TransformerBlock(384, 6);
 const opt = new AdamW(blk.parameters(), { lr: 1e-4 });
 const xb = randn([16, 64, 384]);
 const yb = randn([16, 64, 384]);

@@ -2,8 +2,8 @@
 // sets without a pretrained text model (the bundled emoji model): word embeddings + learned positions,
 // pre-LayerNorm bidirectional self-attention blocks with a padding mask, final LayerNorm; pooled = mean of the
 // real tokens.
-import { F, Tensor, arange, noGrad, tensor, tidy } from '../../engine/index.ts';
-import { Embedding, GELU, LayerNorm, Linear, Module, ModuleList } from '../../nn/index.ts';
+import { Tensor, arange, noGrad, tensor, tidy } from '../../engine/index.ts';
+import { Embedding, LayerNorm, Module, ModuleList, TransformerBlock } from '../../nn/index.ts';
 import { WordTokenizer } from './word-tokenizer.ts';
 import type { TextEncoder, TextEncoding } from './text-encoder.ts';
 
@@ -14,38 +14,10 @@ export interface SmallTextConfig {
   maxLength: number;
 }
 
-class Block extends Module {
-  readonly norm1: LayerNorm;
-  readonly qkv: Linear;
-  readonly proj: Linear;
-  readonly norm2: LayerNorm;
-  readonly fc1: Linear;
-  readonly act = new GELU();
-  readonly fc2: Linear;
-  constructor(width: number, readonly heads: number) {
-    super();
-    this.norm1 = this.module('norm1', new LayerNorm(width));
-    this.qkv = this.module('qkv', new Linear(width, 3 * width));
-    this.proj = this.module('proj', new Linear(width, width));
-    this.norm2 = this.module('norm2', new LayerNorm(width));
-    this.fc1 = this.module('fc1', new Linear(width, 4 * width));
-    this.fc2 = this.module('fc2', new Linear(4 * width, width));
-  }
-  forward(x: Tensor, keyMask: Tensor): Tensor {
-    const [B, L, W] = x.shape as [number, number, number];
-    return tidy(() => {
-      const [q, k, v] = this.qkv.forward(this.norm1.forward(x)).reshape(B, L, 3, this.heads, W / this.heads).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor];
-      const a = F.scaledDotProductAttention(q, k, v, { mask: keyMask }).transpose(1, 2).reshape(B, L, W);
-      const h = x.add(this.proj.forward(a));
-      return h.add(this.fc2.forward(this.act.forward(this.fc1.forward(this.norm2.forward(h)))));
-    });
-  }
-}
-
 export class SmallTextEncoder extends Module implements TextEncoder {
   readonly tokenEmbedding: Embedding;
   readonly positionEmbedding: Embedding;
-  readonly blocks: ModuleList<Block>;
+  readonly blocks: ModuleList<TransformerBlock>;
   readonly norm: LayerNorm;
   readonly trainable = true;
 
@@ -57,7 +29,7 @@ export class SmallTextEncoder extends Module implements TextEncoder {
       this.tokenEmbedding.weight.mul_(0.02);
       this.positionEmbedding.weight.mul_(0.02);
     });
-    this.blocks = this.module('blocks', new ModuleList(Array.from({ length: config.depth }, () => new Block(config.width, config.heads))));
+    this.blocks = this.module('blocks', new ModuleList(Array.from({ length: config.depth }, () => new TransformerBlock(config.width, config.heads))));
     this.norm = this.module('norm', new LayerNorm(config.width));
   }
 
@@ -74,7 +46,7 @@ export class SmallTextEncoder extends Module implements TextEncoder {
     return tidy(() => {
       let h = this.tokenEmbedding.forward(ids).add(this.positionEmbedding.forward(arange(L, undefined, 1, { device: ids.device })));
       const keyMask = mask.reshape(B, 1, 1, L);
-      for (const b of this.blocks) h = b.forward(h, keyMask);
+      for (const b of this.blocks) h = b.forward(h, { mask: keyMask });
       const states = this.norm.forward(h);
       const m = mask.unsqueeze(-1).to(states.dtype);
       return { states, pooled: states.mul(m).sum(1).div(m.sum(1).clampMin(1)) };

@@ -26,7 +26,8 @@ export interface TokenizerStageConfig extends CommonConfig {
   /** SD-VAE weights (diffusers layout) for latent mode. */
   vaeWeights: string;
   hflip: number;
-  val: { images: number; steps: number; segments: number };
+  /** Periodic validation on `images` held-out images; the final test PSNR over `testImages` of them. */
+  val: { images: number; steps: number; segments: number; testImages: number };
 }
 
 export function tokenizerPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<TokenizerStageConfig> = {}): TokenizerStageConfig {
@@ -45,7 +46,7 @@ export function tokenizerPreset(data: 'fashion-mnist' | 'emoji', overrides: Part
     encoderWeights: '',
     vaeWeights: '',
     hflip: data === 'emoji' ? 0 : 0.5,
-    val: { images: 16, steps: 25, segments: 8 },
+    val: { images: 16, steps: 25, segments: 8, testImages: 256 },
     ...overrides,
   };
 }
@@ -131,7 +132,7 @@ export async function tokenizerStage(ctx: StageContext<TokenizerStageConfig>): P
       saveTokenizer(path, tok, ctx.ema?.shadow ?? tok.stateDict(), { source: 'reptok train tokenizer', data: c.data, steps: String(c.steps) });
       const final = await withEma(() => noGrad(() => tidy(() => {
         tok.eval();
-        const n = Math.min(256, test.n);
+        const n = Math.min(c.val.testImages, test.n);
         const scores: number[] = [];
         for (let i = 0; i < n; i += 64) {
           const imgs = imagesTensor(test, Int32Array.from({ length: Math.min(64, n - i) }, (_, k) => i + k));
