@@ -48,7 +48,11 @@ export interface SslConfig extends CommonConfig {
   centerMomentum: number;
   /** Weight of the KoLeo regulariser on the student's global-view [cls] features (0 = off). */
   koleoWeight: number;
-  eval: { knnK: number; probeEpochs: number; maxTrain: number; maxTest: number };
+  /**
+   * Final evaluation on up to maxTrain/maxTest images; the periodic validation (every valEvery steps) is a k-NN
+   * of the teacher on the first valTrain/valTest of them (never more than the final one uses).
+   */
+  eval: { knnK: number; probeEpochs: number; maxTrain: number; maxTest: number; valTrain: number; valTest: number };
 }
 
 export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<SslConfig> = {}): SslConfig {
@@ -82,7 +86,7 @@ export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<Ss
     centering: 'sinkhorn',
     centerMomentum: 0.9,
     koleoWeight: 0.1,
-    eval: { knnK: 20, probeEpochs: 20, maxTrain: 20_000, maxTest: 5_000 },
+    eval: { knnK: 20, probeEpochs: 20, maxTrain: 20_000, maxTest: 5_000, valTrain: 5_000, valTest: 1_000 },
     ...overrides,
   };
 }
@@ -164,6 +168,9 @@ class SslModel extends Module {
 }
 
 /** cls features of a data set's images, from a backbone, in batches (no augmentation). */
+/** Class labels of the first n images (int64). */
+const labelsOf = (d: ImageArray, n: number): Tensor => tensor(d.labels.subarray(0, n), { dtype: 'int64' });
+
 export function extractFeatures(backbone: DinoVisionTransformer | null, d: ImageArray, count: number, batch = 256): Tensor {
   return noGrad(() => tidy(() => {
     const parts: Tensor[] = [];
@@ -223,6 +230,12 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
       for (const [k, p] of model.teacher.stateDict()) p.mul_(m).add_(st.get(k)!, 1 - m);
       if (teacherOut) model.center.mul_(c.centerMomentum).add_(teacherOut, 1 - c.centerMomentum);
     })),
+    validate: async () => noGrad(() => tidy(() => {
+      const [nTrain, nTest] = [Math.min(train.n, c.eval.maxTrain, c.eval.valTrain), Math.min(test.n, c.eval.maxTest, c.eval.valTest)];
+      const [ytr, yte] = [labelsOf(train, nTrain), labelsOf(test, nTest)];
+      const backbone = model.teacher.backbone.eval();
+      return { val_knn: knnAccuracy(extractFeatures(backbone, train, nTrain), ytr, extractFeatures(backbone, test, nTest), yte, { k: c.eval.knnK, classes: train.classes.length }) };
+    })),
     finish: async () => {
       const path = join(ctx.out, 'encoder.safetensors');
       saveSafetensors(path, model.teacher.backbone.stateDict(), { format: 'dinov2', config: JSON.stringify(c.encoder), source: 'reptok train ssl' });
@@ -241,8 +254,7 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
 export async function evaluateEncoder(backbone: DinoVisionTransformer, train: ImageArray, test: ImageArray, c: SslConfig, log: (m: string) => void): Promise<Record<string, number>> {
   const nTrain = Math.min(train.n, c.eval.maxTrain);
   const nTest = Math.min(test.n, c.eval.maxTest);
-  const labels = (d: ImageArray, n: number) => tensor(d.labels.subarray(0, n), { dtype: 'int64' });
-  const [ytr, yte] = [labels(train, nTrain), labels(test, nTest)];
+  const [ytr, yte] = [labelsOf(train, nTrain), labelsOf(test, nTest)];
   const classes = train.classes.length;
   const untrained = noGrad(() => new DinoVisionTransformer(c.encoder).initWeights().eval());
   const out: Record<string, number> = {};
@@ -255,6 +267,8 @@ export async function evaluateEncoder(backbone: DinoVisionTransformer, train: Im
     fte.dispose();
   }
   untrained.dispose();
+  ytr.dispose();
+  yte.dispose();
   return out;
 }
 
