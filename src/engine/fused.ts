@@ -25,11 +25,13 @@ const fusable = (ts: Tensor[]): boolean => {
 };
 
 /**
- * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). `scale` is (W), or (B, 1, …, W) for x (B, …, W)
- * (a per-sample scale, as AdaRMSNorm makes it).
+ * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). The fused kernel takes `scale` as (W), or (B, 1, …, W)
+ * for x (B, …, W) (a per-sample scale, as AdaRMSNorm makes it); other broadcastable shapes run the composite.
  */
 export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
-  if (fusable([x, scale])) return aten('reptok::rms_norm', x, scale, eps);
+  const W = x.shape[x.ndim - 1]!;
+  const perSample = scale.ndim === x.ndim && scale.shape[0] === x.shape[0] && scale.shape.every((n, i) => i === 0 || i === x.ndim - 1 || n === 1);
+  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x, scale])) return aten('reptok::rms_norm', x, scale, eps);
   return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
 }
 
@@ -53,11 +55,13 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
 
 /**
  * Queries and keys of cosine attention with RoPE, from the fused projection qkv (B, L, 3, H, e): each head vector
- * unit-normalised and scaled by √scale_h (so q·k = scale_h · cos(q, k)), then rotated by θ (cos, sin: (B, H, L, d)).
- * Returns q, k as (B, H, L, e).
+ * unit-normalised and scaled by √scale_h (so q·k = scale_h · cos(q, k)), then rotated by θ (cos, sin: (B, H, L, d)
+ * for the fused kernel; shapes that broadcast to it run the composite). Returns q, k as (B, H, L, e).
  */
 export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor] {
-  if (fusable([qkv, scale, cos, sin])) return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
+  const [B, L, , H] = qkv.shape as number[];
+  const full = cos.ndim === 4 && [B, H, L].every((n, i) => cos.shape[i] === n) && sin.shape.join() === cos.shape.join();
+  if (qkv.ndim === 5 && full && fusable([qkv, scale, cos, sin])) return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
   return tidy(() => {
     const H = scale.shape[0]!;
     const s = scale.reshape(H, 1, 1).sqrt();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { F, Generator, Tensor, grad, profile, rand, randn, setFusedKernels, tidy } from '../../src/index.ts';
+import { F, Generator, Tensor, aten, grad, profile, rand, randn, setFusedKernels, tidy } from '../../src/index.ts';
 import { assertClose, gradcheck } from '../helpers.ts';
 
 const g = new Generator({ seed: 7 });
@@ -44,6 +44,7 @@ test('rmsNorm: fused = composite, shared scale (W) and per-sample scale (B, 1, W
   compare('rmsNorm (W)', (x, s) => F.rmsNorm(x, s), [r([3, 5, 16]), r([16])], [3, 5, 16]);
   compare('rmsNorm (B,1,W)', (x, s) => F.rmsNorm(x, s, 1e-6), [r([3, 5, 16]), r([3, 1, 16])], [3, 5, 16]);
   compare('rmsNorm, 2-D x', (x, s) => F.rmsNorm(x, s), [r([7, 130]), r([130])], [7, 130]);
+  compare('rmsNorm, elementwise scale (composite on both sides)', (x, s) => F.rmsNorm(x, s), [r([2, 3, 8]), r([2, 3, 8])], [2, 3, 8]);
 });
 
 test('swiglu: fused = composite, including large gates (the fast exp saturates cleanly)', () => {
@@ -72,9 +73,10 @@ test('fused kernels run as reptok:: operators (visible to the profiler)', () => 
 });
 
 test('fused kernels: bad shapes are clear errors; double backward is refused', () => {
-  assert.throws(() => F.rmsNorm(r([2, 8]), r([4])), /reptok::rms_norm: scale \[4\] does not match the last dim of x \[2, 8\]/);
+  assert.throws(() => aten('reptok::rms_norm', r([2, 8]), r([4]), 1e-6), /reptok::rms_norm: scale \[4\] does not match the last dim of x \[2, 8\]/);
+  assert.throws(() => aten('reptok::rms_norm', r([2, 3, 8]), r([2, 3, 8]), 1e-6), /scale \[2, 3, 8\] must be \(W\) or \(B, 1, \.\.\., W\)/);
   assert.throws(() => F.swiglu(r([2, 7])), /reptok::swiglu: the last dim of h must be even/);
-  assert.throws(() => F.cosineRopeQK(r([2, 5, 16]), r([3]), r([2, 3, 5, 4]), r([2, 3, 5, 4])), /qkv must be \(B, L, 3, H, e\)/);
+  assert.throws(() => aten('reptok::cosine_rope_qk', r([2, 5, 16]), r([3]), r([2, 3, 5, 4]), r([2, 3, 5, 4])), /qkv must be \(B, L, 3, H, e\)/);
   tidy(() => {
     const x = r([2, 8]).requiresGrad_(true);
     assert.throws(() => grad([F.rmsNorm(x, r([8])).square().sum()], [x], { createGraph: true }), /no double backward/);
