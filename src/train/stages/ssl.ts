@@ -61,10 +61,10 @@ export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<Ss
     ...COMMON_DEFAULTS,
     stage: 'ssl',
     data,
-    steps: 3000,
+    steps: 16_000, // on Fashion-MNIST: k-NN 86.4% (raw pixels 85.1%); 7,000 steps reach only 84.0%
     batchSize: 64,
     lr: 5e-4,
-    warmupSteps: 200,
+    warmupSteps: 300,
     weightDecay: 0.04,
     emaDecay: 0,
     clipGrad: 3,
@@ -86,7 +86,7 @@ export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<Ss
     centering: 'sinkhorn',
     centerMomentum: 0.9,
     koleoWeight: 0.1,
-    eval: { knnK: 20, probeEpochs: 20, maxTrain: 20_000, maxTest: 5_000, valTrain: 5_000, valTest: 1_000 },
+    eval: { knnK: 20, probeEpochs: 20, maxTrain: 60_000, maxTest: 10_000, valTrain: 5_000, valTest: 1_000 },
     ...overrides,
   };
 }
