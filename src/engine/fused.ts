@@ -63,8 +63,7 @@ export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tenso
   const full = cos.ndim === 4 && [B, H, L].every((n, i) => cos.shape[i] === n) && sin.shape.join() === cos.shape.join();
   if (qkv.ndim === 5 && full && fusable([qkv, scale, cos, sin])) return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
   return tidy(() => {
-    const H = scale.shape[0]!;
-    const s = scale.reshape(H, 1, 1).sqrt();
+    const s = scale.reshape(H!, 1, 1).sqrt();
     const unit = (x: Tensor): Tensor => applyRotary(x.mul(s.mul(x.square().sum(-1, true).add(1e-6).rsqrt())), cos, sin);
     const [q, k] = qkv.permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, L, e)
     return [unit(q), unit(k)];

@@ -109,6 +109,9 @@ async function sampleGrid(path: string, tok: RepTokTokenizer, field: GuidableFie
   grid.dispose();
 }
 
+/** Class labels 0…classes−1, each repeated `perClass` times (int64): the conditioning of per-class sample sets. */
+const classLabels = (classes: number, perClass: number): Tensor => tensor(Int32Array.from({ length: classes * perClass }, (_, i) => Math.floor(i / perClass)), { dtype: 'int64' });
+
 /**
  * Class consistency of guided samples: `perClass` tokens per class, each classified by k-NN (k = 20) among the
  * training tokens; and, for scale, the same k-NN accuracy of the real held-out tokens.
@@ -117,7 +120,7 @@ function classConsistency(model: MLPMixer1D, train: TokenSet, test: TokenSet, cl
   return noGrad(() => tidy(() => {
     const [N, D] = train.tokens.shape as [number, number];
     const trainLabels = tensor(train.labels, { dtype: 'int64' });
-    const y = tensor(Int32Array.from({ length: classes * perClass }, (_, i) => Math.floor(i / perClass)), { dtype: 'int64' });
+    const y = classLabels(classes, perClass);
     const x0 = randn([classes * perClass, 1, D], { generator: new Generator({ seed }) });
     const { z } = generate(classField(model, y), x0, { steps: val.steps, guidance: { scale: val.cfgScale, interval: val.interval } });
     return {
@@ -143,7 +146,6 @@ export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): P
     labels.dispose();
     return out;
   };
-  const perClass = (n: number) => tensor(Int32Array.from({ length: n * c.val.samplesPerClass }, (_, i) => Math.floor(i / c.val.samplesPerClass)), { dtype: 'int64' });
   return {
     model,
     batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position),
@@ -155,7 +157,7 @@ export async function generatorStage(ctx: StageContext<GeneratorStageConfig>): P
     samples: async (ctx2) => {
       const path = join(ctx.out, 'samples', `step-${String(ctx2.step + 1).padStart(6, '0')}.png`);
       const rows = Math.min(classes, 10);
-      const y = perClass(rows);
+      const y = classLabels(rows, c.val.samplesPerClass);
       await withEma(() => {
         model.eval();
         return sampleGrid(path, tok, classField(model, y), rows, c.val.samplesPerClass, c.val, c.seed + 3, D);

@@ -167,10 +167,10 @@ class SslModel extends Module {
   }
 }
 
-/** cls features of a data set's images, from a backbone, in batches (no augmentation). */
 /** Class labels of the first n images (int64). */
 const labelsOf = (d: ImageArray, n: number): Tensor => tensor(d.labels.subarray(0, n), { dtype: 'int64' });
 
+/** cls features of a data set's images, from a backbone, in batches (no augmentation). */
 export function extractFeatures(backbone: DinoVisionTransformer | null, d: ImageArray, count: number, batch = 256): Tensor {
   return noGrad(() => tidy(() => {
     const parts: Tensor[] = [];
