@@ -26,8 +26,8 @@
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
-      "ldflags": ["<!@(node native/libtorch-config.cjs --libdirs)"],
+      "cflags_cc": ["-std=c++17", "-fopenmp", "-fexceptions", "-frtti", "-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-Wno-unused-parameter", "-Wno-deprecated-declarations", "-Wno-psabi"],
+      "ldflags": ["-fopenmp", "<!@(node native/libtorch-config.cjs --libdirs)"],
       "libraries": ["<!@(node native/libtorch-config.cjs --libs)"]
     }
   ]

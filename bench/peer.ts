@@ -30,7 +30,9 @@ export class Peer {
   }
 
   static start(script: string, args: string[]): Peer {
-    // OMP_WAIT_POLICY=PASSIVE for PyTorch too, so both sides run with the same threading behaviour.
+    // The same runtime environment as reptok: process.env already holds what src/engine/native.ts set before loading
+    // libtorch (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT), and OMP_WAIT_POLICY=PASSIVE is forced for PyTorch too,
+    // so both sides run with the same threading behaviour and the same BLAS kernels.
     const proc = spawn(python(), [join(here, 'peer', script), ...args], {
       env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', PYTHONUNBUFFERED: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -1,10 +1,10 @@
 // Neural-network functions (torch.nn.functional): activations, normalisations, convolutions, pooling, resizing,
 // attention, losses. Arguments and defaults follow PyTorch; option bags replace Python keyword arguments.
 import { Tensor, aten, hasOp, type GeneratorLike, type Shape } from './tensor.ts';
-import { emptyLike, ones } from './creation.ts';
+import { emptyLike } from './creation.ts';
 import { tidy } from './scope.ts';
 
-export { rmsNorm, swiglu, cosineRopeQK, applyRotary } from './fused.ts';
+export { rmsNorm, swiglu, cosineRopeQK, applyRotary, scaledDotProductAttention } from './fused.ts';
 
 type Pair = number | readonly [number, number];
 type Reduction = 'none' | 'mean' | 'sum';
@@ -177,24 +177,6 @@ export function dropout(x: Tensor, p: number, training = true, generator?: Gener
   if (!training || p === 0) return aten('aten::alias', x); // a new handle on the same memory: no copy, as PyTorch returns x
   if (p === 1) return x.mul(0);
   return tidy(() => x.mul(emptyLike(x).bernoulli_(1 - p, generator).div_(1 - p)));
-}
-
-/**
- * softmax(q kᵀ · scale + mask) v over the last two dims, scale = 1/√d by default. `mask` is boolean (true = attend)
- * or additive (float); `isCausal` masks future positions. Written out with matmul/softmax (libtorch 1.13 has no fused
- * attention kernel).
- */
-export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: { mask?: Tensor | null; scale?: number; isCausal?: boolean } = {}): Tensor {
-  return tidy(() => {
-    const scale = o.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]!);
-    let attn = (scale === 1 ? q : q.mul(scale)).matmul(k.transpose(-2, -1)); // (..., Lq, Lk)
-    if (o.isCausal) {
-      const [lq, lk] = attn.shape.slice(-2) as [number, number];
-      attn = attn.maskedFill(ones([lq, lk], { dtype: 'bool', device: q.device }).triu(1), -Infinity);
-    }
-    if (o.mask) attn = o.mask.dtype === 'bool' ? attn.maskedFill(o.mask.logicalNot(), -Infinity) : attn.add(o.mask);
-    return attn.softmax(-1).matmul(v);
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-// Fused kernels (native/fused.cc) for elementwise chains that eager code runs as many small kernels, each with the
-// composite ATen formula it replaces. The fused path runs on CPU tensors of float32/float64 (the kernels are written
+// Fused kernels (native/fused.cc) for chains that eager code runs as many small kernels, each with the composite
+// ATen formula it replaces. The fused path runs on CPU tensors of float32/float64 (the kernels are written
 // for those), the composite path everywhere else — CUDA, bf16 under autocast — and whenever fused kernels are
 // switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have gradients; the fused backward
 // is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
 import { cat } from './ops.ts';
+import { ones } from './creation.ts';
 import { tidy } from './scope.ts';
 
 const silu = (x: Tensor): Tensor => aten('aten::silu', x);
@@ -67,5 +68,26 @@ export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tenso
     const unit = (x: Tensor): Tensor => applyRotary(x.mul(s.mul(x.square().sum(-1, true).add(1e-6).rsqrt())), cos, sin);
     const [q, k] = qkv.permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, L, e)
     return [unit(q), unit(k)];
+  });
+}
+
+/**
+ * softmax(q kᵀ · scale + mask) v over the last two dims, scale = 1/√e by default. `mask` is boolean (true = attend)
+ * or additive (float); `isCausal` masks future positions. Unmasked (B, H, L, e) attention runs the fused kernel,
+ * which reads q, k, v as the strided views they usually are and returns (B, H, Lq, e) as the transpose of a
+ * contiguous (B, Lq, H, e), so `.transpose(1, 2).reshape(B, Lq, H·e)` costs no copy; everything else runs the
+ * composite (libtorch 1.13 has no fused attention).
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: { mask?: Tensor | null; scale?: number; isCausal?: boolean } = {}): Tensor {
+  const scale = o.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]!);
+  if (!o.mask && !o.isCausal && q.ndim === 4 && fusable([q, k, v])) return tidy(() => aten('reptok::attention', q, k, v, scale).transpose(1, 2));
+  return tidy(() => {
+    let attn = (scale === 1 ? q : q.mul(scale)).matmul(k.transpose(-2, -1)); // (..., Lq, Lk)
+    if (o.isCausal) {
+      const [lq, lk] = attn.shape.slice(-2) as [number, number];
+      attn = attn.maskedFill(ones([lq, lk], { dtype: 'bool', device: q.device }).triu(1), -Infinity);
+    }
+    if (o.mask) attn = o.mask.dtype === 'bool' ? attn.maskedFill(o.mask.logicalNot(), -Infinity) : attn.add(o.mask);
+    return attn.softmax(-1).matmul(v);
   });
 }

@@ -1,13 +1,18 @@
 // Loads the native addon (build/Release/reptok.node) and sets up the runtime around libtorch.
 //
-// Two settings must be in the environment *before* libtorch is loaded, because its libraries read them once:
+// Three settings must be in the environment *before* libtorch is loaded, because its libraries read them once:
 // - OMP_WAIT_POLICY=PASSIVE: libgomp's workers otherwise spin after every parallel region and fight OpenBLAS's
 //   own threads for the cores (measured: a tokenizer training step 2.3 s -> 0.88 s on 2 cores).
+// - OPENBLAS_THREAD_TIMEOUT=16: the other half of that fight. OpenBLAS's workers spin (yielding) for 2^28 cycles,
+//   a tenth of a second, after every sgemm, so the element-wise and attention kernels between two matmuls share
+//   the cores with spinning threads; 2^16 cycles (~25 µs) keeps them hot across back-to-back matmuls and asleep
+//   otherwise (measured in alternating runs on 2 cores: tokenizer training step and decoder evaluation 10-15%
+//   faster; PyTorch gains 7-8% from the same setting).
 // - OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs: OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and
 //   falls back to its generic "Prescott" kernels, 5-7x slower for sgemm (measured here: 35 vs 180-250 GFLOP/s).
 //   The SkylakeX kernels need only AVX-512 F/CD/BW/DQ/VL, which every such CPU has.
-// Either is left alone when the user set it. After loading we check which BLAS the dynamic linker picked and
-// warn loudly about the reference BLAS.
+// Each is left alone when the user set it (bench/peer.ts starts PyTorch with this same environment). After loading
+// we check which BLAS the dynamic linker picked and warn loudly about the reference BLAS.
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -76,6 +81,7 @@ export interface Native {
   cudaDeviceCount(): number;
   cudaSynchronize(index?: number): void;
   parallelInfo(): string;
+  mallocTuning(): boolean;
   // profiler
   profilerStart(withShapes?: boolean): void;
   profilerStop(): OpProfile[];
@@ -100,6 +106,7 @@ function hasAvx512(): boolean {
 function load(): Native {
   if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
   if (process.env.OPENBLAS_CORETYPE === undefined && hasAvx512()) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
+  if (process.env.OPENBLAS_THREAD_TIMEOUT === undefined) process.env.OPENBLAS_THREAD_TIMEOUT = '16';
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const file = join(root, 'build', 'Release', 'reptok.node');
   if (!existsSync(file)) {

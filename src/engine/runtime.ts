@@ -5,8 +5,11 @@ import { native } from './native.ts';
 export const setNumThreads = (n: number): void => native.setNumThreads(n);
 export const getNumThreads = (): number => native.getNumThreads();
 
-/** Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices. */
-export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; blasCore: string | null; cudaDevices: number; ompWaitPolicy?: string } {
+/**
+ * Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices, and whether the
+ * addon set glibc's malloc thresholds (native/runtime.cc: freed activations stay in the heap for reuse).
+ */
+export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; blasCore: string | null; cudaDevices: number; ompWaitPolicy?: string; openblasThreadTimeout?: string; mallocTuning: boolean } {
   return {
     libtorch: native.version(),
     threads: native.getNumThreads(),
@@ -14,6 +17,8 @@ export function runtimeInfo(): { libtorch: string; threads: number; blas: string
     blasCore: native.blasCore(),
     cudaDevices: native.cudaDeviceCount(),
     ompWaitPolicy: process.env.OMP_WAIT_POLICY,
+    openblasThreadTimeout: process.env.OPENBLAS_THREAD_TIMEOUT,
+    mallocTuning: native.mallocTuning(),
   };
 }
 

@@ -431,6 +431,11 @@ export class Tensor {
     const [values, indices] = aten('aten::min.dim', this, dim, keepdim);
     return { values, indices };
   }
+  /** Minimum and maximum in one pass, of all elements or along `dim`. */
+  aminmax(dim?: number, keepdim = false): { min: Tensor; max: Tensor } {
+    const [min, max] = aten('aten::aminmax', this, dim ?? null, keepdim);
+    return { min, max };
+  }
   argmax(dim?: number, keepdim = false): Tensor { return aten('aten::argmax', this, dim ?? null, keepdim); }
   argmin(dim?: number, keepdim = false): Tensor { return aten('aten::argmin', this, dim ?? null, keepdim); }
   /** Vector p-norm over `dim` (all elements by default), like torch.linalg.vector_norm. */

@@ -134,6 +134,11 @@ class LayerScale extends Module implements UnaryModule {
   }
 }
 
+/** x + ls(y): with LayerScale one addcmul (no scaled copy of y in between), else a plain add. */
+function addScaled(x: Tensor, ls: UnaryModule, y: Tensor): Tensor {
+  return ls instanceof LayerScale ? x.addcmul(y, ls.gamma) : x.add(ls.forward(y));
+}
+
 class Block extends Module {
   readonly norm1: LayerNorm;
   readonly attn: Attention;
@@ -154,8 +159,8 @@ class Block extends Module {
   }
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const h = x.add(this.ls1.forward(this.attn.forward(this.norm1.forward(x))));
-      return h.add(this.ls2.forward(this.mlp.forward(this.norm2.forward(h))));
+      const h = addScaled(x, this.ls1, this.attn.forward(this.norm1.forward(x)));
+      return addScaled(h, this.ls2, this.mlp.forward(this.norm2.forward(h)));
     });
   }
   /**
@@ -164,8 +169,8 @@ class Block extends Module {
    */
   forwardFirst(x: Tensor): Tensor {
     return tidy(() => {
-      const h = x.slice(1, 0, 1).add(this.ls1.forward(this.attn.forwardFirst(this.norm1.forward(x))));
-      return h.add(this.ls2.forward(this.mlp.forward(this.norm2.forward(h))));
+      const h = addScaled(x.slice(1, 0, 1), this.ls1, this.attn.forwardFirst(this.norm1.forward(x)));
+      return addScaled(h, this.ls2, this.mlp.forward(this.norm2.forward(h)));
     });
   }
 }

@@ -48,7 +48,10 @@ export function normalizeImagenet(x: Tensor): Tensor {
 /** The full RepTok encoder input path: images (B, 3, H, W) in [-1, 1] -> normalised (B, 3, size, size). */
 export function reptokPreprocess(imgs: Tensor, size: number): Tensor {
   if (imgs.ndim !== 4 || imgs.shape[1] !== 3) throw new RangeError(`expected RGB images (B, 3, H, W), got shape [${imgs.shape.join(', ')}]`);
-  const [lo, hi] = tidy(() => [imgs.min().item(), imgs.max().item()]);
+  const [lo, hi] = tidy(() => {
+    const r = imgs.aminmax();
+    return [r.min.item(), r.max.item()];
+  });
   if (lo < -1.001 || hi > 1.001) throw new RangeError(`images must be in [-1, 1], got values in [${lo.toFixed(3)}, ${hi.toFixed(3)}]; map uint8 pixels with x / 127.5 - 1`);
   return tidy(() => encoderInput(betterResize(imgs, size)));
 }

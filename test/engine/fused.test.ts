@@ -1,5 +1,6 @@
-// The fused kernels (native/fused.cc: rmsNorm, swiglu, cosineRopeQK) against the composite ATen formulas they replace: forward and every
-// gradient in float32, finite differences in float64, bad inputs, and the double-backward refusal.
+// The fused kernels (native/fused.cc: rmsNorm, swiglu, cosineRopeQK, attention) against the composite ATen formulas
+// they replace: forward and every gradient in float32, finite differences in float64, bad inputs, and the
+// double-backward refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -59,7 +60,22 @@ test('cosineRopeQK: fused = composite (q, k, d·2 < e and d·2 = e)', () => {
   compare('cosineRopeQK full rotation', (qkv, sc) => qk(qkv, sc, c2!, s2!), [r([1, 4, 3, 2, 16]), rand([2], { generator: g }).add(1)], [1, 2, 4, 16]);
 });
 
+// q, k, v as the strided views of a qkv projection that the models pass (B, L, 3, H, e) -> 3 × (B, H, L, e)
+const qkvViews = (qkv: Tensor): Tensor[] => qkv.permute(2, 0, 3, 1, 4).unbind(0);
+
+test('attention: fused = composite for strided q, k, v views, cross-attention lengths, odd head dims', () => {
+  const sdpa = (scale?: number) => (qkv: Tensor) => {
+    const [q, k, v] = qkvViews(qkv) as [Tensor, Tensor, Tensor];
+    return F.scaledDotProductAttention(q, k, v, { scale });
+  };
+  compare('attention (views of qkv)', sdpa(), [r([2, 21, 3, 3, 16])], [2, 3, 21, 16]);
+  compare('attention, scale 1, 65 tokens (the vector tails)', sdpa(1), [r([1, 65, 3, 2, 24]).mul(0.5)], [1, 2, 65, 24]);
+  compare('attention, Lq ≠ Lk, e = 5', (q, k, v) => F.scaledDotProductAttention(q, k, v), [r([2, 2, 3, 5]), r([2, 2, 9, 5]), r([2, 2, 9, 5])], [2, 2, 3, 5]);
+  compare('attention, large logits (softmax stays finite)', (q, k, v) => F.scaledDotProductAttention(q, k, v, { scale: 30 }), [r([1, 1, 4, 8]), r([1, 1, 6, 8]), r([1, 1, 6, 8])], [1, 1, 4, 8]);
+});
+
 test('fused kernels: float64 finite-difference gradients', () => {
+  gradcheck((q, k, v) => F.scaledDotProductAttention(q, k, v, { scale: 0.7 }), [r([1, 2, 3, 4], 'float64'), r([1, 2, 5, 4], 'float64'), r([1, 2, 5, 4], 'float64')], { what: 'attention' });
   gradcheck((x, s) => F.rmsNorm(x, s), [r([2, 3, 6], 'float64'), r([2, 1, 6], 'float64')], { what: 'rmsNorm' });
   gradcheck((h) => F.swiglu(h), [r([2, 3, 10], 'float64')], { what: 'swiglu' });
   const [c, s] = theta(1, 2, 3, 2, 'float64');
@@ -68,8 +84,9 @@ test('fused kernels: float64 finite-difference gradients', () => {
 
 test('fused kernels run as reptok:: operators (visible to the profiler)', () => {
   const x = r([2, 4, 8]);
-  const { ops } = profile(() => tidy(() => void F.rmsNorm(x, r([8]))));
-  assert.ok(ops.some((o) => o.name.startsWith('reptok::rms_norm')), `profile lists ${ops.map((o) => o.name).join(', ')}`);
+  const q = r([1, 2, 3, 4]);
+  const { ops } = profile(() => tidy(() => void [F.rmsNorm(x, r([8])), F.scaledDotProductAttention(q, q, q)]));
+  for (const op of ['reptok::rms_norm', 'reptok::attention']) assert.ok(ops.some((o) => o.name.startsWith(op)), `profile lists ${ops.map((o) => o.name).join(', ')}`);
 });
 
 test('fused kernels: bad shapes are clear errors; double backward is refused', () => {
@@ -77,8 +94,12 @@ test('fused kernels: bad shapes are clear errors; double backward is refused', (
   assert.throws(() => aten('reptok::rms_norm', r([2, 3, 8]), r([2, 3, 8]), 1e-6), /scale \[2, 3, 8\] must be \(W\) or \(B, 1, \.\.\., W\)/);
   assert.throws(() => F.swiglu(r([2, 7])), /reptok::swiglu: the last dim of h must be even/);
   assert.throws(() => aten('reptok::cosine_rope_qk', r([2, 5, 16]), r([3]), r([2, 3, 5, 4]), r([2, 3, 5, 4])), /qkv must be \(B, L, 3, H, e\)/);
+  assert.throws(() => aten('reptok::attention', r([2, 3, 4]), r([2, 3, 4]), r([2, 3, 4]), 1), /reptok::attention: q, k, v must be \(B, H, L, e\)/);
+  assert.throws(() => aten('reptok::attention', r([1, 2, 3, 4]), r([1, 2, 5, 4]), r([1, 2, 6, 4]), 1), /k and v must be \(B, H, Lk, e\)/);
   tidy(() => {
     const x = r([2, 8]).requiresGrad_(true);
     assert.throws(() => grad([F.rmsNorm(x, r([8])).square().sum()], [x], { createGraph: true }), /no double backward/);
+    const q = r([1, 1, 3, 4]).requiresGrad_(true);
+    assert.throws(() => grad([F.scaledDotProductAttention(q, q, q).square().sum()], [q], { createGraph: true }), /reptok::attention: the fused kernel has no double backward/);
   });
 });

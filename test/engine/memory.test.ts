@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { F, keep, memoryStats, randn, tensor, tidy, zeros } from '../../src/index.ts';
+import { F, keep, memoryStats, randn, runtimeInfo, tensor, tidy, zeros } from '../../src/index.ts';
 import { GELU, Linear, Sequential } from '../../src/nn/index.ts';
 import { AdamW } from '../../src/optim/index.ts';
 
@@ -114,4 +114,16 @@ test('without tidy, forgotten tensors are reclaimed by the garbage collector', (
   });
   // ~15 tensors are created per step: 75,000 would be alive without collection.
   assert.ok(maxLive < 20_000, `up to ${maxLive} live tensors`);
+});
+
+test('freed activations are reused: a repeated 3.4 MB op does not fault its pages in afresh', (t) => {
+  if (!runtimeInfo().mallocTuning) return t.skip('malloc thresholds left to the user (GLIBC_TUNABLES / MALLOC_*_ set) or not glibc');
+  const x = randn([8, 69, 1536]); // 3.4 MB: above glibc's default mmap threshold
+  const run = (): void => tidy(() => void F.gelu(x));
+  for (let i = 0; i < 3; i++) run();
+  const before = process.resourceUsage().minorPageFault;
+  for (let i = 0; i < 20; i++) run();
+  const perCall = (process.resourceUsage().minorPageFault - before) / 20;
+  assert.ok(perCall < 100, `${perCall} page faults per call (a fresh 3.4 MB block faults in 828 pages)`);
+  x.dispose();
 });

@@ -117,3 +117,12 @@ test('thread count is configurable', () => {
   setNumThreads(n);
   assert.throws(() => setNumThreads(0), /at least 1/);
 });
+
+test('aminmax: minimum and maximum in one pass, overall and along a dim', () => {
+  const t = tensor([[3, -1, 2], [0, 5, -4]]);
+  const all = t.aminmax();
+  assert.deepEqual([all.min.item(), all.max.item()], [-4, 5]);
+  const rows = t.aminmax(1, true);
+  assert.deepEqual(rows.min.shape, [2, 1]);
+  assert.deepEqual([rows.min.toArray(), rows.max.toArray()], [[[-1], [-4]], [[3], [5]]]);
+});
