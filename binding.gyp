@@ -12,7 +12,8 @@
         "native/optim.cc",
         "native/runtime.cc",
         "native/profiler.cc",
-        "native/fused.cc"
+        "native/fused.cc",
+        "native/linear.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

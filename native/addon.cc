@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initOptim(env, exports);
   initRuntime(env, exports);
   initProfiler(env, exports);
+  initLinear(env, exports);
   return exports;
 }
 

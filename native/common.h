@@ -106,5 +106,6 @@ void initRandom(Napi::Env env, Napi::Object exports);
 void initOptim(Napi::Env env, Napi::Object exports);
 void initRuntime(Napi::Env env, Napi::Object exports);
 void initProfiler(Napi::Env env, Napi::Object exports);
+void initLinear(Napi::Env env, Napi::Object exports);
 
 }  // namespace reptok

@@ -4,7 +4,7 @@ import { Tensor, aten, hasOp, type GeneratorLike, type Shape } from './tensor.ts
 import { emptyLike } from './creation.ts';
 import { tidy } from './scope.ts';
 
-export { rmsNorm, swiglu, cosineRopeQK, applyRotary, scaledDotProductAttention } from './fused.ts';
+export { linear, rmsNorm, swiglu, cosineRopeQK, applyRotary, scaledDotProductAttention } from './fused.ts';
 
 type Pair = number | readonly [number, number];
 type Reduction = 'none' | 'mean' | 'sum';
@@ -20,8 +20,6 @@ function reduction(r: Reduction | undefined): number {
 // Linear maps and activations
 // ---------------------------------------------------------------------------------------------------------------
 
-/** x @ weightᵀ + bias. */
-export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor => aten('aten::linear', x, weight, bias ?? null);
 /** GELU; 'none' is the exact erf form, 'tanh' the approximation. */
 export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor => aten('aten::gelu', x, approximate);
 export const silu = (x: Tensor): Tensor => aten('aten::silu', x);

@@ -82,6 +82,7 @@ export interface Native {
   cudaSynchronize(index?: number): void;
   parallelInfo(): string;
   mallocTuning(): boolean;
+  onednnGemm(): boolean;
   // profiler
   profilerStart(withShapes?: boolean): void;
   profilerStop(): OpProfile[];

@@ -6,10 +6,11 @@ export const setNumThreads = (n: number): void => native.setNumThreads(n);
 export const getNumThreads = (): number => native.getNumThreads();
 
 /**
- * Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices, and whether the
- * addon set glibc's malloc thresholds (native/runtime.cc: freed activations stay in the heap for reuse).
+ * Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices, whether the
+ * addon set glibc's malloc thresholds (native/runtime.cc: freed activations stay in the heap for reuse), and
+ * whether float32 linear layers run on oneDNN's sgemm (native/linear.cc) rather than the BLAS.
  */
-export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; blasCore: string | null; cudaDevices: number; ompWaitPolicy?: string; openblasThreadTimeout?: string; mallocTuning: boolean } {
+export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; blasCore: string | null; cudaDevices: number; ompWaitPolicy?: string; openblasThreadTimeout?: string; mallocTuning: boolean; onednnGemm: boolean } {
   return {
     libtorch: native.version(),
     threads: native.getNumThreads(),
@@ -19,6 +20,7 @@ export function runtimeInfo(): { libtorch: string; threads: number; blas: string
     ompWaitPolicy: process.env.OMP_WAIT_POLICY,
     openblasThreadTimeout: process.env.OPENBLAS_THREAD_TIMEOUT,
     mallocTuning: native.mallocTuning(),
+    onednnGemm: native.onednnGemm(),
   };
 }
 

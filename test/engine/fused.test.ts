@@ -1,10 +1,10 @@
-// The fused kernels (native/fused.cc: rmsNorm, swiglu, cosineRopeQK, attention) against the composite ATen formulas
-// they replace: forward and every gradient in float32, finite differences in float64, bad inputs, and the
-// double-backward refusal.
+// The fused kernels (native/fused.cc: rmsNorm, swiglu, cosineRopeQK, attention) and the oneDNN linear
+// (native/linear.cc) against the ATen ops they replace: forward and every gradient in float32, finite differences
+// in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { F, Generator, Tensor, aten, grad, profile, rand, randn, setFusedKernels, tidy } from '../../src/index.ts';
+import { F, Generator, Tensor, aten, autocast, grad, profile, rand, randn, runtimeInfo, setFusedKernels, tidy } from '../../src/index.ts';
 import { assertClose, gradcheck } from '../helpers.ts';
 
 const g = new Generator({ seed: 7 });
@@ -74,6 +74,17 @@ test('attention: fused = composite for strided q, k, v views, cross-attention le
   compare('attention, large logits (softmax stays finite)', (q, k, v) => F.scaledDotProductAttention(q, k, v, { scale: 30 }), [r([1, 1, 4, 8]), r([1, 1, 6, 8]), r([1, 1, 6, 8])], [1, 1, 4, 8]);
 });
 
+test('linear on oneDNN: = aten::linear with and without bias, any leading dims, transposed weight views', (t) => {
+  if (!runtimeInfo().onednnGemm) return t.skip('this libtorch has no shared oneDNN: F.linear runs aten::linear');
+  compare('linear + bias', (x, w, b) => F.linear(x, w, b), [r([4, 9, 24]), r([40, 24]), r([40])], [4, 9, 40]);
+  compare('linear, 2-D, no bias', (x, w) => F.linear(x, w), [r([7, 5]), r([3, 5])], [7, 3]);
+  compare('linear, weight a transposed view', (x, w) => F.linear(x, w.transpose(0, 1)), [r([2, 3, 6]), r([6, 11])], [2, 3, 11]);
+  compare('linear, one row', (x, w, b) => F.linear(x, w, b), [r([1, 16]), r([8, 16]), r([8])], [1, 8]);
+  const x = r([3, 8]);
+  const bf16 = autocast(() => tidy(() => F.linear(x, r([4, 8])).dtype));
+  assert.equal(bf16, 'bfloat16', 'under autocast the linear runs in bfloat16');
+});
+
 test('fused kernels: float64 finite-difference gradients', () => {
   gradcheck((q, k, v) => F.scaledDotProductAttention(q, k, v, { scale: 0.7 }), [r([1, 2, 3, 4], 'float64'), r([1, 2, 5, 4], 'float64'), r([1, 2, 5, 4], 'float64')], { what: 'attention' });
   gradcheck((x, s) => F.rmsNorm(x, s), [r([2, 3, 6], 'float64'), r([2, 1, 6], 'float64')], { what: 'rmsNorm' });
@@ -86,6 +97,8 @@ test('fused kernels run as reptok:: operators (visible to the profiler)', () => 
   const x = r([2, 4, 8]);
   const q = r([1, 2, 3, 4]);
   const { ops } = profile(() => tidy(() => void [F.rmsNorm(x, r([8])), F.scaledDotProductAttention(q, q, q)]));
+  const ops2 = profile(() => tidy(() => void F.linear(x, r([3, 8])))).ops;
+  if (runtimeInfo().onednnGemm) assert.ok(ops2.some((o) => o.name.startsWith('reptok::linear')), `profile lists ${ops2.map((o) => o.name).join(', ')}`);
   for (const op of ['reptok::rms_norm', 'reptok::attention']) assert.ok(ops.some((o) => o.name.startsWith(op)), `profile lists ${ops.map((o) => o.name).join(', ')}`);
 });
 
@@ -96,6 +109,10 @@ test('fused kernels: bad shapes are clear errors; double backward is refused', (
   assert.throws(() => aten('reptok::cosine_rope_qk', r([2, 5, 16]), r([3]), r([2, 3, 5, 4]), r([2, 3, 5, 4])), /qkv must be \(B, L, 3, H, e\)/);
   assert.throws(() => aten('reptok::attention', r([2, 3, 4]), r([2, 3, 4]), r([2, 3, 4]), 1), /reptok::attention: q, k, v must be \(B, H, L, e\)/);
   assert.throws(() => aten('reptok::attention', r([1, 2, 3, 4]), r([1, 2, 5, 4]), r([1, 2, 6, 4]), 1), /k and v must be \(B, H, Lk, e\)/);
+  if (runtimeInfo().onednnGemm) {
+    assert.throws(() => aten('reptok::linear', r([2, 5]), r([3, 4]), null), /reptok::linear: x \[2, 5\] does not match weight \[3, 4\] \(out, in\)/);
+    assert.throws(() => aten('reptok::linear', r([2, 4], 'float64'), r([3, 4], 'float64'), null), /inputs must be float32 CPU tensors/);
+  }
   tidy(() => {
     const x = r([2, 8]).requiresGrad_(true);
     assert.throws(() => grad([F.rmsNorm(x, r([8])).square().sum()], [x], { createGraph: true }), /no double backward/);
