@@ -1,8 +1,8 @@
 // Linear layers through oneDNN's sgemm. Debian's libtorch links oneDNN (libdnnl.so.2) but routes float32 matmuls
-// to OpenBLAS; on the shapes our models run (M ≈ 500 rows of activations, K, N = 384…2304) oneDNN's JIT kernels
-// take 0.80–0.90× OpenBLAS's time for the forward and both backward products (paired measurements on 2 AVX-512
-// cores; fc2-like 1536→384 ties), and they run on the OpenMP pool that ATen already uses instead of a second set
-// of BLAS threads. `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for
+// to OpenBLAS; on the tokenizer's shapes (M ≈ 500 rows of activations, K, N = 384…2304) oneDNN's JIT kernels take
+// 0.80–0.90× OpenBLAS's time for the forward and both backward products (paired measurements on 2 AVX-512 cores;
+// fc2-like 1536→384 ties, as do the generator's 1152↔4608 layers), and they run on the OpenMP pool that ATen
+// already uses instead of a second set of BLAS threads. `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for
 // CPU float32; src/engine/fused.ts sends everything else — and every process where oneDNN's sgemm is not found —
 // to aten::linear.
 #include "common.h"
