@@ -1,8 +1,8 @@
-// Fused kernels (native/fused.cc) for chains that eager code runs as many small kernels, each with the composite
-// ATen formula it replaces, and linear layers on oneDNN's sgemm (native/linear.cc). The fused path runs on CPU tensors of float32/float64 (the kernels are written
-// for those), the composite path everywhere else — CUDA, bf16 under autocast — and whenever fused kernels are
-// switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have gradients; the fused backward
-// is first-order only (create_graph through it is an error).
+// Fused kernels (native/fused.cc) for chains that eager code runs as many small kernels, and linear layers on
+// oneDNN's sgemm (native/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU tensors
+// of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under autocast —
+// and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have
+// gradients; the fused backward is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
 import { cat } from './ops.ts';
 import { ones } from './creation.ts';
