@@ -1,4 +1,5 @@
-// reptok info: what the engine runs on (libtorch, threads, BLAS, CUDA) — the first thing to paste in a bug report.
+// reptok info: what the engine runs on (libtorch, threads, BLAS, oneDNN, malloc tuning, CUDA) — the first thing to
+// paste in a bug report.
 import { readFileSync } from 'node:fs';
 
 import { runtimeInfo } from '../../engine/index.ts';
@@ -6,7 +7,7 @@ import type { CommandSpec } from '../args.ts';
 
 export const spec: CommandSpec = {
   name: 'info',
-  summary: 'Print the runtime: libtorch version, threads, BLAS libraries in use, CUDA devices.',
+  summary: 'Print the runtime: libtorch version, threads, BLAS libraries in use, thread-wait settings, whether linear layers run on oneDNN and malloc is tuned, CUDA devices.',
   options: {},
 };
 
