@@ -9,6 +9,8 @@
 // and autograd records them (a custom Function). CPU, float32/float64; src/engine/fused.ts picks the composite
 // ATen path for other devices and dtypes. The backward is not differentiable: create_graph through a fused op is
 // refused with an error.
+#include "common.h"
+
 #include <torch/library.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <ATen/Dispatch.h>
@@ -75,10 +77,6 @@ REPTOK_INLINE T dot3(const T* a, const T* b, const T* c, int64_t n) {
   T s = 0;
   for (; j < n; j++) s += a[j] * b[j] * c[j];
   return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-void refuseDoubleBackward(const char* op) {
-  TORCH_CHECK(!at::GradMode::is_enabled(), op, ": the fused kernel has no double backward; build the graph with the composite ops to differentiate twice");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -647,6 +645,10 @@ Tensor attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, double sc
 }
 
 }  // namespace
+
+void refuseDoubleBackward(const char* op) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), op, ": the fused kernel has no double backward; build the graph with the composite ops to differentiate twice");
+}
 
 TORCH_LIBRARY(reptok, m) {
   m.def("rms_norm(Tensor x, Tensor scale, float eps) -> Tensor", &rmsNorm);

@@ -86,7 +86,7 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    TORCH_CHECK(!at::GradMode::is_enabled(), "reptok::linear: no double backward; build the graph with aten::linear (setFusedKernels(false)) to differentiate twice");
+    refuseDoubleBackward("reptok::linear");
     const auto saved = ctx->get_saved_variables();
     const Tensor &x2 = saved[0], &w = saved[1];
     const Tensor gy = grads[0].reshape({-1, w.size(0)});
