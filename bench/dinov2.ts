@@ -23,11 +23,25 @@ for (const model of models) {
   const r = await paired(
     pairs,
     args.impl === 'pytorch' ? null : () => timeMedian(forward, 1, warm > 0 ? 1 : 0),
-    peer ? async () => (await peer.request({ run: 'forward', model, batch, size, iters: 1, warmup: warm-- > 0 ? 1 : 0 })).seconds as number : null,
+    peer
+      ? async () =>
+          (await peer.request({ run: 'forward', model, batch, size, iters: 1, warmup: warm-- > 0 ? 1 : 0 }))
+            .seconds as number
+      : null,
   );
-  if (r.ours.length) emit({ bench: 'dinov2_forward', impl: 'reptok', model, batch, size, img_per_s: batch / median(r.ours), threads });
-  if (r.peer.length) emit({ bench: 'dinov2_forward', impl: 'pytorch', model, batch, size, img_per_s: batch / median(r.peer), threads });
-  if (r.ratios.length) emit({ bench: 'dinov2_forward', model, summary: 'reptok_img_per_s/pytorch_img_per_s, median of paired runs', value: 1 / median(r.ratios), pairs, target: '>= 0.95' });
+  if (r.ours.length)
+    emit({ bench: 'dinov2_forward', impl: 'reptok', model, batch, size, img_per_s: batch / median(r.ours), threads });
+  if (r.peer.length)
+    emit({ bench: 'dinov2_forward', impl: 'pytorch', model, batch, size, img_per_s: batch / median(r.peer), threads });
+  if (r.ratios.length)
+    emit({
+      bench: 'dinov2_forward',
+      model,
+      summary: 'reptok_img_per_s/pytorch_img_per_s, median of paired runs',
+      value: 1 / median(r.ratios),
+      pairs,
+      target: '>= 0.95',
+    });
   net.dispose();
 }
 peer?.close();

@@ -16,18 +16,36 @@ const threads = getNumThreads();
 const info = runtimeInfo();
 const peer = args.impl === 'reptok' ? null : Peer.start('engine.py', ['--threads', String(threads)]);
 const ask = async (req: Record<string, unknown>): Promise<number> => (await peer!.request(req)).seconds as number;
-const report = (bench: string, fields: Record<string, unknown>, r: { ours: number[]; peer: number[]; ratios: number[] }, work?: number): void => {
+const report = (
+  bench: string,
+  fields: Record<string, unknown>,
+  r: { ours: number[]; peer: number[]; ratios: number[] },
+  work?: number,
+): void => {
   const perf = (s: number): Record<string, number> => (work ? { gflops: work / s / 1e9 } : { seconds: s });
-  if (r.ours.length) emit({ bench, impl: 'reptok', ...fields, ...perf(median(r.ours)), libtorch: info.libtorch, threads });
+  if (r.ours.length)
+    emit({ bench, impl: 'reptok', ...fields, ...perf(median(r.ours)), libtorch: info.libtorch, threads });
   if (r.peer.length) emit({ bench, impl: 'pytorch', ...fields, ...perf(median(r.peer)), threads });
-  if (r.ratios.length) emit({ bench, ...fields, summary: 'reptok_time/pytorch_time, median of paired runs', value: median(r.ratios), pairs: r.ratios.length, target: bench === 'gemm' ? '<= 1.05' : '<= 1.05' });
+  if (r.ratios.length)
+    emit({
+      bench,
+      ...fields,
+      summary: 'reptok_time/pytorch_time, median of paired runs',
+      value: median(r.ratios),
+      pairs: r.ratios.length,
+      target: bench === 'gemm' ? '<= 1.05' : '<= 1.05',
+    });
 };
 
 for (const n of sizes) {
   const [x, y] = [randn([n, n]), randn([n, n])];
   const reps = n < 2048 ? iters : 3;
   let warm = 2;
-  const r = await paired(pairs, args.impl === 'pytorch' ? null : () => timeMedian(() => tidy(() => void x.mm(y)), reps, 2), peer ? () => ask({ run: 'gemm', n, iters: reps, warmup: warm-- > 0 ? 2 : 0 }) : null);
+  const r = await paired(
+    pairs,
+    args.impl === 'pytorch' ? null : () => timeMedian(() => tidy(() => void x.mm(y)), reps, 2),
+    peer ? () => ask({ run: 'gemm', n, iters: reps, warmup: warm-- > 0 ? 2 : 0 }) : null,
+  );
   report('gemm', { n }, r, 2 * n ** 3);
   x.dispose();
   y.dispose();
@@ -38,13 +56,18 @@ const blk = new TransformerBlock(384, 6);
 const opt = new AdamW(blk.parameters(), { lr: 1e-4 });
 const xb = randn([16, 64, 384]);
 const yb = randn([16, 64, 384]);
-const blockStep = (): void => tidy(() => {
-  const loss = F.mseLoss(blk.forward(xb), yb);
-  opt.zeroGrad();
-  loss.backward();
-  opt.step();
-});
+const blockStep = (): void =>
+  tidy(() => {
+    const loss = F.mseLoss(blk.forward(xb), yb);
+    opt.zeroGrad();
+    loss.backward();
+    opt.step();
+  });
 let first = true;
-const r = await paired(pairs, args.impl === 'pytorch' ? null : () => timeMedian(blockStep, 3, first ? ((first = false), 2) : 0), peer ? () => ask({ run: 'block_step', iters: 3, warmup: 2 }) : null);
+const r = await paired(
+  pairs,
+  args.impl === 'pytorch' ? null : () => timeMedian(blockStep, 3, first ? ((first = false), 2) : 0),
+  peer ? () => ask({ run: 'block_step', iters: 3, warmup: 2 }) : null,
+);
 report('block_step', { batch: 16, tokens: 64, width: 384, heads: 6 }, r);
 peer?.close();

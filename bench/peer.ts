@@ -12,7 +12,9 @@ function python(): string {
   for (const p of ['/usr/bin/python3', 'python3']) {
     if (spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) return p;
   }
-  throw new Error('no python3 with PyTorch found: install it with `apt-get install python3-torch` (the bench:* scripts do this), or pass --impl reptok to skip the peer');
+  throw new Error(
+    'no python3 with PyTorch found: install it with `apt-get install python3-torch` (the bench:* scripts do this), or pass --impl reptok to skip the peer',
+  );
 }
 
 /**
@@ -67,13 +69,17 @@ export class Peer {
 export const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
 
 /** Parses `--impl reptok|pytorch|both` and `--key value` options. */
-export function benchArgs(argv = process.argv.slice(2)): { impl: 'reptok' | 'pytorch' | 'both'; get(name: string, fallback: string): string } {
+export function benchArgs(argv = process.argv.slice(2)): {
+  impl: 'reptok' | 'pytorch' | 'both';
+  get(name: string, fallback: string): string;
+} {
   const get = (name: string, fallback: string): string => {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
   };
   const impl = get('impl', 'both');
-  if (impl !== 'reptok' && impl !== 'pytorch' && impl !== 'both') throw new Error(`--impl must be reptok, pytorch or both, got ${impl}`);
+  if (impl !== 'reptok' && impl !== 'pytorch' && impl !== 'both')
+    throw new Error(`--impl must be reptok, pytorch or both, got ${impl}`);
   return { impl, get };
 }
 
@@ -98,7 +104,11 @@ export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Ma
  * This machine's speed drifts by ±30% over seconds; the ratio of neighbouring runs cancels the drift, so the
  * median of the per-pair ratios is the number to report. `ours` and `peer` return seconds for one run.
  */
-export async function paired(pairs: number, ours: (() => number) | null, peer: (() => Promise<number>) | null): Promise<{ ours: number[]; peer: number[]; ratios: number[] }> {
+export async function paired(
+  pairs: number,
+  ours: (() => number) | null,
+  peer: (() => Promise<number>) | null,
+): Promise<{ ours: number[]; peer: number[]; ratios: number[] }> {
   const r = { ours: [] as number[], peer: [] as number[], ratios: [] as number[] };
   for (let i = 0; i < pairs; i++) {
     if (ours) {
@@ -123,14 +133,24 @@ export interface Phase {
  * Runs each phase as paired measurements (ours next to the peer's; the first of each warms up) and returns, per
  * phase, the median times of both sides and the median of the per-pair ratios.
  */
-export async function pairedPhases(peer: Peer | null, impl: 'reptok' | 'pytorch' | 'both', pairs: number, phases: Phase[], request: Record<string, unknown>): Promise<Record<string, { reptok?: number; pytorch?: number; ratio?: number }>> {
+export async function pairedPhases(
+  peer: Peer | null,
+  impl: 'reptok' | 'pytorch' | 'both',
+  pairs: number,
+  phases: Phase[],
+  request: Record<string, unknown>,
+): Promise<Record<string, { reptok?: number; pytorch?: number; ratio?: number }>> {
   const out: Record<string, { reptok?: number; pytorch?: number; ratio?: number }> = {};
   for (const p of phases) {
     let warm = 1;
     const r = await paired(
       pairs,
       impl === 'pytorch' ? null : () => timeMedian(p.ours, p.iters, warm > 0 ? 2 : 0),
-      peer ? async () => (await peer.request({ ...request, run: p.run, iters: p.iters, warmup: warm-- > 0 ? 2 : 0 })).seconds as number : null,
+      peer
+        ? async () =>
+            (await peer.request({ ...request, run: p.run, iters: p.iters, warmup: warm-- > 0 ? 2 : 0 }))
+              .seconds as number
+        : null,
     );
     out[p.name] = {
       ...(r.ours.length ? { reptok: median(r.ours) } : {}),

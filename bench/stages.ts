@@ -19,15 +19,29 @@ const args = benchArgs();
 const stages = args.get('stages', 'ssl,tokenizer,generator').split(',') as StageName[];
 const steps = Number(args.get('steps', '5'));
 const log = () => {};
-const factories: Partial<Record<StageName, (ctx: StageContext<any>) => Promise<Stage<any, any>>>> = { ssl: sslStage, tokenizer: tokenizerStage, generator: generatorStage };
+const factories: Partial<Record<StageName, (ctx: StageContext<any>) => Promise<Stage<any, any>>>> = {
+  ssl: sslStage,
+  tokenizer: tokenizerStage,
+  generator: generatorStage,
+};
 
 async function measure(stage: StageName, preset: string, overrides: Record<string, Json>): Promise<void> {
   manualSeed(0);
   const config = mergeConfig(PRESETS[preset]!(), overrides, preset) as any;
-  const ctx: StageContext<any> = { config, out: mkdtempSync(join(tmpdir(), 'reptok-bench-')), generator: new Generator({ seed: 0 }), step: 0, log, ema: null };
+  const ctx: StageContext<any> = {
+    config,
+    out: mkdtempSync(join(tmpdir(), 'reptok-bench-')),
+    generator: new Generator({ seed: 0 }),
+    step: 0,
+    log,
+    ema: null,
+  };
   const s = await factories[stage]!(ctx);
   const source = s.batches({ epoch: 0, index: 0 });
-  const opt = new AdamW(s.model.parameters().filter((p) => p.requiresGrad), { lr: 1e-4 });
+  const opt = new AdamW(
+    s.model.parameters().filter((p) => p.requiresGrad),
+    { lr: 1e-4 },
+  );
   const times: number[] = [];
   for (let i = 0; i < steps + 1; i++) {
     const batch = await source.next();
@@ -43,7 +57,16 @@ async function measure(stage: StageName, preset: string, overrides: Record<strin
   }
   source.close();
   const sec = median(times);
-  emit({ bench: 'train_stage', stage, preset, batch: config.batchSize, step_s: sec, items_per_s: config.batchSize / sec, unit: stage === 'generator' ? 'tokens' : 'images', threads: getNumThreads() });
+  emit({
+    bench: 'train_stage',
+    stage,
+    preset,
+    batch: config.batchSize,
+    step_s: sec,
+    items_per_s: config.batchSize / sec,
+    unit: stage === 'generator' ? 'tokens' : 'images',
+    threads: getNumThreads(),
+  });
   s.dispose?.();
 }
 
@@ -54,7 +77,14 @@ for (const stage of stages) {
   if (stage === 'generator') {
     // the generator needs a tokenizer: a 2-step one is enough to time the generator itself
     const tok = join(work, 'tok');
-    await train('tokenizer', mergeConfig(PRESETS['fmnist-tokenizer']!(), { steps: 2, valEvery: 1000, sampleEvery: 1000 }, 'bench') as any, { out: tok, log, force: true });
-    await measure('generator', 'fmnist-generator', { tokenizer: join(tok, 'tokenizer.safetensors'), cacheDir: join(work, 'cache') });
+    await train(
+      'tokenizer',
+      mergeConfig(PRESETS['fmnist-tokenizer']!(), { steps: 2, valEvery: 1000, sampleEvery: 1000 }, 'bench') as any,
+      { out: tok, log, force: true },
+    );
+    await measure('generator', 'fmnist-generator', {
+      tokenizer: join(tok, 'tokenizer.safetensors'),
+      cacheDir: join(work, 'cache'),
+    });
   }
 }

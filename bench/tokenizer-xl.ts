@@ -17,23 +17,36 @@ const seconds = (fn: () => unknown): number => {
 manualSeed(0);
 let tok!: ReturnType<typeof tokenizer>;
 const buildS = seconds(() => (tok = tokenizer('reptok-xl').eval()));
-const count = (prefix: string): number => [...tok.namedParameters()].filter(([k]) => k.startsWith(prefix)).reduce((s, [, p]) => s + p.numel, 0);
+const count = (prefix: string): number =>
+  [...tok.namedParameters()].filter(([k]) => k.startsWith(prefix)).reduce((s, [, p]) => s + p.numel, 0);
 emit({
-  bench: 'tokenizer_xl', threads: getNumThreads(), build_s: buildS,
+  bench: 'tokenizer_xl',
+  threads: getNumThreads(),
+  build_s: buildS,
   params_decoder_m: (count('backbone.') + count('time_in_proj.') + count('mapping.')) / 1e6,
-  params_encoder_m: count('encoder.dino.model.') / 1e6, params_vae_m: count('ae.') / 1e6,
+  params_encoder_m: count('encoder.dino.model.') / 1e6,
+  params_vae_m: count('ae.') / 1e6,
 });
 
 const image = rand([1, 3, 256, 256]).mul(2).sub(1);
-noGrad(() => tidy(() => {
-  let token = tok.encode(image);
-  const encodeS = seconds(() => (token = tok.encode(image)));
-  const cond = tok.dino.adapt(token);
-  const z = randn([1, ...tok.gridShape]);
-  const stepS = timeMedian(() => tidy(() => void tok.velocity(z, full([1], 0.5), cond)), 3, 1);
-  const vaeS = seconds(() => tidy(() => void tok.fromGrid(z)));
-  let nfe = 0;
-  const decodeS = seconds(() => tidy(() => void (nfe = tok.decode(token, { steps }).nfe)));
-  emit({ bench: 'tokenizer_xl', encode_s: encodeS, decoder_step_s: stepS, vae_decode_s: vaeS, decode_steps: nfe, decode_total_s: decodeS, paper_steps_estimate_s: 50 * stepS + vaeS });
-}));
-
+noGrad(() =>
+  tidy(() => {
+    let token = tok.encode(image);
+    const encodeS = seconds(() => (token = tok.encode(image)));
+    const cond = tok.dino.adapt(token);
+    const z = randn([1, ...tok.gridShape]);
+    const stepS = timeMedian(() => tidy(() => void tok.velocity(z, full([1], 0.5), cond)), 3, 1);
+    const vaeS = seconds(() => tidy(() => void tok.fromGrid(z)));
+    let nfe = 0;
+    const decodeS = seconds(() => tidy(() => void (nfe = tok.decode(token, { steps }).nfe)));
+    emit({
+      bench: 'tokenizer_xl',
+      encode_s: encodeS,
+      decoder_step_s: stepS,
+      vae_decode_s: vaeS,
+      decode_steps: nfe,
+      decode_total_s: decodeS,
+      paper_steps_estimate_s: 50 * stepS + vaeS,
+    });
+  }),
+);

@@ -22,15 +22,22 @@ function locate() {
   if (root) {
     const inc = path.join(root, 'include');
     const lib = path.join(root, 'lib');
-    if (!fs.existsSync(path.join(inc, 'ATen', 'ATen.h'))) fail(`LIBTORCH=${root}: no include/ATen/ATen.h there. Point LIBTORCH at the folder that holds include/ and lib/ (e.g. libtorch/ of the official archive, or site-packages/torch).`);
+    if (!fs.existsSync(path.join(inc, 'ATen', 'ATen.h')))
+      fail(
+        `LIBTORCH=${root}: no include/ATen/ATen.h there. Point LIBTORCH at the folder that holds include/ and lib/ (e.g. libtorch/ of the official archive, or site-packages/torch).`,
+      );
     if (!fs.existsSync(lib)) fail(`LIBTORCH=${root}: no lib/ folder there.`);
     const cmake = path.join(root, 'share', 'cmake', 'Torch', 'TorchConfig.cmake');
     return { inc, lib, cmake, rpath: true };
   }
   const inc = '/usr/include';
-  const multiarch = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].find((d) => fs.existsSync(path.join(d, 'libtorch.so')));
+  const multiarch = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].find((d) =>
+    fs.existsSync(path.join(d, 'libtorch.so')),
+  );
   if (!fs.existsSync(path.join(inc, 'ATen', 'ATen.h')) || !multiarch) {
-    fail('libtorch not found. Install it with `apt-get install libtorch-dev libopenblas0-pthread` (or run `npm test`, which bootstraps it), or set LIBTORCH=<root with include/ and lib/> to use another libtorch.');
+    fail(
+      'libtorch not found. Install it with `apt-get install libtorch-dev libopenblas0-pthread` (or run `npm test`, which bootstraps it), or set LIBTORCH=<root with include/ and lib/> to use another libtorch.',
+    );
   }
   return { inc, lib: multiarch, cmake: path.join(multiarch, 'cmake', 'Torch', 'TorchConfig.cmake'), rpath: false };
 }
@@ -51,7 +58,11 @@ let out;
 if (arg === '--include') out = [t.inc, path.join(t.inc, 'torch', 'csrc', 'api', 'include')];
 else if (arg === '--libdirs') out = [`-L${t.lib}`].concat(t.rpath ? [`-Wl,-rpath,${t.lib}`] : []);
 // --no-as-needed keeps libtorch_cuda linked although no symbol of it is referenced: loading it registers the CUDA kernels.
-else if (arg === '--libs') out = ['-Wl,--no-as-needed', '-ltorch', '-ltorch_cpu', '-lc10'].concat(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : []).concat(['-Wl,--as-needed']);
-else if (arg === '--defines') out = [`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.cmake)}`].concat(hasCuda ? ['REPTOK_WITH_CUDA=1'] : []);
+else if (arg === '--libs')
+  out = ['-Wl,--no-as-needed', '-ltorch', '-ltorch_cpu', '-lc10']
+    .concat(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : [])
+    .concat(['-Wl,--as-needed']);
+else if (arg === '--defines')
+  out = [`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.cmake)}`].concat(hasCuda ? ['REPTOK_WITH_CUDA=1'] : []);
 else fail(`libtorch-config: unknown option ${arg}`);
 process.stdout.write(out.join(' '));

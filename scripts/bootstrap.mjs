@@ -34,9 +34,12 @@ function ensureSystemPackages(pkgs) {
   const apt = isRoot ? ['apt-get'] : ['sudo', '-n', 'apt-get'];
   console.error(`reptok bootstrap: installing ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => run(apt[0], [...apt.slice(1), 'install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+  const install = () =>
+    run(apt[0], [...apt.slice(1), 'install', '-y', '-q', '--no-install-recommends', ...missing], { env });
   if (!install() && !(run(apt[0], [...apt.slice(1), 'update', '-q'], { env }) && install())) {
-    console.error(`reptok bootstrap: could not install ${missing.join(' ')}. Install them yourself: sudo apt-get install ${missing.join(' ')}`);
+    console.error(
+      `reptok bootstrap: could not install ${missing.join(' ')}. Install them yourself: sudo apt-get install ${missing.join(' ')}`,
+    );
     process.exit(1);
   }
 }

@@ -22,12 +22,16 @@ export function addonIsFresh() {
 
 export function buildAddon({ force = false } = {}) {
   if (!force && addonIsFresh()) return;
-  const gyp = [join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), process.env.npm_config_node_gyp].find((p) => p && existsSync(p));
+  const gyp = [join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), process.env.npm_config_node_gyp].find(
+    (p) => p && existsSync(p),
+  );
   if (!gyp) {
     console.error('reptok: node-gyp is missing; run `npm ci` first (or `npm test`, which bootstraps everything).');
     process.exit(1);
   }
-  console.error(`reptok: building the native addon against ${process.env.LIBTORCH ? `LIBTORCH=${process.env.LIBTORCH}` : "Debian's libtorch-dev"} (takes a few minutes)...`);
+  console.error(
+    `reptok: building the native addon against ${process.env.LIBTORCH ? `LIBTORCH=${process.env.LIBTORCH}` : "Debian's libtorch-dev"} (takes a few minutes)...`,
+  );
   const args = [gyp, 'rebuild', `--jobs=${availableParallelism()}`];
   // Build against the headers of the running Node when it ships them (Debian's nodejs, official tarballs), so no
   // header download is needed; npm passes its own nodedir setting to install scripts.
@@ -35,7 +39,9 @@ export function buildAddon({ force = false } = {}) {
   if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
-    console.error('reptok: the native addon failed to build (see the compiler output above). It needs g++, make, python3 and libtorch (`apt-get install libtorch-dev`, or set LIBTORCH).');
+    console.error(
+      'reptok: the native addon failed to build (see the compiler output above). It needs g++, make, python3 and libtorch (`apt-get install libtorch-dev`, or set LIBTORCH).',
+    );
     process.exit(r.status ?? 1);
   }
 }

@@ -26,7 +26,10 @@ export interface Fixture {
 export function loadFixture(name: string): Fixture {
   const dir = join(fixturesRoot(), name);
   for (const f of ['config.json', 'weights.safetensors', 'cases.safetensors']) {
-    assert.ok(existsSync(join(dir, f)), `fixture ${join(dir, f)} is missing: set REPTOK_FIXTURES to the folder holding the reference fixtures`);
+    assert.ok(
+      existsSync(join(dir, f)),
+      `fixture ${join(dir, f)} is missing: set REPTOK_FIXTURES to the folder holding the reference fixtures`,
+    );
   }
   return {
     dir,
@@ -60,7 +63,9 @@ export function assertClose(actual: Tensor, expected: Tensor, tol: Tolerance, wh
     if (!(worst <= 0)) {
       const maxDiff = diff.max().item();
       const at = diff.flatten().argmax().item();
-      assert.fail(`${what}: max |diff| ${maxDiff.toExponential(3)} exceeds atol ${tol.atol} + rtol ${tol.rtol}·|expected| (flat index ${at}: got ${a.flatten().select(0, at).item()}, expected ${e.flatten().select(0, at).item()})`);
+      assert.fail(
+        `${what}: max |diff| ${maxDiff.toExponential(3)} exceeds atol ${tol.atol} + rtol ${tol.rtol}·|expected| (flat index ${at}: got ${a.flatten().select(0, at).item()}, expected ${e.flatten().select(0, at).item()})`,
+      );
     }
   });
 }
@@ -69,7 +74,11 @@ export function assertClose(actual: Tensor, expected: Tensor, tol: Tolerance, wh
  * Finite-difference gradient check in float64: the autograd gradient of sum(fn(inputs) · w) (w random, fixed)
  * must match central differences for every element of every floating input.
  */
-export function gradcheck(fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], o: { eps?: number; atol?: number; rtol?: number; what?: string } = {}): void {
+export function gradcheck(
+  fn: (...x: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  o: { eps?: number; atol?: number; rtol?: number; what?: string } = {},
+): void {
   const eps = o.eps ?? 1e-6;
   const atol = o.atol ?? 1e-5;
   const rtol = o.rtol ?? 1e-3;
@@ -77,7 +86,13 @@ export function gradcheck(fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], o: {
     const xs = inputs.map((x) => (x.dtype === 'float64' ? x.detach().clone().requiresGrad_() : x));
     const out0 = fn(...xs);
     const w = arange(out0.numel, undefined, 1, { dtype: 'float64' }).remainder(7).add(0.5).reshape(out0.shape); // fixed, non-uniform weights
-    const objective = (...x: Tensor[]): number => tidy(() => fn(...x).mul(w).sum().item());
+    const objective = (...x: Tensor[]): number =>
+      tidy(() =>
+        fn(...x)
+          .mul(w)
+          .sum()
+          .item(),
+      );
     out0.mul(w).sum().backward();
     xs.forEach((x, i) => {
       if (x.dtype !== 'float64') return;
@@ -93,7 +108,10 @@ export function gradcheck(fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], o: {
         };
         const numeric = (at(eps) - at(-eps)) / (2 * eps);
         const a = analytic[j]!;
-        assert.ok(Math.abs(a - numeric) <= atol + rtol * Math.abs(numeric), `${o.what ?? 'gradcheck'}: input ${i} element ${j}: autograd ${a} vs finite difference ${numeric}`);
+        assert.ok(
+          Math.abs(a - numeric) <= atol + rtol * Math.abs(numeric),
+          `${o.what ?? 'gradcheck'}: input ${i} element ${j}: autograd ${a} vs finite difference ${numeric}`,
+        );
       }
     });
   });

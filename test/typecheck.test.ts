@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import { ROOT } from './helpers.ts';
 
 test('tsc --noEmit reports no type errors', () => {
-  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', ROOT], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', ROOT],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });

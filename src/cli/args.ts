@@ -23,7 +23,10 @@ export interface CommandSpec {
 }
 
 export class UsageError extends Error {
-  constructor(message: string, readonly command?: string) {
+  constructor(
+    message: string,
+    readonly command?: string,
+  ) {
     super(message);
     this.name = 'UsageError';
   }
@@ -34,8 +37,13 @@ export type Parsed = { positionals: string[]; options: Record<string, any> };
 export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
   const options: Record<string, any> = {};
   const positionals: string[] = [];
-  const byShort = new Map(Object.entries(spec.options).filter(([, o]) => o.short).map(([k, o]) => [o.short!, k]));
-  for (const [k, o] of Object.entries(spec.options)) if (o.default !== undefined) options[k] = Array.isArray(o.default) ? [...o.default] : o.default;
+  const byShort = new Map(
+    Object.entries(spec.options)
+      .filter(([, o]) => o.short)
+      .map(([k, o]) => [o.short!, k]),
+  );
+  for (const [k, o] of Object.entries(spec.options))
+    if (o.default !== undefined) options[k] = Array.isArray(o.default) ? [...o.default] : o.default;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') {
@@ -46,7 +54,9 @@ export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
       positionals.push(a);
       continue;
     }
-    let [name, inline] = a.startsWith('--') ? [a.slice(2).split('=')[0]!, a.includes('=') ? a.slice(a.indexOf('=') + 1) : undefined] : [byShort.get(a.slice(1)) ?? a.slice(1), undefined];
+    let [name, inline] = a.startsWith('--')
+      ? [a.slice(2).split('=')[0]!, a.includes('=') ? a.slice(a.indexOf('=') + 1) : undefined]
+      : [byShort.get(a.slice(1)) ?? a.slice(1), undefined];
     let negated = false;
     if (!(name in spec.options) && name.startsWith('no-') && spec.options[name.slice(3)]?.type === 'boolean') {
       name = name.slice(3);
@@ -65,15 +75,17 @@ export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
       if (!Number.isFinite(n)) throw new UsageError(`option --${name} expects a number, got '${value}'`, spec.name);
       options[name] = n;
     } else if (o.type === 'list') {
-      options[name] = [...(options[name] === o.default ? [] : options[name] ?? []), value];
+      options[name] = [...(options[name] === o.default ? [] : (options[name] ?? [])), value];
     } else {
       options[name] = value;
     }
   }
   const required = (spec.positionals ?? []).filter((p) => !p.optional && !p.variadic).length;
-  if (positionals.length < required) throw new UsageError(`missing ${spec.positionals![positionals.length]!.name}`, spec.name);
+  if (positionals.length < required)
+    throw new UsageError(`missing ${spec.positionals![positionals.length]!.name}`, spec.name);
   const variadic = spec.positionals?.some((p) => p.variadic);
-  if (!variadic && positionals.length > (spec.positionals?.length ?? 0)) throw new UsageError(`unexpected argument '${positionals[spec.positionals?.length ?? 0]}'`, spec.name);
+  if (!variadic && positionals.length > (spec.positionals?.length ?? 0))
+    throw new UsageError(`unexpected argument '${positionals[spec.positionals?.length ?? 0]}'`, spec.name);
   return { positionals, options };
 }
 
@@ -83,7 +95,9 @@ function suggest(name: string, names: string[]): string {
 }
 
 export function formatHelp(spec: CommandSpec, program = 'reptok'): string {
-  const pos = (spec.positionals ?? []).map((p) => (p.variadic ? `<${p.name}...>` : p.optional ? `[${p.name}]` : `<${p.name}>`)).join(' ');
+  const pos = (spec.positionals ?? [])
+    .map((p) => (p.variadic ? `<${p.name}...>` : p.optional ? `[${p.name}]` : `<${p.name}>`))
+    .join(' ');
   const lines = [`Usage: ${program} ${spec.name}${pos ? ` ${pos}` : ''} [options]`, '', spec.summary];
   if (spec.details) lines.push('', spec.details);
   if (spec.positionals?.length) {
@@ -95,7 +109,10 @@ export function formatHelp(spec: CommandSpec, program = 'reptok'): string {
     lines.push('', 'Options:');
     for (const [k, o] of opts) {
       const flag = `${o.short ? `-${o.short}, ` : ''}--${k}${o.type === 'boolean' ? '' : ` ${o.arg ?? o.type.toUpperCase()}`}`;
-      const def = o.default !== undefined && o.default !== false && !(Array.isArray(o.default) && o.default.length === 0) ? ` (default: ${Array.isArray(o.default) ? o.default.join(',') : o.default})` : '';
+      const def =
+        o.default !== undefined && o.default !== false && !(Array.isArray(o.default) && o.default.length === 0)
+          ? ` (default: ${Array.isArray(o.default) ? o.default.join(',') : o.default})`
+          : '';
       lines.push(`  ${flag.padEnd(24)} ${o.help}${def}`);
     }
   }

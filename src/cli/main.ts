@@ -18,7 +18,7 @@ function overview(): string {
   return [
     'Usage: reptok <command> [options]',
     '',
-    'RepTok: images as one continuous token (a self-supervised ViT\'s [cls]), decoded by flow matching.',
+    "RepTok: images as one continuous token (a self-supervised ViT's [cls]), decoded by flow matching.",
     '',
     'Commands:',
     '  demo       the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
@@ -26,7 +26,7 @@ function overview(): string {
     '  pull       download model files from the Hugging Face Hub (when online)',
     '  info       print the runtime (libtorch, threads, BLAS, CUDA)',
     '',
-    'Run `reptok <command> --help` for a command\'s options.',
+    "Run `reptok <command> --help` for a command's options.",
   ].join('\n');
 }
 

@@ -13,7 +13,11 @@ let stopped = false;
 function pump() {
   while (!stopped && inFlight < prefetch) {
     const b = produceBatch(dataset, views, batchSize, seed, position, augment);
-    parentPort.postMessage({ type: 'batch', batch: b }, [...b.views.map((v) => v.buffer), b.labels.buffer, b.indices.buffer]);
+    parentPort.postMessage({ type: 'batch', batch: b }, [
+      ...b.views.map((v) => v.buffer),
+      b.labels.buffer,
+      b.indices.buffer,
+    ]);
     inFlight++;
     position = nextPosition(position, dataset.n, batchSize);
   }

@@ -21,7 +21,9 @@ export const batchesPerEpoch = (n: number, batchSize: number): number => Math.fl
 
 /** The position after `p`. */
 export function nextPosition(p: BatchPosition, n: number, batchSize: number): BatchPosition {
-  return p.index + 1 < batchesPerEpoch(n, batchSize) ? { epoch: p.epoch, index: p.index + 1 } : { epoch: p.epoch + 1, index: 0 };
+  return p.index + 1 < batchesPerEpoch(n, batchSize)
+    ? { epoch: p.epoch, index: p.index + 1 }
+    : { epoch: p.epoch + 1, index: 0 };
 }
 
 const permutations = new Map<string, Int32Array>();
@@ -38,8 +40,16 @@ export function batchIndices(n: number, batchSize: number, seed: number, p: Batc
   return perm.slice(p.index * batchSize, (p.index + 1) * batchSize);
 }
 
-export function produceBatch(d: ImageArray, views: TransformSpec[], batchSize: number, seed: number, p: BatchPosition, augment = true): RawBatch {
-  if (batchesPerEpoch(d.n, batchSize) === 0) throw new Error(`the data set has ${d.n} images, fewer than one batch of ${batchSize}`);
+export function produceBatch(
+  d: ImageArray,
+  views: TransformSpec[],
+  batchSize: number,
+  seed: number,
+  p: BatchPosition,
+  augment = true,
+): RawBatch {
+  if (batchesPerEpoch(d.n, batchSize) === 0)
+    throw new Error(`the data set has ${d.n} images, fewer than one batch of ${batchSize}`);
   const indices = batchIndices(d.n, batchSize, seed, p);
   const rng = augment ? new Rng(hashInts(seed, p.epoch, p.index, 1)) : null;
   const size = d.c * d.h * d.w;

@@ -13,7 +13,8 @@ import { readImageBytes } from '../io/image.ts';
 import { imageArray, type ImageArray } from './image-array.ts';
 
 export const EMOJI_TEST = '/usr/share/unicode/emoji/emoji-test.txt';
-export const TWEMOJI_CREDIT = 'Emoji graphics: Twemoji by Twitter, Inc. and other contributors, CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/), via @discordapp/twemoji.';
+export const TWEMOJI_CREDIT =
+  'Emoji graphics: Twemoji by Twitter, Inc. and other contributors, CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/), via @discordapp/twemoji.';
 
 export interface EmojiEntry {
   codepoints: number[];
@@ -36,9 +37,15 @@ export function parseEmojiTest(text: string): EmojiEntry[] {
     if (s) subgroup = s[1]!.trim();
     const m = /^([0-9A-F ]+?)\s*;\s*(fully-qualified|component)\s*#\s*\S+\s+E\d+\.\d+\s+(.+)$/.exec(line);
     if (!m) continue;
-    const codepoints = m[1]!.trim().split(/\s+/).map((h) => parseInt(h, 16));
+    const codepoints = m[1]!
+      .trim()
+      .split(/\s+/)
+      .map((h) => parseInt(h, 16));
     const zwj = codepoints.includes(0x200d);
-    const file = codepoints.filter((c) => zwj || c !== 0xfe0f).map((c) => c.toString(16)).join('-');
+    const file = codepoints
+      .filter((c) => zwj || c !== 0xfe0f)
+      .map((c) => c.toString(16))
+      .join('-');
     out.push({ codepoints, name: m[3]!.trim(), group, subgroup, file });
   }
   return out;
@@ -61,9 +68,14 @@ export interface EmojiOptions {
 /** All emoji of emoji-test.txt that Twemoji draws, as RGB images on white with captions and classes. */
 export async function loadEmoji(o: EmojiOptions): Promise<ImageArray> {
   const testFile = o.emojiTest ?? EMOJI_TEST;
-  if (!existsSync(testFile)) throw new Error(`${testFile} not found: install Debian's unicode-data (apt-get install unicode-data) or pass emojiTest`);
+  if (!existsSync(testFile))
+    throw new Error(
+      `${testFile} not found: install Debian's unicode-data (apt-get install unicode-data) or pass emojiTest`,
+    );
   const svgDir = twemojiDir();
-  const entries = parseEmojiTest(readFileSync(testFile, 'utf8')).filter((e) => existsSync(join(svgDir, `${e.file}.svg`)));
+  const entries = parseEmojiTest(readFileSync(testFile, 'utf8')).filter((e) =>
+    existsSync(join(svgDir, `${e.file}.svg`)),
+  );
   if (entries.length === 0) throw new Error(`no Twemoji SVGs in ${svgDir} match ${testFile}`);
   const classBy = o.classBy ?? 'group';
   const classes = [...new Set(entries.map((e) => e[classBy]))];
@@ -81,16 +93,26 @@ export async function loadEmoji(o: EmojiOptions): Promise<ImageArray> {
   const pixels = new Uint8Array(entries.length * size);
   let done = 0;
   let next = 0;
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    while (next < entries.length) {
-      const i = next++;
-      // Twemoji's viewBox is 36×36: a density of 72·size/36 dpi renders it at size×size
-      const img = await readImageBytes(join(svgDir, `${entries[i]!.file}.svg`), { density: (72 * o.size) / 36, resize: [o.size, o.size], channels: 3 });
-      pixels.set(img.data, i * size);
-      o.onProgress?.(++done, entries.length);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < entries.length) {
+        const i = next++;
+        // Twemoji's viewBox is 36×36: a density of 72·size/36 dpi renders it at size×size
+        const img = await readImageBytes(join(svgDir, `${entries[i]!.file}.svg`), {
+          density: (72 * o.size) / 36,
+          resize: [o.size, o.size],
+          channels: 3,
+        });
+        pixels.set(img.data, i * size);
+        o.onProgress?.(++done, entries.length);
+      }
+    }),
+  );
   mkdirSync(cacheDir, { recursive: true });
-  saveSafetensors(cache, { pixels: fromBytes(pixels, 'uint8', [entries.length, 3, o.size, o.size]) }, { source: `@discordapp/twemoji ${version}`, credit: TWEMOJI_CREDIT });
+  saveSafetensors(
+    cache,
+    { pixels: fromBytes(pixels, 'uint8', [entries.length, 3, o.size, o.size]) },
+    { source: `@discordapp/twemoji ${version}`, credit: TWEMOJI_CREDIT },
+  );
   return imageArray(pixels, [entries.length, 3, o.size, o.size], labels, classes, captions);
 }

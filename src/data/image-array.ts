@@ -24,9 +24,16 @@ export function sharedBytes(length: number): Uint8Array {
 }
 
 /** A data set from uint8 images (N, C, H, W) and int labels already in memory. */
-export function imageArray(pixels: Uint8Array, shape: [number, number, number, number], labels: ArrayLike<number>, classes: string[], captions?: string[]): ImageArray {
+export function imageArray(
+  pixels: Uint8Array,
+  shape: [number, number, number, number],
+  labels: ArrayLike<number>,
+  classes: string[],
+  captions?: string[],
+): ImageArray {
   const [n, c, h, w] = shape;
-  if (pixels.length !== n * c * h * w) throw new Error(`image array: ${pixels.length} bytes do not hold ${n}×${c}×${h}×${w} images`);
+  if (pixels.length !== n * c * h * w)
+    throw new Error(`image array: ${pixels.length} bytes do not hold ${n}×${c}×${h}×${w} images`);
   const shared = pixels.buffer instanceof SharedArrayBuffer ? pixels : sharedBytes(pixels.length);
   if (shared !== pixels) shared.set(pixels);
   return { pixels: shared, n, c, h, w, labels: Int32Array.from(labels), classes, captions };
@@ -36,7 +43,8 @@ export function imageArray(pixels: Uint8Array, shape: [number, number, number, n
 export function imagesTensor(d: ImageArray, indices: ArrayLike<number>): Tensor {
   const size = d.c * d.h * d.w;
   const out = new Uint8Array(indices.length * size);
-  for (let i = 0; i < indices.length; i++) out.set(d.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), i * size);
+  for (let i = 0; i < indices.length; i++)
+    out.set(d.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), i * size);
   const t = fromBytes(out, 'uint8', [indices.length, d.c, d.h, d.w]);
   const f = t.to('float32');
   t.dispose();
@@ -47,7 +55,15 @@ export function imagesTensor(d: ImageArray, indices: ArrayLike<number>): Tensor 
 export function subset(d: ImageArray, indices: ArrayLike<number>): ImageArray {
   const size = d.c * d.h * d.w;
   const px = sharedBytes(indices.length * size);
-  for (let i = 0; i < indices.length; i++) px.set(d.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), i * size);
+  for (let i = 0; i < indices.length; i++)
+    px.set(d.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), i * size);
   const pick = <T>(a: ArrayLike<T> | undefined): T[] | undefined => (a ? Array.from(indices, (i) => a[i]!) : undefined);
-  return { ...d, pixels: px, n: indices.length, labels: Int32Array.from(indices, (i) => d.labels[i]!), captions: pick(d.captions), sources: pick(d.sources) };
+  return {
+    ...d,
+    pixels: px,
+    n: indices.length,
+    labels: Int32Array.from(indices, (i) => d.labels[i]!),
+    captions: pick(d.captions),
+    sources: pick(d.sources),
+  };
 }

@@ -27,32 +27,43 @@ export interface FolderResult {
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
     .sort((a, b) => (a.name < b.name ? -1 : 1))
-    .flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase()) ? [join(dir, e.name)] : []));
+    .flatMap((e) =>
+      e.isDirectory()
+        ? walk(join(dir, e.name))
+        : IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase())
+          ? [join(dir, e.name)]
+          : [],
+    );
 }
 
 function readCaptions(root: string): Map<string, string> {
   const file = join(root, 'captions.jsonl');
   const out = new Map<string, string>();
   if (!existsSync(file)) return out;
-  readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let rec: Record<string, unknown>;
-    try {
-      rec = JSON.parse(line);
-    } catch {
-      throw new Error(`${file}:${i + 1}: not valid JSON`);
-    }
-    const name = rec.file ?? rec.image ?? rec.path;
-    if (typeof name !== 'string' || typeof rec.caption !== 'string') throw new Error(`${file}:${i + 1}: expected {"file": ..., "caption": ...}`);
-    out.set(name.split('/').join(sep), rec.caption);
-  });
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line.trim()) return;
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        throw new Error(`${file}:${i + 1}: not valid JSON`);
+      }
+      const name = rec.file ?? rec.image ?? rec.path;
+      if (typeof name !== 'string' || typeof rec.caption !== 'string')
+        throw new Error(`${file}:${i + 1}: expected {"file": ..., "caption": ...}`);
+      out.set(name.split('/').join(sep), rec.caption);
+    });
   return out;
 }
 
 export async function loadImageFolder(root: string, o: FolderOptions): Promise<FolderResult> {
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`image folder ${root} does not exist or is not a folder`);
+  if (!existsSync(root) || !statSync(root).isDirectory())
+    throw new Error(`image folder ${root} does not exist or is not a folder`);
   const files = walk(root);
-  if (files.length === 0) throw new Error(`${root} holds no images (looked for ${[...IMAGE_EXTENSIONS].join(', ')} files, recursively)`);
+  if (files.length === 0)
+    throw new Error(`${root} holds no images (looked for ${[...IMAGE_EXTENSIONS].join(', ')} files, recursively)`);
   const jsonl = readCaptions(root);
   const rels = files.map((f) => relative(root, f));
   const classes = [...new Set(rels.filter((r) => r.includes(sep)).map((r) => r.split(sep)[0]!))].sort();
@@ -75,7 +86,10 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
   };
   await Promise.all(Array.from({ length: o.concurrency ?? 8 }, work));
   const ok = decoded.map((d, i) => (d ? i : -1)).filter((i) => i >= 0);
-  if (ok.length === 0) throw new Error(`${root}: none of the ${files.length} images could be read (first problem: ${skipped[0]?.path}: ${skipped[0]?.reason})`);
+  if (ok.length === 0)
+    throw new Error(
+      `${root}: none of the ${files.length} images could be read (first problem: ${skipped[0]?.path}: ${skipped[0]?.reason})`,
+    );
   const pixels = sharedBytes(ok.length * size);
   ok.forEach((i, k) => pixels.set(decoded[i]!, k * size));
   const caption = (i: number): string | undefined => {
@@ -85,7 +99,11 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
   const captions = ok.map(caption);
   return {
     data: {
-      pixels, n: ok.length, c, h: o.size, w: o.size,
+      pixels,
+      n: ok.length,
+      c,
+      h: o.size,
+      w: o.size,
       labels: Int32Array.from(ok, (i) => (rels[i]!.includes(sep) ? classes.indexOf(rels[i]!.split(sep)[0]!) : -1)),
       classes,
       captions: captions.some((x) => x !== undefined) ? captions.map((x) => x ?? '') : undefined,

@@ -43,7 +43,10 @@ export class DataLoader {
     this.#d = dataset;
     this.#o = { prefetch: 4, workers: 1, augment: true, ...o };
     this.#position = o.position ?? { epoch: 0, index: 0 };
-    if (batchesPerEpoch(dataset.n, o.batchSize) === 0) throw new Error(`the data set has ${dataset.n} images, fewer than one batch of ${o.batchSize}; lower the batch size`);
+    if (batchesPerEpoch(dataset.n, o.batchSize) === 0)
+      throw new Error(
+        `the data set has ${dataset.n} images, fewer than one batch of ${o.batchSize}; lower the batch size`,
+      );
   }
 
   /** The position of the next batch `next()` returns (store it in checkpoints). */
@@ -58,7 +61,15 @@ export class DataLoader {
   #start(): void {
     const o = this.#o;
     this.#worker = new Worker(new URL('./batch-worker.mjs', import.meta.url), {
-      workerData: { dataset: this.#d, views: o.views, batchSize: o.batchSize, seed: o.seed, augment: o.augment, prefetch: o.prefetch, position: this.#position },
+      workerData: {
+        dataset: this.#d,
+        views: o.views,
+        batchSize: o.batchSize,
+        seed: o.seed,
+        augment: o.augment,
+        prefetch: o.prefetch,
+        position: this.#position,
+      },
     });
     this.#worker.unref();
     this.#worker.on('message', (m: { type: string; batch?: RawBatch; message?: string }) => {
@@ -80,12 +91,15 @@ export class DataLoader {
   }
 
   async #raw(): Promise<RawBatch> {
-    if (this.#o.workers === 0) return produceBatch(this.#d, this.#o.views, this.#o.batchSize, this.#o.seed, this.#position, this.#o.augment);
+    if (this.#o.workers === 0)
+      return produceBatch(this.#d, this.#o.views, this.#o.batchSize, this.#o.seed, this.#position, this.#o.augment);
     if (!this.#worker) this.#start();
     if (this.#failure) throw this.#failure;
-    const b = this.#ready.shift() ?? (await new Promise<RawBatch>((resolve, reject) => (this.#waiting = { resolve, reject })));
+    const b =
+      this.#ready.shift() ?? (await new Promise<RawBatch>((resolve, reject) => (this.#waiting = { resolve, reject })));
     this.#worker!.postMessage({ type: 'ack' });
-    if (b.epoch !== this.#position.epoch || b.index !== this.#position.index) throw new Error('batch worker out of order (internal error)');
+    if (b.epoch !== this.#position.epoch || b.index !== this.#position.index)
+      throw new Error('batch worker out of order (internal error)');
     return b;
   }
 
@@ -98,9 +112,21 @@ export class DataLoader {
     const views = raw.views.map((v, k) => {
       const spec = this.#o.views[k]!;
       const [h, w] = outSize(spec);
-      return fromBytes(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), 'float32', [B, spec.channels ?? this.#d.c, h, w]);
+      return fromBytes(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), 'float32', [
+        B,
+        spec.channels ?? this.#d.c,
+        h,
+        w,
+      ]);
     });
-    return { epoch: raw.epoch, index: raw.index, views, labels: tensor(raw.labels, { dtype: 'int64' }), indices: raw.indices, waitMs };
+    return {
+      epoch: raw.epoch,
+      index: raw.index,
+      views,
+      labels: tensor(raw.labels, { dtype: 'int64' }),
+      indices: raw.indices,
+      waitMs,
+    };
   }
 
   /** Stops the worker (pending batches are dropped). */

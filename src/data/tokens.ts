@@ -24,8 +24,17 @@ const sha = (...parts: (string | Uint8Array)[]): string => {
 };
 
 /** Tokens of every image of `data` under the tokenizer saved at `tokenizerPath`, from the cache when present. */
-export function tokensFor(tok: RepTokTokenizer, tokenizerPath: string, data: ImageArray, cacheDir: string, log: (m: string) => void = () => {}): TokenSet {
-  const key = sha(sha(readFileSync(tokenizerPath)), `${data.n}x${data.c}x${data.h}x${data.w}`, sha(data.pixels)).slice(0, 20);
+export function tokensFor(
+  tok: RepTokTokenizer,
+  tokenizerPath: string,
+  data: ImageArray,
+  cacheDir: string,
+  log: (m: string) => void = () => {},
+): TokenSet {
+  const key = sha(sha(readFileSync(tokenizerPath)), `${data.n}x${data.c}x${data.h}x${data.w}`, sha(data.pixels)).slice(
+    0,
+    20,
+  );
   const file = join(cacheDir, `tokens-${key}.safetensors`);
   let tokens: Tensor;
   if (existsSync(file)) {
@@ -33,11 +42,23 @@ export function tokensFor(tok: RepTokTokenizer, tokenizerPath: string, data: Ima
     log(`tokens: ${file} (cached)`);
   } else {
     const t0 = performance.now();
-    tokens = noGrad(() => tidy(() => {
-      const parts: Tensor[] = [];
-      for (let i = 0; i < data.n; i += 256) parts.push(tidy(() => tok.encode(imagesTensor(data, Int32Array.from({ length: Math.min(256, data.n - i) }, (_, k) => i + k)))));
-      return cat(parts);
-    }));
+    tokens = noGrad(() =>
+      tidy(() => {
+        const parts: Tensor[] = [];
+        for (let i = 0; i < data.n; i += 256)
+          parts.push(
+            tidy(() =>
+              tok.encode(
+                imagesTensor(
+                  data,
+                  Int32Array.from({ length: Math.min(256, data.n - i) }, (_, k) => i + k),
+                ),
+              ),
+            ),
+          );
+        return cat(parts);
+      }),
+    );
     mkdirSync(cacheDir, { recursive: true });
     saveSafetensors(file, { tokens }, { tokenizer: tokenizerPath, images: String(data.n) });
     log(`tokens: encoded ${data.n} images in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${file}`);
@@ -55,8 +76,14 @@ export interface TokenBatch extends BatchPosition {
 /** Shuffled batches of tokens (seeded like the image loader; main thread: gathering rows costs microseconds). */
 export class TokenLoader {
   #position: BatchPosition;
-  constructor(private readonly set: TokenSet, private readonly batchSize: number, private readonly seed: number, position: BatchPosition = { epoch: 0, index: 0 }) {
-    if (batchesPerEpoch(set.tokens.shape[0]!, batchSize) === 0) throw new Error(`${set.tokens.shape[0]} tokens are fewer than one batch of ${batchSize}`);
+  constructor(
+    private readonly set: TokenSet,
+    private readonly batchSize: number,
+    private readonly seed: number,
+    position: BatchPosition = { epoch: 0, index: 0 },
+  ) {
+    if (batchesPerEpoch(set.tokens.shape[0]!, batchSize) === 0)
+      throw new Error(`${set.tokens.shape[0]} tokens are fewer than one batch of ${batchSize}`);
     this.#position = position;
   }
   get position(): BatchPosition {
@@ -70,7 +97,16 @@ export class TokenLoader {
     const it = tensor(idx, { dtype: 'int64' });
     const x1 = this.set.tokens.indexSelect(0, it).unsqueeze(1);
     it.dispose();
-    return { ...p, x1, y: tensor(Int32Array.from(idx, (i) => this.set.labels[i]!), { dtype: 'int64' }), captions: Array.from(idx, (i) => this.set.captions?.[i] ?? ''), waitMs: 0 };
+    return {
+      ...p,
+      x1,
+      y: tensor(
+        Int32Array.from(idx, (i) => this.set.labels[i]!),
+        { dtype: 'int64' },
+      ),
+      captions: Array.from(idx, (i) => this.set.captions?.[i] ?? ''),
+      waitMs: 0,
+    };
   }
   close(): void {}
 }

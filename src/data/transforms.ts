@@ -81,7 +81,8 @@ export function transformInto(img: Image, s: TransformSpec, rng: Rng | null, out
   // bilinear sampling of the crop box (align_corners = false); outside the image the edge pixel repeats
   const sy = ch / oh;
   const sx = cw / ow;
-  const at = (c: number, y: number, x: number): number => img.data[c * img.h * img.w + Math.min(img.h - 1, Math.max(0, y)) * img.w + Math.min(img.w - 1, Math.max(0, x))]!;
+  const at = (c: number, y: number, x: number): number =>
+    img.data[c * img.h * img.w + Math.min(img.h - 1, Math.max(0, y)) * img.w + Math.min(img.w - 1, Math.max(0, x))]!;
   for (let i = 0; i < oh; i++) {
     const fy = y0 + (i + 0.5) * sy - 0.5;
     const iy = Math.floor(fy);
@@ -92,14 +93,17 @@ export function transformInto(img: Image, s: TransformSpec, rng: Rng | null, out
       const ix = Math.floor(fx);
       const wx = fx - ix;
       for (let c = 0; c < C; c++) {
-        const v = (1 - wy) * ((1 - wx) * at(c, iy, ix) + wx * at(c, iy, ix + 1)) + wy * ((1 - wx) * at(c, iy + 1, ix) + wx * at(c, iy + 1, ix + 1));
+        const v =
+          (1 - wy) * ((1 - wx) * at(c, iy, ix) + wx * at(c, iy, ix + 1)) +
+          wy * ((1 - wx) * at(c, iy + 1, ix) + wx * at(c, iy + 1, ix + 1));
         plane[c * oh * ow + i * ow + j] = v;
       }
     }
   }
   // colour jitter in torchvision's order: brightness, contrast (around the mean luminance), saturation
   const n = oh * ow;
-  const lum = (p: number): number => (C === 3 ? 0.299 * plane[p]! + 0.587 * plane[n + p]! + 0.114 * plane[2 * n + p]! : plane[p]!);
+  const lum = (p: number): number =>
+    C === 3 ? 0.299 * plane[p]! + 0.587 * plane[n + p]! + 0.114 * plane[2 * n + p]! : plane[p]!;
   if (bf !== 1) for (let k = 0; k < plane.length; k++) plane[k] = plane[k]! * bf;
   if (cf !== 1) {
     let mean = 0;

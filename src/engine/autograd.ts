@@ -29,13 +29,29 @@ export function grad(
   const ins = Array.isArray(inputs) ? inputs : [inputs];
   const gradOuts = opts.gradOutputs ? opts.gradOutputs.map((g) => (g ? g.handle : null)) : null;
   const create = opts.createGraph ?? false;
-  const res = native.autogradGrad(outs.map((t) => t.handle), ins.map((t) => t.handle), gradOuts, opts.retainGraph ?? create, create, opts.allowUnused ?? false);
+  const res = native.autogradGrad(
+    outs.map((t) => t.handle),
+    ins.map((t) => t.handle),
+    gradOuts,
+    opts.retainGraph ?? create,
+    create,
+    opts.allowUnused ?? false,
+  );
   return res.map((h) => (h === null ? null : new Tensor(h)));
 }
 
 /** Backward from several roots at once (torch.autograd.backward). */
-export function backward(tensors: Tensor[], gradTensors?: (Tensor | null)[], opts: { retainGraph?: boolean } = {}): void {
-  native.backward(tensors.map((t) => t.handle), gradTensors ? gradTensors.map((g) => (g ? g.handle : null)) : null, opts.retainGraph ?? false, false);
+export function backward(
+  tensors: Tensor[],
+  gradTensors?: (Tensor | null)[],
+  opts: { retainGraph?: boolean } = {},
+): void {
+  native.backward(
+    tensors.map((t) => t.handle),
+    gradTensors ? gradTensors.map((g) => (g ? g.handle : null)) : null,
+    opts.retainGraph ?? false,
+    false,
+  );
 }
 
 /**

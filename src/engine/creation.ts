@@ -22,11 +22,24 @@ const finish = (t: Tensor, o: TensorOptions): Tensor => (o.requiresGrad ? t.requ
 // Constant fills and ranges (float32 unless a dtype is given; arange of integers gives int64, like PyTorch)
 // ---------------------------------------------------------------------------------------------------------------
 
-export const zeros = (shape: Shape, o: TensorOptions = {}): Tensor => finish(aten('aten::zeros', shape, dt(o), null, dev(o)), o);
-export const ones = (shape: Shape, o: TensorOptions = {}): Tensor => finish(aten('aten::ones', shape, dt(o), null, dev(o)), o);
-export const empty = (shape: Shape, o: TensorOptions = {}): Tensor => finish(aten('aten::empty.memory_format', shape, dt(o), null, dev(o)), o);
+export const zeros = (shape: Shape, o: TensorOptions = {}): Tensor =>
+  finish(aten('aten::zeros', shape, dt(o), null, dev(o)), o);
+export const ones = (shape: Shape, o: TensorOptions = {}): Tensor =>
+  finish(aten('aten::ones', shape, dt(o), null, dev(o)), o);
+export const empty = (shape: Shape, o: TensorOptions = {}): Tensor =>
+  finish(aten('aten::empty.memory_format', shape, dt(o), null, dev(o)), o);
 export const full = (shape: Shape, value: number | boolean, o: TensorOptions = {}): Tensor =>
-  finish(aten('aten::full', shape, value, dt(o) ?? (typeof value === 'boolean' ? dtypeCode('bool') : dtypeCode('float32')), null, dev(o)), o);
+  finish(
+    aten(
+      'aten::full',
+      shape,
+      value,
+      dt(o) ?? (typeof value === 'boolean' ? dtypeCode('bool') : dtypeCode('float32')),
+      null,
+      dev(o),
+    ),
+    o,
+  );
 
 /** arange(end) or arange(start, end, step). */
 export function arange(startOrEnd: number, end?: number, step = 1, o: TensorOptions = {}): Tensor {
@@ -35,28 +48,38 @@ export function arange(startOrEnd: number, end?: number, step = 1, o: TensorOpti
 }
 export const linspace = (start: number, end: number, steps: number, o: TensorOptions = {}): Tensor =>
   finish(aten('aten::linspace', start, end, steps, dt(o), null, dev(o)), o);
-export const eye = (n: number, m = n, o: TensorOptions = {}): Tensor => finish(aten('aten::eye.m', n, m, dt(o), null, dev(o)), o);
+export const eye = (n: number, m = n, o: TensorOptions = {}): Tensor =>
+  finish(aten('aten::eye.m', n, m, dt(o), null, dev(o)), o);
 
-export const zerosLike = (t: Tensor, o: TensorOptions = {}): Tensor => zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
-export const onesLike = (t: Tensor, o: TensorOptions = {}): Tensor => ones(t.shape, { dtype: t.dtype, device: t.device, ...o });
-export const emptyLike = (t: Tensor, o: TensorOptions = {}): Tensor => empty(t.shape, { dtype: t.dtype, device: t.device, ...o });
-export const fullLike = (t: Tensor, value: number, o: TensorOptions = {}): Tensor => full(t.shape, value, { dtype: t.dtype, device: t.device, ...o });
+export const zerosLike = (t: Tensor, o: TensorOptions = {}): Tensor =>
+  zeros(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const onesLike = (t: Tensor, o: TensorOptions = {}): Tensor =>
+  ones(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const emptyLike = (t: Tensor, o: TensorOptions = {}): Tensor =>
+  empty(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const fullLike = (t: Tensor, value: number, o: TensorOptions = {}): Tensor =>
+  full(t.shape, value, { dtype: t.dtype, device: t.device, ...o });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Random (the global generator unless `generator` is given)
 // ---------------------------------------------------------------------------------------------------------------
 
-export const randn = (shape: Shape, o: RandomOptions = {}): Tensor => finish(aten('aten::randn.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
-export const rand = (shape: Shape, o: RandomOptions = {}): Tensor => finish(aten('aten::rand.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+export const randn = (shape: Shape, o: RandomOptions = {}): Tensor =>
+  finish(aten('aten::randn.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+export const rand = (shape: Shape, o: RandomOptions = {}): Tensor =>
+  finish(aten('aten::rand.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
 /** Integers uniform in [low, high) (int64 by default). */
 export const randint = (low: number, high: number, shape: Shape, o: RandomOptions = {}): Tensor =>
   finish(aten('aten::randint.low_generator', low, high, shape, genArg(o.generator), dt(o), null, dev(o)), o);
 export const normal = (mean: number, std: number, shape: Shape, o: RandomOptions = {}): Tensor =>
   finish(aten('aten::normal.float_float', mean, std, shape, genArg(o.generator), dt(o), null, dev(o)), o);
 /** A random permutation of 0..n-1 (int64). */
-export const randperm = (n: number, o: RandomOptions = {}): Tensor => aten('aten::randperm.generator', n, genArg(o.generator), dt(o), null, dev(o));
-export const randnLike = (t: Tensor, o: RandomOptions = {}): Tensor => randn(t.shape, { dtype: t.dtype, device: t.device, ...o });
-export const randLike = (t: Tensor, o: RandomOptions = {}): Tensor => rand(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const randperm = (n: number, o: RandomOptions = {}): Tensor =>
+  aten('aten::randperm.generator', n, genArg(o.generator), dt(o), null, dev(o));
+export const randnLike = (t: Tensor, o: RandomOptions = {}): Tensor =>
+  randn(t.shape, { dtype: t.dtype, device: t.device, ...o });
+export const randLike = (t: Tensor, o: RandomOptions = {}): Tensor =>
+  rand(t.shape, { dtype: t.dtype, device: t.device, ...o });
 
 // ---------------------------------------------------------------------------------------------------------------
 // From JavaScript data
@@ -88,14 +111,22 @@ function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], 
 
 function typedFor(values: (number | boolean)[], dtype: DType): AnyTypedArray {
   switch (dtype) {
-    case 'float64': return Float64Array.from(values as number[]);
-    case 'int64': return BigInt64Array.from(values as number[], (v) => BigInt(Math.trunc(Number(v))));
-    case 'int32': return Int32Array.from(values as number[]);
-    case 'int16': return Int16Array.from(values as number[]);
-    case 'int8': return Int8Array.from(values as number[]);
-    case 'uint8': return Uint8Array.from(values as number[]);
-    case 'bool': return Uint8Array.from(values, (v) => (v ? 1 : 0));
-    default: return Float32Array.from(values as number[]);
+    case 'float64':
+      return Float64Array.from(values as number[]);
+    case 'int64':
+      return BigInt64Array.from(values as number[], (v) => BigInt(Math.trunc(Number(v))));
+    case 'int32':
+      return Int32Array.from(values as number[]);
+    case 'int16':
+      return Int16Array.from(values as number[]);
+    case 'int8':
+      return Int8Array.from(values as number[]);
+    case 'uint8':
+      return Uint8Array.from(values as number[]);
+    case 'bool':
+      return Uint8Array.from(values, (v) => (v ? 1 : 0));
+    default:
+      return Float32Array.from(values as number[]);
   }
 }
 

@@ -1,12 +1,46 @@
 // Element types. Codes are c10::ScalarType values, the way the addon passes dtypes to libtorch.
 
-export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type DType =
+  'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
-export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
+export const DTYPES: readonly DType[] = [
+  'float32',
+  'float64',
+  'float16',
+  'bfloat16',
+  'int64',
+  'int32',
+  'int16',
+  'int8',
+  'uint8',
+  'bool',
+];
 
-const CODE: Record<DType, number> = { uint8: 0, int8: 1, int16: 2, int32: 3, int64: 4, float16: 5, float32: 6, float64: 7, bool: 11, bfloat16: 15 };
+const CODE: Record<DType, number> = {
+  uint8: 0,
+  int8: 1,
+  int16: 2,
+  int32: 3,
+  int64: 4,
+  float16: 5,
+  float32: 6,
+  float64: 7,
+  bool: 11,
+  bfloat16: 15,
+};
 const BY_CODE = new Map<number, DType>(Object.entries(CODE).map(([k, v]) => [v, k as DType]));
-const ITEM_SIZE: Record<DType, number> = { uint8: 1, int8: 1, int16: 2, int32: 4, int64: 8, float16: 2, float32: 4, float64: 8, bool: 1, bfloat16: 2 };
+const ITEM_SIZE: Record<DType, number> = {
+  uint8: 1,
+  int8: 1,
+  int16: 2,
+  int32: 4,
+  int64: 8,
+  float16: 2,
+  float32: 4,
+  float64: 8,
+  bool: 1,
+  bfloat16: 2,
+};
 
 export function dtypeCode(d: DType): number {
   const c = CODE[d];
@@ -21,18 +55,26 @@ export function dtypeFromCode(code: number): DType {
 }
 
 export const itemSize = (d: DType): number => ITEM_SIZE[d];
-export const isFloating = (d: DType): boolean => d === 'float32' || d === 'float64' || d === 'float16' || d === 'bfloat16';
+export const isFloating = (d: DType): boolean =>
+  d === 'float32' || d === 'float64' || d === 'float16' || d === 'bfloat16';
 
 /** The TypedArray that holds a dtype's values when copied out (float16/bfloat16 come out as float32). */
-export type TypedArrayFor<D extends DType> = D extends 'float64' ? Float64Array
-  : D extends 'int64' ? BigInt64Array
-  : D extends 'int32' ? Int32Array
-  : D extends 'int16' ? Int16Array
-  : D extends 'int8' ? Int8Array
-  : D extends 'uint8' | 'bool' ? Uint8Array
-  : Float32Array;
+export type TypedArrayFor<D extends DType> = D extends 'float64'
+  ? Float64Array
+  : D extends 'int64'
+    ? BigInt64Array
+    : D extends 'int32'
+      ? Int32Array
+      : D extends 'int16'
+        ? Int16Array
+        : D extends 'int8'
+          ? Int8Array
+          : D extends 'uint8' | 'bool'
+            ? Uint8Array
+            : Float32Array;
 
-export type AnyTypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+export type AnyTypedArray =
+  Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 /** The dtype a TypedArray's elements have (Uint8Array -> uint8). */
 export function dtypeOfArray(a: AnyTypedArray): DType {
@@ -51,14 +93,22 @@ export function viewBytes(buf: Buffer, d: DType): AnyTypedArray {
   // Buffers from the addon are fresh allocations, so their offset is aligned for any element size.
   const { buffer, byteOffset, byteLength } = buf;
   switch (d) {
-    case 'float32': return new Float32Array(buffer, byteOffset, byteLength / 4);
-    case 'float64': return new Float64Array(buffer, byteOffset, byteLength / 8);
-    case 'int64': return new BigInt64Array(buffer, byteOffset, byteLength / 8);
-    case 'int32': return new Int32Array(buffer, byteOffset, byteLength / 4);
-    case 'int16': return new Int16Array(buffer, byteOffset, byteLength / 2);
-    case 'int8': return new Int8Array(buffer, byteOffset, byteLength);
+    case 'float32':
+      return new Float32Array(buffer, byteOffset, byteLength / 4);
+    case 'float64':
+      return new Float64Array(buffer, byteOffset, byteLength / 8);
+    case 'int64':
+      return new BigInt64Array(buffer, byteOffset, byteLength / 8);
+    case 'int32':
+      return new Int32Array(buffer, byteOffset, byteLength / 4);
+    case 'int16':
+      return new Int16Array(buffer, byteOffset, byteLength / 2);
+    case 'int8':
+      return new Int8Array(buffer, byteOffset, byteLength);
     case 'uint8':
-    case 'bool': return new Uint8Array(buffer, byteOffset, byteLength);
-    default: throw new TypeError(`cannot view ${d} bytes as a TypedArray; convert to float32 first`);
+    case 'bool':
+      return new Uint8Array(buffer, byteOffset, byteLength);
+    default:
+      throw new TypeError(`cannot view ${d} bytes as a TypedArray; convert to float32 first`);
   }
 }

@@ -12,11 +12,22 @@ export function formatTensor(t: Tensor): string {
   const fmt = (v: number | boolean): string => {
     if (typeof v === 'boolean') return String(v);
     if (t.dtype.startsWith('int') || t.dtype === 'uint8') return String(v);
-    return Number.isInteger(v) && Math.abs(v) < 1e6 ? `${v}.` : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-4) ? v.toExponential(4) : v.toFixed(4);
+    return Number.isInteger(v) && Math.abs(v) < 1e6
+      ? `${v}.`
+      : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-4)
+        ? v.toExponential(4)
+        : v.toFixed(4);
   };
   const render = (v: any, depth: number): string => {
     if (!Array.isArray(v)) return fmt(v);
-    const items = v.length > 2 * EDGE + 1 ? [...v.slice(0, EDGE).map((x) => render(x, depth + 1)), '...', ...v.slice(-EDGE).map((x) => render(x, depth + 1))] : v.map((x) => render(x, depth + 1));
+    const items =
+      v.length > 2 * EDGE + 1
+        ? [
+            ...v.slice(0, EDGE).map((x) => render(x, depth + 1)),
+            '...',
+            ...v.slice(-EDGE).map((x) => render(x, depth + 1)),
+          ]
+        : v.map((x) => render(x, depth + 1));
     const nested = Array.isArray(v[0]);
     return `[${items.join(nested ? `,\n${' '.repeat(depth + 8)}` : ', ')}]`;
   };

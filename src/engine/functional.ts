@@ -38,11 +38,23 @@ export const logSoftmax = (x: Tensor, dim: number): Tensor => aten('aten::log_so
  * them) by normalising in float32, as autocast's float32 policy does; libtorch 1.13's CPU kernels reject the mix.
  */
 const normInput = (x: Tensor, weight?: Tensor | null): Tensor =>
-  weight && x.dtype !== weight.dtype && (x.dtype === 'bfloat16' || x.dtype === 'float16') ? x.to({ dtype: weight.dtype }) : x;
-export const layerNorm = (x: Tensor, normalizedShape: Shape, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor =>
-  aten('aten::layer_norm', normInput(x, weight), normalizedShape, weight ?? null, bias ?? null, eps, true);
-export const groupNorm = (x: Tensor, numGroups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor =>
-  aten('aten::group_norm', normInput(x, weight), numGroups, weight ?? null, bias ?? null, eps, true);
+  weight && x.dtype !== weight.dtype && (x.dtype === 'bfloat16' || x.dtype === 'float16')
+    ? x.to({ dtype: weight.dtype })
+    : x;
+export const layerNorm = (
+  x: Tensor,
+  normalizedShape: Shape,
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor => aten('aten::layer_norm', normInput(x, weight), normalizedShape, weight ?? null, bias ?? null, eps, true);
+export const groupNorm = (
+  x: Tensor,
+  numGroups: number,
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor => aten('aten::group_norm', normInput(x, weight), numGroups, weight ?? null, bias ?? null, eps, true);
 /** x / max(‖x‖_p, eps) along `dim` (F.normalize). */
 export const normalize = (x: Tensor, p = 2, dim = 1, eps = 1e-12): Tensor =>
   tidy(() => x.div(x.norm(p, dim, true).clampMin(eps).expandAs(x)));
@@ -65,31 +77,83 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: ConvO
   return aten(op, x, weight, bias ?? null, o.stride ?? 1, padding, o.dilation ?? 1, o.groups ?? 1);
 }
 
-export function conv1d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: { stride?: number; padding?: number | 'same' | 'valid'; dilation?: number; groups?: number } = {}): Tensor {
+export function conv1d(
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor | null,
+  o: { stride?: number; padding?: number | 'same' | 'valid'; dilation?: number; groups?: number } = {},
+): Tensor {
   const padding = o.padding ?? 0;
   const op = typeof padding === 'string' ? 'aten::conv1d.padding' : 'aten::conv1d';
   return aten(op, x, weight, bias ?? null, o.stride ?? 1, padding, o.dilation ?? 1, o.groups ?? 1);
 }
 
-export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: { stride?: Pair; padding?: Pair; outputPadding?: Pair; groups?: number; dilation?: Pair } = {}): Tensor {
-  return aten('aten::conv_transpose2d.input', x, weight, bias ?? null, o.stride ?? 1, o.padding ?? 0, o.outputPadding ?? 0, o.groups ?? 1, o.dilation ?? 1);
+export function convTranspose2d(
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor | null,
+  o: { stride?: Pair; padding?: Pair; outputPadding?: Pair; groups?: number; dilation?: Pair } = {},
+): Tensor {
+  return aten(
+    'aten::conv_transpose2d.input',
+    x,
+    weight,
+    bias ?? null,
+    o.stride ?? 1,
+    o.padding ?? 0,
+    o.outputPadding ?? 0,
+    o.groups ?? 1,
+    o.dilation ?? 1,
+  );
 }
 
-export function avgPool2d(x: Tensor, kernelSize: Pair, o: { stride?: Pair; padding?: Pair; ceilMode?: boolean; countIncludePad?: boolean; divisorOverride?: number } = {}): Tensor {
-  return aten('aten::avg_pool2d', x, kernelSize, o.stride ?? kernelSize, o.padding ?? 0, o.ceilMode ?? false, o.countIncludePad ?? true, o.divisorOverride ?? null);
+export function avgPool2d(
+  x: Tensor,
+  kernelSize: Pair,
+  o: { stride?: Pair; padding?: Pair; ceilMode?: boolean; countIncludePad?: boolean; divisorOverride?: number } = {},
+): Tensor {
+  return aten(
+    'aten::avg_pool2d',
+    x,
+    kernelSize,
+    o.stride ?? kernelSize,
+    o.padding ?? 0,
+    o.ceilMode ?? false,
+    o.countIncludePad ?? true,
+    o.divisorOverride ?? null,
+  );
 }
 
-export function maxPool2d(x: Tensor, kernelSize: Pair, o: { stride?: Pair; padding?: Pair; dilation?: Pair; ceilMode?: boolean } = {}): Tensor {
-  return aten('aten::max_pool2d', x, kernelSize, o.stride ?? kernelSize, o.padding ?? 0, o.dilation ?? 1, o.ceilMode ?? false);
+export function maxPool2d(
+  x: Tensor,
+  kernelSize: Pair,
+  o: { stride?: Pair; padding?: Pair; dilation?: Pair; ceilMode?: boolean } = {},
+): Tensor {
+  return aten(
+    'aten::max_pool2d',
+    x,
+    kernelSize,
+    o.stride ?? kernelSize,
+    o.padding ?? 0,
+    o.dilation ?? 1,
+    o.ceilMode ?? false,
+  );
 }
 
-export const adaptiveAvgPool2d = (x: Tensor, outputSize: Pair): Tensor => aten('aten::adaptive_avg_pool2d', x, outputSize);
+export const adaptiveAvgPool2d = (x: Tensor, outputSize: Pair): Tensor =>
+  aten('aten::adaptive_avg_pool2d', x, outputSize);
 
 /** Pads the last dimensions: `pad` lists (left, right, top, bottom, ...) like F.pad. */
-export function pad(x: Tensor, padding: readonly number[], mode: 'constant' | 'reflect' | 'replicate' = 'constant', value = 0): Tensor {
+export function pad(
+  x: Tensor,
+  padding: readonly number[],
+  mode: 'constant' | 'reflect' | 'replicate' = 'constant',
+  value = 0,
+): Tensor {
   if (mode === 'constant') return aten('aten::constant_pad_nd', x, padding, value);
   const n = padding.length / 2;
-  if (n !== 1 && n !== 2) throw new RangeError(`pad: '${mode}' padding supports the last 1 or 2 dimensions, got ${padding.length} values`);
+  if (n !== 1 && n !== 2)
+    throw new RangeError(`pad: '${mode}' padding supports the last 1 or 2 dimensions, got ${padding.length} values`);
   return aten(`aten::${mode === 'reflect' ? 'reflection' : 'replication'}_pad${n}d`, x, padding);
 }
 
@@ -116,11 +180,14 @@ export interface InterpolateOptions {
 export function interpolate(x: Tensor, o: InterpolateOptions): Tensor {
   const mode = o.mode ?? 'nearest';
   const spatial = x.ndim - 2;
-  if (spatial < 1 || spatial > 2) throw new RangeError(`interpolate: expected a 3-D or 4-D input, got shape [${x.shape.join(', ')}]`);
-  if ((o.size === undefined) === (o.scaleFactor === undefined)) throw new TypeError('interpolate: give exactly one of size and scaleFactor');
+  if (spatial < 1 || spatial > 2)
+    throw new RangeError(`interpolate: expected a 3-D or 4-D input, got shape [${x.shape.join(', ')}]`);
+  if ((o.size === undefined) === (o.scaleFactor === undefined))
+    throw new TypeError('interpolate: give exactly one of size and scaleFactor');
   const perDim = (v: number | readonly number[], what: string): number[] => {
     const a = typeof v === 'number' ? Array(spatial).fill(v) : [...v];
-    if (a.length !== spatial) throw new RangeError(`interpolate: ${what} needs ${spatial} values for a ${x.ndim}-D input`);
+    if (a.length !== spatial)
+      throw new RangeError(`interpolate: ${what} needs ${spatial} values for a ${x.ndim}-D input`);
     return a;
   };
   let size = o.size === undefined ? null : perDim(o.size, 'size');
@@ -130,15 +197,18 @@ export function interpolate(x: Tensor, o: InterpolateOptions): Tensor {
     scales = null;
   }
   const needsCorners = mode === 'linear' || mode === 'bilinear' || mode === 'bicubic';
-  if (!needsCorners && o.alignCorners !== undefined) throw new TypeError(`interpolate: alignCorners only applies to linear, bilinear and bicubic modes, not '${mode}'`);
+  if (!needsCorners && o.alignCorners !== undefined)
+    throw new TypeError(`interpolate: alignCorners only applies to linear, bilinear and bicubic modes, not '${mode}'`);
   const corners = o.alignCorners ?? false;
   if (o.antialias && !((mode === 'bilinear' || mode === 'bicubic') && spatial === 2)) {
     throw new TypeError('interpolate: antialias is only available for bilinear and bicubic modes on 4-D inputs');
   }
   const d = `${spatial}d`;
   switch (mode) {
-    case 'nearest': return aten(`aten::upsample_nearest${d}.vec`, x, size, scales);
-    case 'nearest-exact': return aten(`aten::_upsample_nearest_exact${d}.vec`, x, size, scales);
+    case 'nearest':
+      return aten(`aten::upsample_nearest${d}.vec`, x, size, scales);
+    case 'nearest-exact':
+      return aten(`aten::_upsample_nearest_exact${d}.vec`, x, size, scales);
     case 'area': {
       const out = size ?? scales!.map((s, i) => Math.floor(x.shape[i + 2]! * s));
       return aten(spatial === 2 ? 'aten::adaptive_avg_pool2d' : 'aten::adaptive_avg_pool1d', x, out);
@@ -150,7 +220,8 @@ export function interpolate(x: Tensor, o: InterpolateOptions): Tensor {
     case 'bicubic': {
       if (spatial !== 2) throw new TypeError(`interpolate: '${mode}' needs a 4-D input`);
       const op = o.antialias ? `aten::_upsample_${mode}2d_aa.vec` : `aten::upsample_${mode}2d.vec`;
-      if (o.antialias && !hasOp(op)) throw new Error(`interpolate: this libtorch has no antialiased ${mode} kernel (${op})`);
+      if (o.antialias && !hasOp(op))
+        throw new Error(`interpolate: this libtorch has no antialiased ${mode} kernel (${op})`);
       return aten(op, x, size, corners, scales);
     }
     default:
@@ -162,7 +233,8 @@ export function interpolate(x: Tensor, o: InterpolateOptions): Tensor {
 // Embedding, dropout, attention
 // ---------------------------------------------------------------------------------------------------------------
 
-export const embedding = (indices: Tensor, weight: Tensor, paddingIdx = -1): Tensor => aten('aten::embedding', weight, indices, paddingIdx, false, false);
+export const embedding = (indices: Tensor, weight: Tensor, paddingIdx = -1): Tensor =>
+  aten('aten::embedding', weight, indices, paddingIdx, false, false);
 export const oneHot = (indices: Tensor, numClasses = -1): Tensor => aten('aten::one_hot', indices, numClasses);
 
 /**
@@ -174,19 +246,40 @@ export function dropout(x: Tensor, p: number, training = true, generator?: Gener
   if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, got ${p}`);
   if (!training || p === 0) return aten('aten::alias', x); // a new handle on the same memory: no copy, as PyTorch returns x
   if (p === 1) return x.mul(0);
-  return tidy(() => x.mul(emptyLike(x).bernoulli_(1 - p, generator).div_(1 - p)));
+  return tidy(() =>
+    x.mul(
+      emptyLike(x)
+        .bernoulli_(1 - p, generator)
+        .div_(1 - p),
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Losses and similarities
 // ---------------------------------------------------------------------------------------------------------------
 
-export const mseLoss = (input: Tensor, target: Tensor, r?: Reduction): Tensor => aten('aten::mse_loss', input, target, reduction(r));
-export const l1Loss = (input: Tensor, target: Tensor, r?: Reduction): Tensor => aten('aten::l1_loss', input, target, reduction(r));
+export const mseLoss = (input: Tensor, target: Tensor, r?: Reduction): Tensor =>
+  aten('aten::mse_loss', input, target, reduction(r));
+export const l1Loss = (input: Tensor, target: Tensor, r?: Reduction): Tensor =>
+  aten('aten::l1_loss', input, target, reduction(r));
 
 /** Cross-entropy of logits (N, C, ...) against class indices (N, ...) or class probabilities. */
-export function crossEntropy(input: Tensor, target: Tensor, o: { reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number; weight?: Tensor } = {}): Tensor {
-  return aten('aten::cross_entropy_loss', input, target, o.weight ?? null, reduction(o.reduction), o.ignoreIndex ?? -100, o.labelSmoothing ?? 0);
+export function crossEntropy(
+  input: Tensor,
+  target: Tensor,
+  o: { reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number; weight?: Tensor } = {},
+): Tensor {
+  return aten(
+    'aten::cross_entropy_loss',
+    input,
+    target,
+    o.weight ?? null,
+    reduction(o.reduction),
+    o.ignoreIndex ?? -100,
+    o.labelSmoothing ?? 0,
+  );
 }
 
-export const cosineSimilarity = (x1: Tensor, x2: Tensor, dim = 1, eps = 1e-8): Tensor => aten('aten::cosine_similarity', x1, x2, dim, eps);
+export const cosineSimilarity = (x1: Tensor, x2: Tensor, dim = 1, eps = 1e-8): Tensor =>
+  aten('aten::cosine_similarity', x1, x2, dim, eps);

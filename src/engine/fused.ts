@@ -38,7 +38,8 @@ const onednnGemm = native.onednnGemm();
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   const float32 = x.dtype === 'float32' && weight.dtype === 'float32' && (!bias || bias.dtype === 'float32');
   const wide = weight.ndim === 2 && weight.shape[0]! >= 16 && weight.shape[1]! >= 16;
-  if (onednnGemm && float32 && wide && fusable(bias ? [x, weight, bias] : [x, weight])) return aten('reptok::linear', x, weight, bias ?? null);
+  if (onednnGemm && float32 && wide && fusable(bias ? [x, weight, bias] : [x, weight]))
+    return aten('reptok::linear', x, weight, bias ?? null);
   return aten('aten::linear', x, weight, bias ?? null);
 }
 
@@ -48,8 +49,12 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
  */
 export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
   const W = x.shape[x.ndim - 1]!;
-  const perSample = scale.ndim === x.ndim && scale.shape[0] === x.shape[0] && scale.shape.every((n, i) => i === 0 || i === x.ndim - 1 || n === 1);
-  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x, scale])) return aten('reptok::rms_norm', x, scale, eps);
+  const perSample =
+    scale.ndim === x.ndim &&
+    scale.shape[0] === x.shape[0] &&
+    scale.shape.every((n, i) => i === 0 || i === x.ndim - 1 || n === 1);
+  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x, scale]))
+    return aten('reptok::rms_norm', x, scale, eps);
   return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
 }
 
@@ -79,7 +84,8 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
 export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor] {
   const [B, L, , H] = qkv.shape as number[];
   const full = cos.ndim === 4 && [B, H, L].every((n, i) => cos.shape[i] === n) && sin.shape.join() === cos.shape.join();
-  if (qkv.ndim === 5 && full && fusable([qkv, scale, cos, sin])) return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
+  if (qkv.ndim === 5 && full && fusable([qkv, scale, cos, sin]))
+    return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
   return tidy(() => {
     const s = scale.reshape(H!, 1, 1).sqrt();
     const unit = (x: Tensor): Tensor => applyRotary(x.mul(s.mul(x.square().sum(-1, true).add(1e-6).rsqrt())), cos, sin);
@@ -95,9 +101,15 @@ export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tenso
  * contiguous (B, Lq, H, e), so `.transpose(1, 2).reshape(B, Lq, H·e)` costs no copy; everything else runs the
  * composite (libtorch 1.13 has no fused attention).
  */
-export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, o: { mask?: Tensor | null; scale?: number; isCausal?: boolean } = {}): Tensor {
+export function scaledDotProductAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  o: { mask?: Tensor | null; scale?: number; isCausal?: boolean } = {},
+): Tensor {
   const scale = o.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]!);
-  if (!o.mask && !o.isCausal && q.ndim === 4 && fusable([q, k, v])) return tidy(() => aten('reptok::attention', q, k, v, scale).transpose(1, 2));
+  if (!o.mask && !o.isCausal && q.ndim === 4 && fusable([q, k, v]))
+    return tidy(() => aten('reptok::attention', q, k, v, scale).transpose(1, 2));
   return tidy(() => {
     let attn = (scale === 1 ? q : q.mul(scale)).matmul(k.transpose(-2, -1)); // (..., Lq, Lk)
     if (o.isCausal) {

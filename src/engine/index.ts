@@ -1,5 +1,14 @@
 // The tensor engine: libtorch through reptok's native addon.
-export { Tensor, aten, atenVoid, atenSchema, hasOp, type TensorLike, type Shape, type GeneratorLike } from './tensor.ts';
+export {
+  Tensor,
+  aten,
+  atenVoid,
+  atenSchema,
+  hasOp,
+  type TensorLike,
+  type Shape,
+  type GeneratorLike,
+} from './tensor.ts';
 export * from './creation.ts';
 export * from './ops.ts';
 export * as F from './functional.ts';

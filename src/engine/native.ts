@@ -52,7 +52,14 @@ export interface Native {
   liveTensors(): { count: number; bytes: number };
   // autograd
   backward(tensors: Handle[], grads: (Handle | null)[] | null, retainGraph: boolean, createGraph: boolean): void;
-  autogradGrad(outputs: Handle[], inputs: Handle[], gradOutputs: (Handle | null)[] | null, retainGraph: boolean, createGraph: boolean, allowUnused: boolean): (Handle | null)[];
+  autogradGrad(
+    outputs: Handle[],
+    inputs: Handle[],
+    gradOutputs: (Handle | null)[] | null,
+    retainGraph: boolean,
+    createGraph: boolean,
+    allowUnused: boolean,
+  ): (Handle | null)[];
   getGrad(h: Handle): Handle | null;
   hasGrad(h: Handle): boolean;
   setGrad(h: Handle, g: Handle | null): void;
@@ -111,7 +118,9 @@ function load(): Native {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const file = join(root, 'build', 'Release', 'reptok.node');
   if (!existsSync(file)) {
-    throw new Error(`reptok: the native addon is not built (${file} is missing). Run \`npm test\` once (it bootstraps libtorch and builds the addon), or \`npm run build:addon\`.`);
+    throw new Error(
+      `reptok: the native addon is not built (${file} is missing). Run \`npm test\` once (it bootstraps libtorch and builds the addon), or \`npm run build:addon\`.`,
+    );
   }
   const addon = createRequire(import.meta.url)(file) as Native;
   checkBlas(addon);

@@ -10,7 +10,17 @@ export const getNumThreads = (): number => native.getNumThreads();
  * addon set glibc's malloc thresholds (native/runtime.cc: freed activations stay in the heap for reuse), and
  * whether float32 linear layers run on oneDNN's sgemm (native/linear.cc) rather than the BLAS.
  */
-export function runtimeInfo(): { libtorch: string; threads: number; blas: string[]; blasCore: string | null; cudaDevices: number; ompWaitPolicy?: string; openblasThreadTimeout?: string; mallocTuning: boolean; onednnGemm: boolean } {
+export function runtimeInfo(): {
+  libtorch: string;
+  threads: number;
+  blas: string[];
+  blasCore: string | null;
+  cudaDevices: number;
+  ompWaitPolicy?: string;
+  openblasThreadTimeout?: string;
+  mallocTuning: boolean;
+  onednnGemm: boolean;
+} {
   return {
     libtorch: native.version(),
     threads: native.getNumThreads(),

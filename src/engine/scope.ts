@@ -33,7 +33,8 @@ function collect(value: unknown, into: Set<unknown>, depth = 0): void {
   }
   if (Array.isArray(value)) for (const v of value) collect(v, into, depth + 1);
   else if (value instanceof Map) for (const v of value.values()) collect(v, into, depth + 1);
-  else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collect(v, into, depth + 1);
+  else if (Object.getPrototypeOf(value) === Object.prototype)
+    for (const v of Object.values(value)) collect(v, into, depth + 1);
 }
 
 /**
@@ -55,7 +56,9 @@ export function tidy<T>(fn: () => T): T {
   current = outer.pop()!;
   if (result instanceof Promise) {
     for (const t of scope) if (!t.kept) t.dispose();
-    throw new TypeError('tidy(fn): fn returned a Promise; scopes are synchronous. Await outside tidy and use tidy inside each step.');
+    throw new TypeError(
+      'tidy(fn): fn returned a Promise; scopes are synchronous. Await outside tidy and use tidy inside each step.',
+    );
   }
   const returned = new Set<unknown>();
   collect(result, returned);

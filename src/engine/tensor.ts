@@ -127,7 +127,8 @@ export class Tensor {
     if (dim === undefined) return this.shape;
     const s = this.shape;
     const d = dim < 0 ? dim + s.length : dim;
-    if (d < 0 || d >= s.length) throw new RangeError(`size(${dim}): dimension out of range for a tensor of shape [${s.join(', ')}]`);
+    if (d < 0 || d >= s.length)
+      throw new RangeError(`size(${dim}): dimension out of range for a tensor of shape [${s.join(', ')}]`);
     return s[d]!;
   }
   get numel(): number {
@@ -179,7 +180,8 @@ export class Tensor {
   /** Nested JS arrays (int64 as numbers, bool as booleans), like PyTorch's tolist(). */
   toArray(): any {
     const flat: AnyTypedArray = this.data();
-    const conv = this.dtype === 'bool' ? (v: any) => v !== 0 : this.dtype === 'int64' ? (v: any) => Number(v) : (v: any) => v;
+    const conv =
+      this.dtype === 'bool' ? (v: any) => v !== 0 : this.dtype === 'int64' ? (v: any) => Number(v) : (v: any) => v;
     const shape = this.shape;
     if (shape.length === 0) return conv(flat[0]);
     let pos = 0;
@@ -207,17 +209,39 @@ export class Tensor {
     }
     return aten('aten::to.dtype', this, dtypeCode(t.dtype ?? this.dtype), false, t.copy ?? false);
   }
-  float(): Tensor { return this.to('float32'); }
-  double(): Tensor { return this.to('float64'); }
-  half(): Tensor { return this.to('float16'); }
-  bfloat16(): Tensor { return this.to('bfloat16'); }
-  long(): Tensor { return this.to('int64'); }
-  int(): Tensor { return this.to('int32'); }
-  bool(): Tensor { return this.to('bool'); }
-  cpu(): Tensor { return this.to({ device: 'cpu' }); }
-  cuda(index = 0): Tensor { return this.to({ device: `cuda:${index}` }); }
-  clone(): Tensor { return aten('aten::clone', this); }
-  contiguous(): Tensor { return aten('aten::contiguous', this); }
+  float(): Tensor {
+    return this.to('float32');
+  }
+  double(): Tensor {
+    return this.to('float64');
+  }
+  half(): Tensor {
+    return this.to('float16');
+  }
+  bfloat16(): Tensor {
+    return this.to('bfloat16');
+  }
+  long(): Tensor {
+    return this.to('int64');
+  }
+  int(): Tensor {
+    return this.to('int32');
+  }
+  bool(): Tensor {
+    return this.to('bool');
+  }
+  cpu(): Tensor {
+    return this.to({ device: 'cpu' });
+  }
+  cuda(index = 0): Tensor {
+    return this.to({ device: `cuda:${index}` });
+  }
+  clone(): Tensor {
+    return aten('aten::clone', this);
+  }
+  contiguous(): Tensor {
+    return aten('aten::contiguous', this);
+  }
 
   // ---- autograd ------------------------------------------------------------------------------------------------
 
@@ -250,153 +274,386 @@ export class Tensor {
   }
   /** Accumulates d(this)/d(leaves) into the leaves' `.grad`. A non-scalar tensor needs `gradient`. */
   backward(gradient?: Tensor, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-    native.backward([this.handle], gradient ? [gradient.handle] : null, opts.retainGraph ?? opts.createGraph ?? false, opts.createGraph ?? false);
+    native.backward(
+      [this.handle],
+      gradient ? [gradient.handle] : null,
+      opts.retainGraph ?? opts.createGraph ?? false,
+      opts.createGraph ?? false,
+    );
   }
-  detach(): Tensor { return aten('aten::detach', this); }
+  detach(): Tensor {
+    return aten('aten::detach', this);
+  }
   /** Keeps `.grad` on a non-leaf tensor after backward. */
-  retainGrad(): this { atenVoid('aten::retain_grad', this); return this; }
+  retainGrad(): this {
+    atenVoid('aten::retain_grad', this);
+    return this;
+  }
 
   // ---- shape and views -----------------------------------------------------------------------------------------
 
-  reshape(...shape: (number | Shape)[]): Tensor { return aten('aten::reshape', this, dimsOf(shape)); }
-  view(...shape: (number | Shape)[]): Tensor { return aten('aten::view', this, dimsOf(shape)); }
-  permute(...dims: (number | Shape)[]): Tensor { return aten('aten::permute', this, dimsOf(dims)); }
-  transpose(dim0: number, dim1: number): Tensor { return aten('aten::transpose.int', this, dim0, dim1); }
-  movedim(source: number, destination: number): Tensor { return aten('aten::movedim.int', this, source, destination); }
+  reshape(...shape: (number | Shape)[]): Tensor {
+    return aten('aten::reshape', this, dimsOf(shape));
+  }
+  view(...shape: (number | Shape)[]): Tensor {
+    return aten('aten::view', this, dimsOf(shape));
+  }
+  permute(...dims: (number | Shape)[]): Tensor {
+    return aten('aten::permute', this, dimsOf(dims));
+  }
+  transpose(dim0: number, dim1: number): Tensor {
+    return aten('aten::transpose.int', this, dim0, dim1);
+  }
+  movedim(source: number, destination: number): Tensor {
+    return aten('aten::movedim.int', this, source, destination);
+  }
   /** Transpose of the last two dimensions. */
-  get mT(): Tensor { return this.transpose(-2, -1); }
-  flatten(startDim = 0, endDim = -1): Tensor { return aten('aten::flatten.using_ints', this, startDim, endDim); }
-  unflatten(dim: number, sizes: Shape): Tensor { return aten('aten::unflatten.int', this, dim, sizes); }
-  squeeze(dim?: number): Tensor { return dim === undefined ? aten('aten::squeeze', this) : aten('aten::squeeze.dim', this, dim); }
-  unsqueeze(dim: number): Tensor { return aten('aten::unsqueeze', this, dim); }
-  expand(...sizes: (number | Shape)[]): Tensor { return aten('aten::expand', this, dimsOf(sizes)); }
-  expandAs(other: Tensor): Tensor { return this.expand(other.shape); }
-  repeat(...sizes: (number | Shape)[]): Tensor { return aten('aten::repeat', this, dimsOf(sizes)); }
-  narrow(dim: number, start: number, length: number): Tensor { return aten('aten::narrow', this, dim, start, length); }
-  select(dim: number, index: number): Tensor { return aten('aten::select.int', this, dim, index); }
+  get mT(): Tensor {
+    return this.transpose(-2, -1);
+  }
+  flatten(startDim = 0, endDim = -1): Tensor {
+    return aten('aten::flatten.using_ints', this, startDim, endDim);
+  }
+  unflatten(dim: number, sizes: Shape): Tensor {
+    return aten('aten::unflatten.int', this, dim, sizes);
+  }
+  squeeze(dim?: number): Tensor {
+    return dim === undefined ? aten('aten::squeeze', this) : aten('aten::squeeze.dim', this, dim);
+  }
+  unsqueeze(dim: number): Tensor {
+    return aten('aten::unsqueeze', this, dim);
+  }
+  expand(...sizes: (number | Shape)[]): Tensor {
+    return aten('aten::expand', this, dimsOf(sizes));
+  }
+  expandAs(other: Tensor): Tensor {
+    return this.expand(other.shape);
+  }
+  repeat(...sizes: (number | Shape)[]): Tensor {
+    return aten('aten::repeat', this, dimsOf(sizes));
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return aten('aten::narrow', this, dim, start, length);
+  }
+  select(dim: number, index: number): Tensor {
+    return aten('aten::select.int', this, dim, index);
+  }
   /** Python's x[..., start:end:step] along `dim` (a view). */
   slice(dim: number, start?: number | null, end?: number | null, step = 1): Tensor {
     return aten('aten::slice.Tensor', this, dim, start ?? null, end ?? null, step);
   }
-  indexSelect(dim: number, index: Tensor): Tensor { return aten('aten::index_select', this, dim, index); }
+  indexSelect(dim: number, index: Tensor): Tensor {
+    return aten('aten::index_select', this, dim, index);
+  }
   /** Advanced indexing x[i0, i1, ...] with index tensors (null skips a dimension). */
-  index(indices: (Tensor | null)[]): Tensor { return aten('aten::index.Tensor', this, indices); }
+  index(indices: (Tensor | null)[]): Tensor {
+    return aten('aten::index.Tensor', this, indices);
+  }
   indexPut_(indices: (Tensor | null)[], values: Tensor, accumulate = false): this {
     atenVoid('aten::index_put_', this, indices, values, accumulate);
     return this;
   }
-  gather(dim: number, index: Tensor): Tensor { return aten('aten::gather', this, dim, index); }
+  gather(dim: number, index: Tensor): Tensor {
+    return aten('aten::gather', this, dim, index);
+  }
   scatter(dim: number, index: Tensor, src: Tensor | number): Tensor {
-    return typeof src === 'number' ? aten('aten::scatter.value', this, dim, index, src) : aten('aten::scatter.src', this, dim, index, src);
+    return typeof src === 'number'
+      ? aten('aten::scatter.value', this, dim, index, src)
+      : aten('aten::scatter.src', this, dim, index, src);
   }
-  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor { return aten('aten::scatter_add', this, dim, index, src); }
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
+    return aten('aten::scatter_add', this, dim, index, src);
+  }
   maskedFill(mask: Tensor, value: TensorLike): Tensor {
-    return value instanceof Tensor ? aten('aten::masked_fill.Tensor', this, mask, value) : aten('aten::masked_fill.Scalar', this, mask, value);
+    return value instanceof Tensor
+      ? aten('aten::masked_fill.Tensor', this, mask, value)
+      : aten('aten::masked_fill.Scalar', this, mask, value);
   }
-  maskedFill_(mask: Tensor, value: number): this { atenVoid('aten::masked_fill_.Scalar', this, mask, value); return this; }
-  chunk(chunks: number, dim = 0): Tensor[] { return aten('aten::chunk', this, chunks, dim); }
+  maskedFill_(mask: Tensor, value: number): this {
+    atenVoid('aten::masked_fill_.Scalar', this, mask, value);
+    return this;
+  }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return aten('aten::chunk', this, chunks, dim);
+  }
   /** Splits into pieces of `size` (or of the listed sizes) along `dim`. */
   split(size: number | Shape, dim = 0): Tensor[] {
-    return typeof size === 'number' ? aten('aten::split.Tensor', this, size, dim) : aten('aten::split_with_sizes', this, size, dim);
+    return typeof size === 'number'
+      ? aten('aten::split.Tensor', this, size, dim)
+      : aten('aten::split_with_sizes', this, size, dim);
   }
-  unbind(dim = 0): Tensor[] { return aten('aten::unbind.int', this, dim); }
-  roll(shifts: number | Shape, dims: number | Shape = []): Tensor { return aten('aten::roll', this, shifts, dims); }
-  flip(...dims: (number | Shape)[]): Tensor { return aten('aten::flip', this, dimsOf(dims)); }
-  tril(diagonal = 0): Tensor { return aten('aten::tril', this, diagonal); }
-  triu(diagonal = 0): Tensor { return aten('aten::triu', this, diagonal); }
+  unbind(dim = 0): Tensor[] {
+    return aten('aten::unbind.int', this, dim);
+  }
+  roll(shifts: number | Shape, dims: number | Shape = []): Tensor {
+    return aten('aten::roll', this, shifts, dims);
+  }
+  flip(...dims: (number | Shape)[]): Tensor {
+    return aten('aten::flip', this, dimsOf(dims));
+  }
+  tril(diagonal = 0): Tensor {
+    return aten('aten::tril', this, diagonal);
+  }
+  triu(diagonal = 0): Tensor {
+    return aten('aten::triu', this, diagonal);
+  }
 
   // ---- elementwise math ----------------------------------------------------------------------------------------
 
-  add(other: TensorLike, alpha = 1): Tensor { return aten('aten::add.Tensor', this, other, alpha); }
-  sub(other: TensorLike, alpha = 1): Tensor { return aten('aten::sub.Tensor', this, other, alpha); }
-  mul(other: TensorLike): Tensor { return aten('aten::mul.Tensor', this, other); }
+  add(other: TensorLike, alpha = 1): Tensor {
+    return aten('aten::add.Tensor', this, other, alpha);
+  }
+  sub(other: TensorLike, alpha = 1): Tensor {
+    return aten('aten::sub.Tensor', this, other, alpha);
+  }
+  mul(other: TensorLike): Tensor {
+    return aten('aten::mul.Tensor', this, other);
+  }
   /** True division; `roundingMode` 'trunc' or 'floor' gives integer-style division. */
   div(other: TensorLike, roundingMode?: 'trunc' | 'floor'): Tensor {
-    return roundingMode ? aten('aten::div.Tensor_mode', this, other, roundingMode) : aten('aten::div.Tensor', this, other);
+    return roundingMode
+      ? aten('aten::div.Tensor_mode', this, other, roundingMode)
+      : aten('aten::div.Tensor', this, other);
   }
   /** other - this (like Python's `2 - x`). */
-  rsub(other: TensorLike): Tensor { return aten('aten::rsub.Tensor', this, other); }
-  pow(exponent: TensorLike): Tensor {
-    return exponent instanceof Tensor ? aten('aten::pow.Tensor_Tensor', this, exponent) : aten('aten::pow.Tensor_Scalar', this, exponent);
+  rsub(other: TensorLike): Tensor {
+    return aten('aten::rsub.Tensor', this, other);
   }
-  remainder(other: TensorLike): Tensor { return aten('aten::remainder.Tensor', this, other); }
-  fmod(other: TensorLike): Tensor { return aten('aten::fmod.Tensor', this, other); }
-  maximum(other: Tensor): Tensor { return aten('aten::maximum', this, other); }
-  minimum(other: Tensor): Tensor { return aten('aten::minimum', this, other); }
-  atan2(other: Tensor): Tensor { return aten('aten::atan2', this, other); }
-  addcmul(t1: Tensor, t2: Tensor, value = 1): Tensor { return aten('aten::addcmul', this, t1, t2, value); }
-  addcdiv(t1: Tensor, t2: Tensor, value = 1): Tensor { return aten('aten::addcdiv', this, t1, t2, value); }
+  pow(exponent: TensorLike): Tensor {
+    return exponent instanceof Tensor
+      ? aten('aten::pow.Tensor_Tensor', this, exponent)
+      : aten('aten::pow.Tensor_Scalar', this, exponent);
+  }
+  remainder(other: TensorLike): Tensor {
+    return aten('aten::remainder.Tensor', this, other);
+  }
+  fmod(other: TensorLike): Tensor {
+    return aten('aten::fmod.Tensor', this, other);
+  }
+  maximum(other: Tensor): Tensor {
+    return aten('aten::maximum', this, other);
+  }
+  minimum(other: Tensor): Tensor {
+    return aten('aten::minimum', this, other);
+  }
+  atan2(other: Tensor): Tensor {
+    return aten('aten::atan2', this, other);
+  }
+  addcmul(t1: Tensor, t2: Tensor, value = 1): Tensor {
+    return aten('aten::addcmul', this, t1, t2, value);
+  }
+  addcdiv(t1: Tensor, t2: Tensor, value = 1): Tensor {
+    return aten('aten::addcdiv', this, t1, t2, value);
+  }
   /** this + weight * (end - this). */
   lerp(end: Tensor, weight: TensorLike): Tensor {
-    return weight instanceof Tensor ? aten('aten::lerp.Tensor', this, end, weight) : aten('aten::lerp.Scalar', this, end, weight);
+    return weight instanceof Tensor
+      ? aten('aten::lerp.Tensor', this, end, weight)
+      : aten('aten::lerp.Scalar', this, end, weight);
   }
-  clamp(min?: number | null, max?: number | null): Tensor { return aten('aten::clamp', this, min ?? null, max ?? null); }
-  clampMin(min: number): Tensor { return aten('aten::clamp_min', this, min); }
-  clampMax(max: number): Tensor { return aten('aten::clamp_max', this, max); }
+  clamp(min?: number | null, max?: number | null): Tensor {
+    return aten('aten::clamp', this, min ?? null, max ?? null);
+  }
+  clampMin(min: number): Tensor {
+    return aten('aten::clamp_min', this, min);
+  }
+  clampMax(max: number): Tensor {
+    return aten('aten::clamp_max', this, max);
+  }
 
-  neg(): Tensor { return aten('aten::neg', this); }
-  abs(): Tensor { return aten('aten::abs', this); }
-  sign(): Tensor { return aten('aten::sign', this); }
-  sqrt(): Tensor { return aten('aten::sqrt', this); }
-  rsqrt(): Tensor { return aten('aten::rsqrt', this); }
-  square(): Tensor { return aten('aten::square', this); }
-  reciprocal(): Tensor { return aten('aten::reciprocal', this); }
-  exp(): Tensor { return aten('aten::exp', this); }
-  expm1(): Tensor { return aten('aten::expm1', this); }
-  log(): Tensor { return aten('aten::log', this); }
-  log1p(): Tensor { return aten('aten::log1p', this); }
-  log2(): Tensor { return aten('aten::log2', this); }
-  sin(): Tensor { return aten('aten::sin', this); }
-  cos(): Tensor { return aten('aten::cos', this); }
-  tan(): Tensor { return aten('aten::tan', this); }
-  tanh(): Tensor { return aten('aten::tanh', this); }
-  sigmoid(): Tensor { return aten('aten::sigmoid', this); }
-  relu(): Tensor { return aten('aten::relu', this); }
-  erf(): Tensor { return aten('aten::erf', this); }
-  erfinv(): Tensor { return aten('aten::erfinv', this); }
-  floor(): Tensor { return aten('aten::floor', this); }
-  ceil(): Tensor { return aten('aten::ceil', this); }
-  round(): Tensor { return aten('aten::round', this); }
-  trunc(): Tensor { return aten('aten::trunc', this); }
-  isnan(): Tensor { return aten('aten::isnan', this); }
-  isfinite(): Tensor { return aten('aten::isfinite', this); }
+  neg(): Tensor {
+    return aten('aten::neg', this);
+  }
+  abs(): Tensor {
+    return aten('aten::abs', this);
+  }
+  sign(): Tensor {
+    return aten('aten::sign', this);
+  }
+  sqrt(): Tensor {
+    return aten('aten::sqrt', this);
+  }
+  rsqrt(): Tensor {
+    return aten('aten::rsqrt', this);
+  }
+  square(): Tensor {
+    return aten('aten::square', this);
+  }
+  reciprocal(): Tensor {
+    return aten('aten::reciprocal', this);
+  }
+  exp(): Tensor {
+    return aten('aten::exp', this);
+  }
+  expm1(): Tensor {
+    return aten('aten::expm1', this);
+  }
+  log(): Tensor {
+    return aten('aten::log', this);
+  }
+  log1p(): Tensor {
+    return aten('aten::log1p', this);
+  }
+  log2(): Tensor {
+    return aten('aten::log2', this);
+  }
+  sin(): Tensor {
+    return aten('aten::sin', this);
+  }
+  cos(): Tensor {
+    return aten('aten::cos', this);
+  }
+  tan(): Tensor {
+    return aten('aten::tan', this);
+  }
+  tanh(): Tensor {
+    return aten('aten::tanh', this);
+  }
+  sigmoid(): Tensor {
+    return aten('aten::sigmoid', this);
+  }
+  relu(): Tensor {
+    return aten('aten::relu', this);
+  }
+  erf(): Tensor {
+    return aten('aten::erf', this);
+  }
+  erfinv(): Tensor {
+    return aten('aten::erfinv', this);
+  }
+  floor(): Tensor {
+    return aten('aten::floor', this);
+  }
+  ceil(): Tensor {
+    return aten('aten::ceil', this);
+  }
+  round(): Tensor {
+    return aten('aten::round', this);
+  }
+  trunc(): Tensor {
+    return aten('aten::trunc', this);
+  }
+  isnan(): Tensor {
+    return aten('aten::isnan', this);
+  }
+  isfinite(): Tensor {
+    return aten('aten::isfinite', this);
+  }
 
   // comparisons and logic (bool results)
-  eq(other: TensorLike): Tensor { return aten('aten::eq.Tensor', this, other); }
-  ne(other: TensorLike): Tensor { return aten('aten::ne.Tensor', this, other); }
-  lt(other: TensorLike): Tensor { return aten('aten::lt.Tensor', this, other); }
-  le(other: TensorLike): Tensor { return aten('aten::le.Tensor', this, other); }
-  gt(other: TensorLike): Tensor { return aten('aten::gt.Tensor', this, other); }
-  ge(other: TensorLike): Tensor { return aten('aten::ge.Tensor', this, other); }
-  logicalNot(): Tensor { return aten('aten::logical_not', this); }
-  logicalAnd(other: Tensor): Tensor { return aten('aten::logical_and', this, other); }
-  logicalOr(other: Tensor): Tensor { return aten('aten::logical_or', this, other); }
-  logicalXor(other: Tensor): Tensor { return aten('aten::logical_xor', this, other); }
+  eq(other: TensorLike): Tensor {
+    return aten('aten::eq.Tensor', this, other);
+  }
+  ne(other: TensorLike): Tensor {
+    return aten('aten::ne.Tensor', this, other);
+  }
+  lt(other: TensorLike): Tensor {
+    return aten('aten::lt.Tensor', this, other);
+  }
+  le(other: TensorLike): Tensor {
+    return aten('aten::le.Tensor', this, other);
+  }
+  gt(other: TensorLike): Tensor {
+    return aten('aten::gt.Tensor', this, other);
+  }
+  ge(other: TensorLike): Tensor {
+    return aten('aten::ge.Tensor', this, other);
+  }
+  logicalNot(): Tensor {
+    return aten('aten::logical_not', this);
+  }
+  logicalAnd(other: Tensor): Tensor {
+    return aten('aten::logical_and', this, other);
+  }
+  logicalOr(other: Tensor): Tensor {
+    return aten('aten::logical_or', this, other);
+  }
+  logicalXor(other: Tensor): Tensor {
+    return aten('aten::logical_xor', this, other);
+  }
   /** Elementwise equality of shapes and values within tolerances (NaN never matches). */
-  allclose(other: Tensor, rtol = 1e-5, atol = 1e-8): boolean { return aten('aten::allclose', this, other, rtol, atol, false); }
-  equal(other: Tensor): boolean { return aten('aten::equal', this, other); }
+  allclose(other: Tensor, rtol = 1e-5, atol = 1e-8): boolean {
+    return aten('aten::allclose', this, other, rtol, atol, false);
+  }
+  equal(other: Tensor): boolean {
+    return aten('aten::equal', this, other);
+  }
 
   // ---- in place ------------------------------------------------------------------------------------------------
 
-  add_(other: TensorLike, alpha = 1): this { atenVoid('aten::add_.Tensor', this, other, alpha); return this; }
-  sub_(other: TensorLike, alpha = 1): this { atenVoid('aten::sub_.Tensor', this, other, alpha); return this; }
-  mul_(other: TensorLike): this { atenVoid('aten::mul_.Tensor', this, other); return this; }
-  div_(other: TensorLike): this { atenVoid('aten::div_.Tensor', this, other); return this; }
-  addcmul_(t1: Tensor, t2: Tensor, value = 1): this { atenVoid('aten::addcmul_', this, t1, t2, value); return this; }
-  addcdiv_(t1: Tensor, t2: Tensor, value = 1): this { atenVoid('aten::addcdiv_', this, t1, t2, value); return this; }
-  lerp_(end: Tensor, weight: number): this { atenVoid('aten::lerp_.Scalar', this, end, weight); return this; }
-  clamp_(min?: number | null, max?: number | null): this { atenVoid('aten::clamp_', this, min ?? null, max ?? null); return this; }
-  neg_(): this { atenVoid('aten::neg_', this); return this; }
-  sqrt_(): this { atenVoid('aten::sqrt_', this); return this; }
-  exp_(): this { atenVoid('aten::exp_', this); return this; }
-  erfinv_(): this { atenVoid('aten::erfinv_', this); return this; }
-  copy_(src: Tensor): this { atenVoid('aten::copy_', this, src, false); return this; }
-  fill_(value: TensorLike): this { atenVoid('aten::fill_.Tensor', this, value); return this; }
-  zero_(): this { atenVoid('aten::zero_', this); return this; }
+  add_(other: TensorLike, alpha = 1): this {
+    atenVoid('aten::add_.Tensor', this, other, alpha);
+    return this;
+  }
+  sub_(other: TensorLike, alpha = 1): this {
+    atenVoid('aten::sub_.Tensor', this, other, alpha);
+    return this;
+  }
+  mul_(other: TensorLike): this {
+    atenVoid('aten::mul_.Tensor', this, other);
+    return this;
+  }
+  div_(other: TensorLike): this {
+    atenVoid('aten::div_.Tensor', this, other);
+    return this;
+  }
+  addcmul_(t1: Tensor, t2: Tensor, value = 1): this {
+    atenVoid('aten::addcmul_', this, t1, t2, value);
+    return this;
+  }
+  addcdiv_(t1: Tensor, t2: Tensor, value = 1): this {
+    atenVoid('aten::addcdiv_', this, t1, t2, value);
+    return this;
+  }
+  lerp_(end: Tensor, weight: number): this {
+    atenVoid('aten::lerp_.Scalar', this, end, weight);
+    return this;
+  }
+  clamp_(min?: number | null, max?: number | null): this {
+    atenVoid('aten::clamp_', this, min ?? null, max ?? null);
+    return this;
+  }
+  neg_(): this {
+    atenVoid('aten::neg_', this);
+    return this;
+  }
+  sqrt_(): this {
+    atenVoid('aten::sqrt_', this);
+    return this;
+  }
+  exp_(): this {
+    atenVoid('aten::exp_', this);
+    return this;
+  }
+  erfinv_(): this {
+    atenVoid('aten::erfinv_', this);
+    return this;
+  }
+  copy_(src: Tensor): this {
+    atenVoid('aten::copy_', this, src, false);
+    return this;
+  }
+  fill_(value: TensorLike): this {
+    atenVoid('aten::fill_.Tensor', this, value);
+    return this;
+  }
+  zero_(): this {
+    atenVoid('aten::zero_', this);
+    return this;
+  }
   /** Fills with U(low, high) samples (from `generator`, else the global one). */
-  uniform_(low = 0, high = 1, generator?: GeneratorLike): this { atenVoid('aten::uniform_', this, low, high, genArg(generator)); return this; }
-  normal_(mean = 0, std = 1, generator?: GeneratorLike): this { atenVoid('aten::normal_', this, mean, std, genArg(generator)); return this; }
-  bernoulli_(p: number, generator?: GeneratorLike): this { atenVoid('aten::bernoulli_.float', this, p, genArg(generator)); return this; }
+  uniform_(low = 0, high = 1, generator?: GeneratorLike): this {
+    atenVoid('aten::uniform_', this, low, high, genArg(generator));
+    return this;
+  }
+  normal_(mean = 0, std = 1, generator?: GeneratorLike): this {
+    atenVoid('aten::normal_', this, mean, std, genArg(generator));
+    return this;
+  }
+  bernoulli_(p: number, generator?: GeneratorLike): this {
+    atenVoid('aten::bernoulli_.float', this, p, genArg(generator));
+    return this;
+  }
 
   // ---- reductions ----------------------------------------------------------------------------------------------
 
@@ -436,14 +693,28 @@ export class Tensor {
     const [min, max] = aten('aten::aminmax', this, dim ?? null, keepdim);
     return { min, max };
   }
-  argmax(dim?: number, keepdim = false): Tensor { return aten('aten::argmax', this, dim ?? null, keepdim); }
-  argmin(dim?: number, keepdim = false): Tensor { return aten('aten::argmin', this, dim ?? null, keepdim); }
+  argmax(dim?: number, keepdim = false): Tensor {
+    return aten('aten::argmax', this, dim ?? null, keepdim);
+  }
+  argmin(dim?: number, keepdim = false): Tensor {
+    return aten('aten::argmin', this, dim ?? null, keepdim);
+  }
   /** Vector p-norm over `dim` (all elements by default), like torch.linalg.vector_norm. */
-  norm(p = 2, dim?: number | Shape, keepdim = false): Tensor { return aten('aten::linalg_vector_norm', this, p, dim ?? null, keepdim); }
-  logsumexp(dim: number | Shape, keepdim = false): Tensor { return aten('aten::logsumexp', this, dim, keepdim); }
-  cumsum(dim: number): Tensor { return aten('aten::cumsum', this, dim); }
-  all(): Tensor { return aten('aten::all', this); }
-  any(): Tensor { return aten('aten::any', this); }
+  norm(p = 2, dim?: number | Shape, keepdim = false): Tensor {
+    return aten('aten::linalg_vector_norm', this, p, dim ?? null, keepdim);
+  }
+  logsumexp(dim: number | Shape, keepdim = false): Tensor {
+    return aten('aten::logsumexp', this, dim, keepdim);
+  }
+  cumsum(dim: number): Tensor {
+    return aten('aten::cumsum', this, dim);
+  }
+  all(): Tensor {
+    return aten('aten::all', this);
+  }
+  any(): Tensor {
+    return aten('aten::any', this);
+  }
   /** Sorted values and their indices along `dim`. */
   sort(dim = -1, descending = false): { values: Tensor; indices: Tensor } {
     const [values, indices] = aten('aten::sort', this, dim, descending);
@@ -456,16 +727,36 @@ export class Tensor {
 
   // ---- linear algebra ------------------------------------------------------------------------------------------
 
-  matmul(other: Tensor): Tensor { return aten('aten::matmul', this, other); }
-  mm(other: Tensor): Tensor { return aten('aten::mm', this, other); }
-  bmm(other: Tensor): Tensor { return aten('aten::bmm', this, other); }
-  softmax(dim: number): Tensor { return aten('aten::softmax.int', this, dim); }
-  logSoftmax(dim: number): Tensor { return aten('aten::log_softmax.int', this, dim); }
+  matmul(other: Tensor): Tensor {
+    return aten('aten::matmul', this, other);
+  }
+  mm(other: Tensor): Tensor {
+    return aten('aten::mm', this, other);
+  }
+  bmm(other: Tensor): Tensor {
+    return aten('aten::bmm', this, other);
+  }
+  softmax(dim: number): Tensor {
+    return aten('aten::softmax.int', this, dim);
+  }
+  logSoftmax(dim: number): Tensor {
+    return aten('aten::log_softmax.int', this, dim);
+  }
 }
 
 function isDTypeName(s: string): s is DType {
-  return s === 'float32' || s === 'float64' || s === 'float16' || s === 'bfloat16' || s === 'int64' || s === 'int32' ||
-    s === 'int16' || s === 'int8' || s === 'uint8' || s === 'bool';
+  return (
+    s === 'float32' ||
+    s === 'float64' ||
+    s === 'float16' ||
+    s === 'bfloat16' ||
+    s === 'int64' ||
+    s === 'int32' ||
+    s === 'int16' ||
+    s === 'int8' ||
+    s === 'uint8' ||
+    s === 'bool'
+  );
 }
 
 /** Anything with a native generator handle (see random.ts). */

@@ -5,7 +5,13 @@ import { F, Generator, Tensor, noGrad, randperm, tidy } from '../engine/index.ts
 import { Linear } from '../nn/index.ts';
 import { AdamW, LRScheduler, warmupCosine } from '../optim/index.ts';
 
-export function linearProbeAccuracy(train: Tensor, trainLabels: Tensor, test: Tensor, testLabels: Tensor, o: { classes: number; epochs?: number; batchSize?: number; lr?: number; seed?: number }): number {
+export function linearProbeAccuracy(
+  train: Tensor,
+  trainLabels: Tensor,
+  test: Tensor,
+  testLabels: Tensor,
+  o: { classes: number; epochs?: number; batchSize?: number; lr?: number; seed?: number },
+): number {
   const g = new Generator({ seed: o.seed ?? 0 });
   const mean = train.mean(0, true);
   const std = train.std(0, { keepdim: true }).add(1e-6);

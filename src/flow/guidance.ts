@@ -34,9 +34,10 @@ export function guidedVelocity(field: GuidableField, x: Tensor, t: Tensor, scale
 export function guided(field: GuidableField, o: GuidanceOptions = {}): VelocityFn {
   const s = o.scale ?? 1;
   const [lo, hi] = (o.interval ?? [0, 1]).map(Math.fround) as [number, number];
-  return (x, t) => tidy(() => {
-    const tt = full([x.shape[0]!], t, { device: x.device });
-    const tf = Math.fround(t);
-    return guidedVelocity(field, x, tt, tf < lo || tf > hi ? 1 : s);
-  });
+  return (x, t) =>
+    tidy(() => {
+      const tt = full([x.shape[0]!], t, { device: x.device });
+      const tf = Math.fround(t);
+      return guidedVelocity(field, x, tt, tf < lo || tf > hi ? 1 : s);
+    });
 }

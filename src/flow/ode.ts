@@ -29,7 +29,7 @@ export interface SolveResult {
 export function solve(v: VelocityFn, z0: Tensor, t0: number, t1: number, o: SolveOptions = {}): SolveResult {
   const sampler = o.sampler ?? 'euler';
   if (sampler === 'dopri5') return dopri5(v, z0, t0, t1, o);
-  const steps = o.grid ? o.grid.length - 1 : o.steps ?? 50;
+  const steps = o.grid ? o.grid.length - 1 : (o.steps ?? 50);
   if (!(Number.isInteger(steps) && steps > 0)) throw new RangeError(`steps must be a positive integer, got ${steps}`);
   // default grid as the decoder reference builds it: t_i = t0 + (t1 − t0)·i/N (i/N from N down to 1)
   const ts = o.grid ?? Array.from({ length: steps + 1 }, (_, i) => (t0 * (steps - i) + t1 * i) / steps);
@@ -75,11 +75,17 @@ function dopri5(v: VelocityFn, z0: Tensor, t0: number, t1: number, o: SolveOptio
   let nfe = 1;
   let k1 = v(z, t);
   // initial step: a fraction of the interval scaled by the field's magnitude (Hairer's heuristic, simplified)
-  let h = dir * Math.min(Math.abs(t1 - t0), tidy(() => 0.01 * Math.max(1e-6, z.norm().item() / Math.max(1e-6, k1.norm().item()))));
+  let h =
+    dir *
+    Math.min(
+      Math.abs(t1 - t0),
+      tidy(() => 0.01 * Math.max(1e-6, z.norm().item() / Math.max(1e-6, k1.norm().item()))),
+    );
   const scaledNorm = (err: Tensor, a: Tensor, b: Tensor): number =>
     tidy(() => err.div(a.abs().maximum(b.abs()).mul(rtol).add(atol)).square().mean().sqrt().item());
   while (dir * (t1 - t) > 1e-12) {
-    if (nfe > maxNfe) throw new Error(`dopri5: more than ${maxNfe} evaluations before reaching t=${t1} (tolerances too tight?)`);
+    if (nfe > maxNfe)
+      throw new Error(`dopri5: more than ${maxNfe} evaluations before reaching t=${t1} (tolerances too tight?)`);
     if (dir * (t + h - t1) > 0) h = t1 - t;
     const step = tidy(() => {
       const ks: Tensor[] = [k1];

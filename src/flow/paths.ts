@@ -9,7 +9,12 @@ export type TimeSampler = { kind: 'uniform' } | { kind: 'logit-normal'; loc?: nu
 /** B times in (0, 1): uniform, or sigmoid(N(loc, scale²)) (logit-normal, which concentrates on the middle). */
 export function sampleTime(B: number, sampler: TimeSampler, generator?: GeneratorLike): Tensor {
   if (sampler.kind === 'uniform') return rand([B], { generator });
-  return tidy(() => randn([B], { generator }).mul(sampler.scale ?? 1).add(sampler.loc ?? 0).sigmoid());
+  return tidy(() =>
+    randn([B], { generator })
+      .mul(sampler.scale ?? 1)
+      .add(sampler.loc ?? 0)
+      .sigmoid(),
+  );
 }
 
 /** t (B) broadcast against a batch x (B, ...). */
@@ -17,10 +22,11 @@ export const expandTime = (t: Tensor, like: Tensor): Tensor => t.reshape(t.shape
 
 export const decoderPath = {
   /** z_t = (1 − t)·x + t·ε */
-  interpolate: (x: Tensor, noise: Tensor, t: Tensor): Tensor => tidy(() => {
-    const te = expandTime(t, x);
-    return te.rsub(1).mul(x).add(te.mul(noise));
-  }),
+  interpolate: (x: Tensor, noise: Tensor, t: Tensor): Tensor =>
+    tidy(() => {
+      const te = expandTime(t, x);
+      return te.rsub(1).mul(x).add(te.mul(noise));
+    }),
   /** v = ε − x */
   target: (x: Tensor, noise: Tensor): Tensor => noise.sub(x),
   /** Integration goes from noise to data: t = 1 -> 0. */
@@ -29,10 +35,11 @@ export const decoderPath = {
 
 export const generatorPath = {
   /** x_t = t·x₁ + (1 − t)·x₀ with x₁ data and x₀ noise */
-  interpolate: (x1: Tensor, x0: Tensor, t: Tensor): Tensor => tidy(() => {
-    const te = expandTime(t, x1);
-    return te.mul(x1).add(te.rsub(1).mul(x0));
-  }),
+  interpolate: (x1: Tensor, x0: Tensor, t: Tensor): Tensor =>
+    tidy(() => {
+      const te = expandTime(t, x1);
+      return te.mul(x1).add(te.rsub(1).mul(x0));
+    }),
   /** u = x₁ − x₀ */
   target: (x1: Tensor, x0: Tensor): Tensor => x1.sub(x0),
   span: [0, 1] as [number, number],

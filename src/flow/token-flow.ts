@@ -10,7 +10,11 @@ import { guided, type GuidableField, type GuidanceOptions } from './guidance.ts'
 export type BatchVelocity = (x: Tensor, t: Tensor) => Tensor;
 
 /** mean over everything of (v(x_t, t) − u)², u = x₁ − x₀ (the reference's training_losses). */
-export function flowLoss(v: BatchVelocity, x1: Tensor, o: { x0?: Tensor; t?: Tensor; sampler?: TimeSampler; generator?: GeneratorLike } = {}): { loss: Tensor; xt: Tensor; ut: Tensor; t: Tensor } {
+export function flowLoss(
+  v: BatchVelocity,
+  x1: Tensor,
+  o: { x0?: Tensor; t?: Tensor; sampler?: TimeSampler; generator?: GeneratorLike } = {},
+): { loss: Tensor; xt: Tensor; ut: Tensor; t: Tensor } {
   return tidy(() => {
     const x0 = o.x0 ?? randnLike(x1, { generator: o.generator });
     const t = o.t ?? sampleTime(x1.shape[0]!, o.sampler ?? { kind: 'uniform' }, o.generator);
@@ -21,12 +25,19 @@ export function flowLoss(v: BatchVelocity, x1: Tensor, o: { x0?: Tensor; t?: Ten
 }
 
 /** The loss at the midpoints of K equal t-segments (same noise for all), and their mean. */
-export function validationLoss(v: BatchVelocity, x1: Tensor, o: { x0?: Tensor; segments?: number; generator?: GeneratorLike } = {}): { loss: Tensor; segments: Tensor } {
+export function validationLoss(
+  v: BatchVelocity,
+  x1: Tensor,
+  o: { x0?: Tensor; segments?: number; generator?: GeneratorLike } = {},
+): { loss: Tensor; segments: Tensor } {
   const K = o.segments ?? 8;
   if (!(K > 0)) throw new RangeError('validation needs at least one segment');
   return tidy(() => {
     const x0 = o.x0 ?? randnLike(x1, { generator: o.generator });
-    const mids = linspace(0, 1, K + 1).slice(0, 0, K).add(1 / (2 * K)).data(); // float32, as the reference
+    const mids = linspace(0, 1, K + 1)
+      .slice(0, 0, K)
+      .add(1 / (2 * K))
+      .data(); // float32, as the reference
     const losses = [...mids].map((m) => flowLoss(v, x1, { x0, t: full([x1.shape[0]!], m) }).loss);
     const segments = stack(losses);
     return { loss: segments.mean(), segments };
@@ -37,7 +48,11 @@ export function validationLoss(v: BatchVelocity, x1: Tensor, o: { x0?: Tensor; s
  * Generates from noise x0 (t = 0) to data (t = 1). The fixed-step samplers use the reference's float32 time grid
  * linspace(0, 1, N + 1); guidance applies inside `guidance.interval`.
  */
-export function generate(field: GuidableField, x0: Tensor, o: SolveOptions & { guidance?: GuidanceOptions } = {}): SolveResult {
+export function generate(
+  field: GuidableField,
+  x0: Tensor,
+  o: SolveOptions & { guidance?: GuidanceOptions } = {},
+): SolveResult {
   const grid = o.sampler === 'dopri5' ? undefined : tidy(() => [...linspace(0, 1, (o.steps ?? 50) + 1).data()]);
   return solve(guided(field, o.guidance), x0, 0, 1, { ...o, grid });
 }

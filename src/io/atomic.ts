@@ -24,4 +24,5 @@ export function atomicWrite(path: string, write: (fd: number) => void): void {
   }
 }
 
-export const atomicWriteText = (path: string, text: string): void => atomicWrite(path, (fd) => void writeSync(fd, text));
+export const atomicWriteText = (path: string, text: string): void =>
+  atomicWrite(path, (fd) => void writeSync(fd, text));

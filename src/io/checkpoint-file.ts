@@ -27,7 +27,8 @@ export function loadStateDictFile(path: string, o: { key?: string } = {}): State
     if (obj instanceof Map) {
       const pick = o.key ?? ['state_dict', 'model'].find((k) => obj instanceof Map && obj.get(k) instanceof Map);
       if (pick !== undefined) {
-        if (!obj.has(pick)) throw new Error(`${path}: no entry '${pick}' (top-level keys: ${[...obj.keys()].slice(0, 10).join(', ')})`);
+        if (!obj.has(pick))
+          throw new Error(`${path}: no entry '${pick}' (top-level keys: ${[...obj.keys()].slice(0, 10).join(', ')})`);
         obj = obj.get(pick);
       }
     }

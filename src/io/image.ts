@@ -17,14 +17,19 @@ export interface ReadImageOptions {
 }
 
 function pipeline(input: string | Buffer, o: ReadImageOptions): sharp.Sharp {
-  let img = sharp(input, { density: o.density ?? 72, failOn: 'error' }).flatten({ background: o.background ?? '#ffffff' });
+  let img = sharp(input, { density: o.density ?? 72, failOn: 'error' }).flatten({
+    background: o.background ?? '#ffffff',
+  });
   if (o.size !== undefined) img = img.resize(o.size, o.size, { fit: 'cover', position: 'centre', kernel: 'cubic' });
   else if (o.resize) img = img.resize(o.resize[1], o.resize[0], { fit: 'fill', kernel: 'cubic' });
   return (o.channels ?? 3) === 1 ? img.grayscale() : img.removeAlpha().toColourspace('srgb');
 }
 
 /** Decodes an image into uint8 channels-first pixels (C, H, W) (no tensor; used to build in-memory data sets). */
-export async function readImageBytes(input: string | Buffer, o: ReadImageOptions = {}): Promise<{ data: Uint8Array; c: number; h: number; w: number }> {
+export async function readImageBytes(
+  input: string | Buffer,
+  o: ReadImageOptions = {},
+): Promise<{ data: Uint8Array; c: number; h: number; w: number }> {
   let data: Buffer;
   let info: sharp.OutputInfo;
   try {
@@ -34,7 +39,8 @@ export async function readImageBytes(input: string | Buffer, o: ReadImageOptions
   }
   const { channels: c, height: h, width: w } = info;
   const chw = new Uint8Array(c * h * w);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let k = 0; k < c; k++) chw[k * h * w + y * w + x] = data[(y * w + x) * c + k]!;
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) for (let k = 0; k < c; k++) chw[k * h * w + y * w + x] = data[(y * w + x) * c + k]!;
   return { data: chw, c, h, w };
 }
 
@@ -46,16 +52,21 @@ export async function readImage(input: string | Buffer, o: ReadImageOptions = {}
 
 /** float [-1, 1] (C, H, W) -> uint8 (H, W, C) bytes. */
 function toBytes(img: Tensor): { data: Buffer; height: number; width: number; channels: number } {
-  if (img.ndim !== 3 || (img.shape[0] !== 1 && img.shape[0] !== 3)) throw new RangeError(`expected an image tensor (1|3, H, W), got shape [${img.shape.join(', ')}]`);
+  if (img.ndim !== 3 || (img.shape[0] !== 1 && img.shape[0] !== 3))
+    throw new RangeError(`expected an image tensor (1|3, H, W), got shape [${img.shape.join(', ')}]`);
   const [channels, height, width] = img.shape as [number, number, number];
-  const data = noGrad(() => tidy(() => img.detach().add(1).mul(127.5).round().clamp(0, 255).to('uint8').permute(1, 2, 0).contiguous().bytes()));
+  const data = noGrad(() =>
+    tidy(() => img.detach().add(1).mul(127.5).round().clamp(0, 255).to('uint8').permute(1, 2, 0).contiguous().bytes()),
+  );
   return { data, height, width, channels };
 }
 
 /** Encodes a float (C, H, W) tensor in [-1, 1] as PNG bytes. */
 export async function encodePng(img: Tensor): Promise<Buffer> {
   const { data, height, width, channels } = toBytes(img);
-  return sharp(data, { raw: { width, height, channels: channels as 1 | 3 } }).png().toBuffer();
+  return sharp(data, { raw: { width, height, channels: channels as 1 | 3 } })
+    .png()
+    .toBuffer();
 }
 
 /** Writes a float (C, H, W) tensor in [-1, 1] to an image file (format from the extension). */
@@ -71,22 +82,30 @@ export function imageGrid(images: Tensor, o: { nrow?: number; padding?: number; 
   const rows = Math.ceil(B / nrow);
   const pad = o.padding ?? 2;
   const value = o.padValue ?? 1;
-  return noGrad(() => tidy(() => {
-    const cell = (i: number): Tensor => {
-      const img = i < B ? images.select(0, i) : ones([C, H, W]).mul(value);
-      return img.detach().to('float32');
-    };
-    const padded = (t: Tensor): Tensor => tidy(() => {
-      const v = ones([C, H + pad, W + pad]).mul(value);
-      return cat([cat([v.slice(1, 0, pad).slice(2, 0, W), t], 1), v.slice(2, 0, pad)], 2);
-    });
-    const rowTensors = Array.from({ length: rows }, (_, r) => cat(Array.from({ length: nrow }, (_, c) => padded(cell(r * nrow + c))), 2));
-    const grid = cat(rowTensors, 1); // (C, rows·(H+pad), nrow·(W+pad))
-    const right = ones([C, grid.shape[1]!, pad]).mul(value);
-    const withRight = cat([grid, right], 2);
-    const bottom = ones([C, pad, withRight.shape[2]!]).mul(value);
-    return cat([withRight, bottom], 1);
-  }));
+  return noGrad(() =>
+    tidy(() => {
+      const cell = (i: number): Tensor => {
+        const img = i < B ? images.select(0, i) : ones([C, H, W]).mul(value);
+        return img.detach().to('float32');
+      };
+      const padded = (t: Tensor): Tensor =>
+        tidy(() => {
+          const v = ones([C, H + pad, W + pad]).mul(value);
+          return cat([cat([v.slice(1, 0, pad).slice(2, 0, W), t], 1), v.slice(2, 0, pad)], 2);
+        });
+      const rowTensors = Array.from({ length: rows }, (_, r) =>
+        cat(
+          Array.from({ length: nrow }, (_, c) => padded(cell(r * nrow + c))),
+          2,
+        ),
+      );
+      const grid = cat(rowTensors, 1); // (C, rows·(H+pad), nrow·(W+pad))
+      const right = ones([C, grid.shape[1]!, pad]).mul(value);
+      const withRight = cat([grid, right], 2);
+      const bottom = ones([C, pad, withRight.shape[2]!]).mul(value);
+      return cat([withRight, bottom], 1);
+    }),
+  );
 }
 
 /** Reads several images into one batch (B, C, H, W); all must end up the same size (pass `size` or `resize`). */
@@ -95,7 +114,9 @@ export async function readImages(paths: string[], o: ReadImageOptions = {}): Pro
   const shapes = new Set(imgs.map((t) => t.shape.join('x')));
   if (shapes.size > 1) {
     for (const t of imgs) t.dispose();
-    throw new Error(`images have different sizes (${[...shapes].join(', ')}); pass { size } or { resize } to make them equal`);
+    throw new Error(
+      `images have different sizes (${[...shapes].join(', ')}); pass { size } or { resize } to make them equal`,
+    );
   }
   const out = stack(imgs, 0);
   for (const t of imgs) t.dispose();

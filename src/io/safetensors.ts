@@ -10,12 +10,26 @@ import { itemSize } from '../engine/dtype.ts';
 import { native } from '../engine/native.ts';
 import { atomicWrite } from './atomic.ts';
 
-const TO_DTYPE: Record<string, DType> = { F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool' };
+const TO_DTYPE: Record<string, DType> = {
+  F64: 'float64',
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
+};
 const FROM_DTYPE = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export class SafetensorsError extends Error {
-  constructor(readonly path: string, problem: string) {
+  constructor(
+    readonly path: string,
+    problem: string,
+  ) {
     super(`${path}: ${problem}`);
     this.name = 'SafetensorsError';
   }
@@ -34,7 +48,12 @@ export class SafetensorsFile {
   readonly entries: Map<string, TensorInfo>;
   #fd: number | null;
 
-  private constructor(readonly path: string, fd: number, entries: Map<string, TensorInfo>, metadata: Record<string, string>) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    entries: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+  ) {
     this.#fd = fd;
     this.entries = entries;
     this.metadata = metadata;
@@ -94,8 +113,10 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
   const lenBuf = Buffer.alloc(8);
   readSync(fd, lenBuf, 0, 8, 0);
   const headerLen = Number(lenBuf.readBigUInt64LE(0));
-  if (headerLen > MAX_HEADER) fail(`the header claims ${headerLen} bytes (limit ${MAX_HEADER}); the file is corrupt or not safetensors`);
-  if (8 + headerLen > size) fail(`the header claims ${headerLen} bytes but the file has only ${size - 8} after the length (truncated?)`);
+  if (headerLen > MAX_HEADER)
+    fail(`the header claims ${headerLen} bytes (limit ${MAX_HEADER}); the file is corrupt or not safetensors`);
+  if (8 + headerLen > size)
+    fail(`the header claims ${headerLen} bytes but the file has only ${size - 8} after the length (truncated?)`);
   const headerBuf = Buffer.alloc(headerLen);
   readSync(fd, headerBuf, 0, headerLen, 8);
   let header: Record<string, any>;
@@ -119,17 +140,32 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
       continue;
     }
     const dtype = TO_DTYPE[v?.dtype];
-    if (!dtype) fail(`tensor '${name}' has dtype ${JSON.stringify(v?.dtype)}, which reptok does not read (supported: ${Object.keys(TO_DTYPE).join(', ')})`);
+    if (!dtype)
+      fail(
+        `tensor '${name}' has dtype ${JSON.stringify(v?.dtype)}, which reptok does not read (supported: ${Object.keys(TO_DTYPE).join(', ')})`,
+      );
     const shape = v.shape;
-    if (!Array.isArray(shape) || !shape.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0)) fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || !shape.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0))
+      fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     const off = v.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0) || off[0] > off[1]) {
+    if (
+      !Array.isArray(off) ||
+      off.length !== 2 ||
+      !off.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0) ||
+      off[0] > off[1]
+    ) {
       fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(off)}`);
     }
     const numel = (shape as number[]).reduce((a, b) => a * b, 1);
     const need = numel * itemSize(dtype!);
-    if (off[1] - off[0] !== need) fail(`tensor '${name}' (${v.dtype} [${shape.join(', ')}]) needs ${need} bytes but its data_offsets span ${off[1] - off[0]}`);
-    if (off[1] > dataSize) fail(`tensor '${name}' ends at byte ${off[1]} of the data section, which has only ${dataSize} bytes (truncated file?)`);
+    if (off[1] - off[0] !== need)
+      fail(
+        `tensor '${name}' (${v.dtype} [${shape.join(', ')}]) needs ${need} bytes but its data_offsets span ${off[1] - off[0]}`,
+      );
+    if (off[1] > dataSize)
+      fail(
+        `tensor '${name}' ends at byte ${off[1]} of the data section, which has only ${dataSize} bytes (truncated file?)`,
+      );
     entries.set(name, { dtype: dtype!, shape, begin: dataStart + off[0], end: dataStart + off[1] });
   }
   return { entries, metadata };
@@ -162,13 +198,18 @@ export function loadSafetensors(
  * Writes tensors (in iteration order) and string metadata, atomically: the target is replaced only once the new
  * file is complete and on disk.
  */
-export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): void {
+export function saveSafetensors(
+  path: string,
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata: Record<string, string> = {},
+): void {
   const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
   for (const [name, t] of list) {
-    if (name === '__metadata__') throw new SafetensorsError(path, "'__metadata__' is reserved and cannot name a tensor");
+    if (name === '__metadata__')
+      throw new SafetensorsError(path, "'__metadata__' is reserved and cannot name a tensor");
     const n = t.numel * itemSize(t.dtype);
     header[name] = { dtype: FROM_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
     offset += n;

@@ -13,8 +13,20 @@ class StorageType {
 }
 
 const STORAGE_TYPES: Record<string, StorageType> = Object.fromEntries(
-  ([['Float', 'float32'], ['Double', 'float64'], ['Half', 'float16'], ['BFloat16', 'bfloat16'], ['Long', 'int64'], ['Int', 'int32'], ['Short', 'int16'], ['Char', 'int8'], ['Byte', 'uint8'], ['Bool', 'bool']] as const)
-    .map(([n, d]) => [`torch.${n}Storage`, new StorageType(d)]),
+  (
+    [
+      ['Float', 'float32'],
+      ['Double', 'float64'],
+      ['Half', 'float16'],
+      ['BFloat16', 'bfloat16'],
+      ['Long', 'int64'],
+      ['Int', 'int32'],
+      ['Short', 'int16'],
+      ['Char', 'int8'],
+      ['Byte', 'uint8'],
+      ['Bool', 'bool'],
+    ] as const
+  ).map(([n, d]) => [`torch.${n}Storage`, new StorageType(d)]),
 );
 
 function isContiguous(size: number[], stride: number[]): boolean {
@@ -32,7 +44,9 @@ function isContiguous(size: number[], stride: number[]): boolean {
  */
 export function loadTorchCheckpoint(path: string): unknown {
   if (!looksLikeZip(path)) {
-    throw new Error(`${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`);
+    throw new Error(
+      `${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`,
+    );
   }
   const zip = ZipFile.open(path);
   const storages = new Map<string, Tensor>(); // storage key -> 1-D tensor holding it
@@ -48,12 +62,14 @@ export function loadTorchCheckpoint(path: string): unknown {
     const storage = (pid: unknown): Tensor => {
       const [kind, type, key, , numel] = (Array.isArray(pid) ? pid : []) as [string, unknown, string, string, number];
       const st = type instanceof GlobalRef ? type.value : undefined;
-      if (kind !== 'storage' || !(st instanceof StorageType)) throw new Error(`${path}: unsupported persistent id in data.pkl`);
+      if (kind !== 'storage' || !(st instanceof StorageType))
+        throw new Error(`${path}: unsupported persistent id in data.pkl`);
       const cached = storages.get(key);
       if (cached) return cached;
       const entry = zip.entries.get(`${prefix}data/${key}`);
       if (!entry) throw new Error(`${path}: storage ${key} is missing from the archive`);
-      if (entry.size !== numel * itemSize(st.dtype)) throw new Error(`${path}: storage ${key} has ${entry.size} bytes, expected ${numel} ${st.dtype} values`);
+      if (entry.size !== numel * itemSize(st.dtype))
+        throw new Error(`${path}: storage ${key} has ${entry.size} bytes, expected ${numel} ${st.dtype} values`);
       let t: Tensor;
       if (entry.method === 0) {
         t = empty([numel], { dtype: st.dtype });
@@ -82,7 +98,8 @@ export function loadTorchCheckpoint(path: string): unknown {
       'torch._utils._rebuild_parameter': (data: Tensor) => data,
       'torch._utils._rebuild_parameter_with_state': (data: Tensor) => data,
       'torch.Size': (dims: number[]) => dims,
-      'torch.device': (type: string, index?: number | null) => (index === undefined || index === null ? type : `${type}:${index}`),
+      'torch.device': (type: string, index?: number | null) =>
+        index === undefined || index === null ? type : `${type}:${index}`,
       '_codecs.encode': (s: string, encoding: string) => Buffer.from(s, encoding === 'latin1' ? 'latin1' : 'utf8'),
       'builtins.set': (items: unknown[] = []) => new Set(items),
     };

@@ -12,7 +12,10 @@ export interface ZipEntry {
 }
 
 export class ZipError extends Error {
-  constructor(readonly path: string, problem: string) {
+  constructor(
+    readonly path: string,
+    problem: string,
+  ) {
     super(`${path}: ${problem}`);
     this.name = 'ZipError';
   }
@@ -23,7 +26,10 @@ export class ZipFile {
   #fd: number | null;
   readonly #size: number;
 
-  private constructor(readonly path: string, fd: number) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+  ) {
     this.#fd = fd;
     this.#size = fstatSync(fd).size;
     this.#readCentralDirectory();
@@ -45,7 +51,8 @@ export class ZipFile {
   }
 
   #read(position: number, length: number): Buffer {
-    if (position < 0 || position + length > this.#size) throw new ZipError(this.path, `truncated: needs bytes ${position}..${position + length} of ${this.#size}`);
+    if (position < 0 || position + length > this.#size)
+      throw new ZipError(this.path, `truncated: needs bytes ${position}..${position + length} of ${this.#size}`);
     const buf = Buffer.alloc(length);
     let done = 0;
     while (done < length) {
@@ -73,7 +80,8 @@ export class ZipFile {
     const locator = eocd - 20;
     if (locator >= 0 && end.readUInt32LE(locator) === 0x07064b50) {
       const z64 = this.#read(Number(end.readBigUInt64LE(locator + 8)), 56);
-      if (z64.readUInt32LE(0) !== 0x06064b50) throw new ZipError(this.path, 'corrupt zip64 end-of-central-directory record');
+      if (z64.readUInt32LE(0) !== 0x06064b50)
+        throw new ZipError(this.path, 'corrupt zip64 end-of-central-directory record');
       count = Number(z64.readBigUInt64LE(32));
       cdSize = Number(z64.readBigUInt64LE(40));
       cdOffset = Number(z64.readBigUInt64LE(48));
@@ -98,8 +106,8 @@ export class ZipFile {
         const len = cd.readUInt16LE(e + 2);
         if (id === 0x0001) {
           let q = e + 4;
-          if (size === 0xffffffff) (size = Number(cd.readBigUInt64LE(q))), (q += 8);
-          if (compressedSize === 0xffffffff) (compressedSize = Number(cd.readBigUInt64LE(q))), (q += 8);
+          if (size === 0xffffffff) ((size = Number(cd.readBigUInt64LE(q))), (q += 8));
+          if (compressedSize === 0xffffffff) ((compressedSize = Number(cd.readBigUInt64LE(q))), (q += 8));
           if (headerOffset === 0xffffffff) headerOffset = Number(cd.readBigUInt64LE(q));
         }
         e += 4 + len;

@@ -24,7 +24,10 @@ export interface DecoderConfig {
 
 export class RMSNorm extends Module {
   readonly scale: Tensor;
-  constructor(features: number, readonly eps = 1e-6) {
+  constructor(
+    features: number,
+    readonly eps = 1e-6,
+  ) {
     super();
     this.scale = this.param('scale', zeros([features]).add_(1));
   }
@@ -36,7 +39,11 @@ export class RMSNorm extends Module {
 /** RMSNorm whose scale is 1 + Linear(cond): adaptive on the time embedding (zero-initialised, so it starts as RMSNorm). */
 export class AdaRMSNorm extends Module {
   readonly linear: Linear;
-  constructor(features: number, condFeatures: number, readonly eps = 1e-6) {
+  constructor(
+    features: number,
+    condFeatures: number,
+    readonly eps = 1e-6,
+  ) {
     super();
     this.linear = this.module('linear', new Linear(condFeatures, features, { bias: false }));
     init.zeros_(this.linear.weight);
@@ -88,8 +95,24 @@ export class AxialRoPE2D extends Module {
     super();
     const dim = dHead / 2;
     if (!Number.isInteger(dim / 4)) throw new RangeError(`AxialRoPE2D: head dim ${dHead} must be a multiple of 8`);
-    const f = noGrad(() => tidy(() => linspace(Math.log(Math.PI), Math.log(10 * Math.PI), (heads * dim) / 4 + 1).slice(0, 0, (heads * dim) / 4).exp()));
-    this.freqs = this.buffer('freqs', noGrad(() => tidy(() => stack([f, f], 0).reshape(2, dim / 4, heads).transpose(-2, -1).contiguous())));
+    const f = noGrad(() =>
+      tidy(() =>
+        linspace(Math.log(Math.PI), Math.log(10 * Math.PI), (heads * dim) / 4 + 1)
+          .slice(0, 0, (heads * dim) / 4)
+          .exp(),
+      ),
+    );
+    this.freqs = this.buffer(
+      'freqs',
+      noGrad(() =>
+        tidy(() =>
+          stack([f, f], 0)
+            .reshape(2, dim / 4, heads)
+            .transpose(-2, -1)
+            .contiguous(),
+        ),
+      ),
+    );
     f.dispose();
   }
 }
@@ -109,7 +132,9 @@ export function axialRope(pos: Tensor, freqs: Tensor[]): Rope[] {
   return tidy(() => {
     const f = stack(freqs, 0).unsqueeze(1).unsqueeze(1); // (depth, 1, 1, 2, heads, dHead/8)
     const along = (axis: number): Tensor => pos.narrow(-1, axis, 1).unsqueeze(-1).mul(f.select(3, axis)); // (depth, B, L, heads, dHead/8)
-    const theta = cat([along(0), along(1)], -1).movedim(-2, -3).contiguous(); // (depth, B, heads, L, dHead/4)
+    const theta = cat([along(0), along(1)], -1)
+      .movedim(-2, -3)
+      .contiguous(); // (depth, B, heads, L, dHead/4)
     const [cos, sin] = [theta.cos(), theta.sin()];
     return freqs.map((_, i) => ({ cos: cos.select(0, i), sin: sin.select(0, i) }));
   });
@@ -126,10 +151,15 @@ export class SelfAttention extends Module {
   readonly posEmb: AxialRoPE2D;
   readonly outProj: Linear;
   readonly heads: number;
-  constructor(width: number, readonly dHead: number, condWidth: number) {
+  constructor(
+    width: number,
+    readonly dHead: number,
+    condWidth: number,
+  ) {
     super();
     this.heads = width / dHead;
-    if (!Number.isInteger(this.heads)) throw new RangeError(`decoder width ${width} is not a multiple of the head dim ${dHead}`);
+    if (!Number.isInteger(this.heads))
+      throw new RangeError(`decoder width ${width} is not a multiple of the head dim ${dHead}`);
     this.norm = this.module('norm', new AdaRMSNorm(width, condWidth));
     this.qkvProj = this.module('qkv_proj', new Linear(width, 3 * width, { bias: false }));
     this.scale = this.param('scale', zeros([this.heads]).fill_(10));
@@ -187,7 +217,11 @@ export class TransformerLayer extends Module {
 /** Groups nh×nw neighbours (flattened as (nh, nw, e), channel innermost) and projects them; positions are averaged. */
 class TokenMerge2D extends Module {
   readonly proj: Linear;
-  constructor(inFeatures: number, outFeatures: number, readonly patch: [number, number]) {
+  constructor(
+    inFeatures: number,
+    outFeatures: number,
+    readonly patch: [number, number],
+  ) {
     super();
     this.proj = this.module('proj', new Linear(inFeatures * patch[0] * patch[1], outFeatures, { bias: false }));
   }
@@ -196,8 +230,15 @@ class TokenMerge2D extends Module {
     const [nh, nw] = this.patch;
     const [h, w] = [H / nh, W / nw];
     return tidy(() => {
-      const merged = x.reshape(B, h, nh, w, nw, E).permute(0, 1, 3, 2, 4, 5).reshape(B, h, w, nh * nw * E);
-      const p = pos.reshape(B, h, nh, w, nw, 2).permute(0, 1, 3, 2, 4, 5).reshape(B, h, w, nh * nw, 2).mean(-2);
+      const merged = x
+        .reshape(B, h, nh, w, nw, E)
+        .permute(0, 1, 3, 2, 4, 5)
+        .reshape(B, h, w, nh * nw * E);
+      const p = pos
+        .reshape(B, h, nh, w, nw, 2)
+        .permute(0, 1, 3, 2, 4, 5)
+        .reshape(B, h, w, nh * nw, 2)
+        .mean(-2);
       return { x: this.proj.forward(merged), pos: p }; // (B, h, w, width), (B, h, w, 2)
     });
   }
@@ -226,7 +267,11 @@ class AddTokens extends Module {
 class TokenSplitLast2D extends Module {
   readonly norm: RMSNorm;
   readonly proj: Linear;
-  constructor(width: number, channels: number, readonly patch: [number, number]) {
+  constructor(
+    width: number,
+    channels: number,
+    readonly patch: [number, number],
+  ) {
     super();
     this.norm = this.module('norm', new RMSNorm(width));
     this.proj = this.module('proj', new Linear(width, channels * patch[0] * patch[1], { bias: false }));
@@ -238,7 +283,10 @@ class TokenSplitLast2D extends Module {
     return tidy(() => {
       const y = this.proj.forward(this.norm.forward(x)); // (B, h, w, nh·nw·C)
       const C = y.shape[3]! / (nh * nw);
-      return y.reshape(B, h, w, nh, nw, C).permute(0, 1, 3, 2, 4, 5).reshape(B, h * nh, w * nw, C);
+      return y
+        .reshape(B, h, w, nh, nw, C)
+        .permute(0, 1, 3, 2, 4, 5)
+        .reshape(B, h * nh, w * nw, C);
     });
   }
 }
@@ -269,7 +317,10 @@ export class DecoderTransformer extends Module {
     super();
     this.config = { ...config, patchSize: [...config.patchSize] };
     this.midMerge = this.module('mid_merge', new AddTokens(config.channels, config.width, config.patchSize));
-    this.midLevel = this.module('mid_level', new ModuleList(Array.from({ length: config.depth }, () => new TransformerLayer(config))));
+    this.midLevel = this.module(
+      'mid_level',
+      new ModuleList(Array.from({ length: config.depth }, () => new TransformerLayer(config))),
+    );
     this.midSplit = this.module('mid_split', new RemoveTokens(config.width, config.channels, config.patchSize));
   }
 
@@ -281,12 +332,16 @@ export class DecoderTransformer extends Module {
     const [B, C, H, W] = x.shape as [number, number, number, number];
     const [nh, nw] = this.config.patchSize;
     if (C !== this.config.channels) throw new RangeError(`decoder expects ${this.config.channels} channels, got ${C}`);
-    if (H % nh || W % nw) throw new RangeError(`decoder input ${H}×${W} is not a multiple of the patch size ${nh}×${nw}`);
+    if (H % nh || W % nw)
+      throw new RangeError(`decoder input ${H}×${W} is not a multiple of the patch size ${nh}×${nw}`);
     return tidy(() => {
       const pos = axialPositions(H, W).reshape(1, H, W, 2).expand(B, H, W, 2);
       const m = this.midMerge.forward(x.permute(0, 2, 3, 1), pos, extra, posExtra); // (B, 1+N, width)
       const layers = [...this.midLevel];
-      const rope = axialRope(m.pos, layers.map((layer) => layer.selfAttn.posEmb.freqs));
+      const rope = axialRope(
+        m.pos,
+        layers.map((layer) => layer.selfAttn.posEmb.freqs),
+      );
       let h = m.x;
       for (const [i, layer] of layers.entries()) h = layer.forward(h, rope[i]!, cond);
       return this.midSplit.forward(h, H / nh, W / nw).permute(0, 3, 1, 2); // (B, C, H, W)

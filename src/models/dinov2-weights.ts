@@ -48,7 +48,9 @@ export function detectDinov2Layout(keys: Iterable<string>): Dinov2Layout {
   const list = [...keys];
   if (list.some((k) => k.startsWith('embeddings.') || k.startsWith('encoder.layer.'))) return 'hub';
   if (list.some((k) => k === 'cls_token' || k.startsWith('blocks.'))) return 'official';
-  throw new Error(`not a DINOv2 state dict: expected official keys (cls_token, blocks.N...) or Hub keys (embeddings.*, encoder.layer.N...), got ${list.slice(0, 5).join(', ')}...`);
+  throw new Error(
+    `not a DINOv2 state dict: expected official keys (cls_token, blocks.N...) or Hub keys (embeddings.*, encoder.layer.N...), got ${list.slice(0, 5).join(', ')}...`,
+  );
 }
 
 /** Converts a Hub-layout state dict to the official layout (new tensors for the fused qkv; others are shared). */
@@ -73,10 +75,22 @@ export function hubToOfficial(sd: StateDict): StateDict {
       unknown.push(rawKey);
     }
   }
-  if (unknown.length) throw new Error(`Hub DINOv2 checkpoint has keys this converter does not know: ${unknown.slice(0, 8).join(', ')}`);
+  if (unknown.length)
+    throw new Error(`Hub DINOv2 checkpoint has keys this converter does not know: ${unknown.slice(0, 8).join(', ')}`);
   for (const [target, parts] of qkv) {
-    if (parts.size !== 3) throw new Error(`Hub DINOv2 checkpoint: ${target} needs query, key and value, found ${[...parts.keys()].join(', ')}`);
-    out.set(target, noGrad(() => cat(HUB_QKV.map((p) => parts.get(p)!), 0)));
+    if (parts.size !== 3)
+      throw new Error(
+        `Hub DINOv2 checkpoint: ${target} needs query, key and value, found ${[...parts.keys()].join(', ')}`,
+      );
+    out.set(
+      target,
+      noGrad(() =>
+        cat(
+          HUB_QKV.map((p) => parts.get(p)!),
+          0,
+        ),
+      ),
+    );
   }
   return out;
 }
@@ -154,12 +168,17 @@ export function toOfficialLayout(sd: StateDict): StateDict {
  * Loads a DINOv2 from a checkpoint file (.safetensors in either layout, or an official torch-hub .pth). The
  * architecture comes from `config` (a preset name or a config), else from the weights' shapes.
  */
-export function loadDinov2(path: string, o: { config?: Dinov2Config | keyof typeof DINOV2_PRESETS; overrides?: Partial<Dinov2Config> } = {}): DinoVisionTransformer {
+export function loadDinov2(
+  path: string,
+  o: { config?: Dinov2Config | keyof typeof DINOV2_PRESETS; overrides?: Partial<Dinov2Config> } = {},
+): DinoVisionTransformer {
   const raw = loadStateDictFile(path);
   const sd = toOfficialLayout(raw);
   const base = typeof o.config === 'string' ? DINOV2_PRESETS[o.config] : o.config;
   if (typeof o.config === 'string' && !base) throw new Error(`unknown DINOv2 preset '${o.config}'`);
-  const model = noGrad(() => new DinoVisionTransformer(base ? { ...base, ...o.overrides } : inferDinov2Config(sd, o.overrides)));
+  const model = noGrad(
+    () => new DinoVisionTransformer(base ? { ...base, ...o.overrides } : inferDinov2Config(sd, o.overrides)),
+  );
   model.loadStateDict(sd, { context: path });
   for (const t of new Set([...raw.values(), ...sd.values()])) t.dispose();
   return model;

@@ -50,13 +50,18 @@ export interface Dinov2Features {
 
 class PatchEmbed extends Module {
   readonly proj: Conv2d;
-  constructor(readonly patchSize: number, inChans: number, embedDim: number) {
+  constructor(
+    readonly patchSize: number,
+    inChans: number,
+    embedDim: number,
+  ) {
     super();
     this.proj = this.module('proj', new Conv2d(inChans, embedDim, patchSize, { stride: patchSize }));
   }
   forward(x: Tensor): Tensor {
     const [, , H, W] = x.shape as [number, number, number, number];
-    if (H % this.patchSize || W % this.patchSize) throw new RangeError(`DINOv2: image size ${H}×${W} is not a multiple of the patch size ${this.patchSize}`);
+    if (H % this.patchSize || W % this.patchSize)
+      throw new RangeError(`DINOv2: image size ${H}×${W} is not a multiple of the patch size ${this.patchSize}`);
     return tidy(() => this.proj.forward(x).flatten(2).transpose(1, 2)); // (B, N, D)
   }
 }
@@ -64,7 +69,11 @@ class PatchEmbed extends Module {
 class Attention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
-  constructor(dim: number, readonly numHeads: number, qkvBias: boolean) {
+  constructor(
+    dim: number,
+    readonly numHeads: number,
+    qkvBias: boolean,
+  ) {
     super();
     this.qkv = this.module('qkv', new Linear(dim, 3 * dim, { bias: qkvBias }));
     this.proj = this.module('proj', new Linear(dim, dim));
@@ -72,7 +81,11 @@ class Attention extends Module {
   forward(x: Tensor): Tensor {
     const [B, N, C] = x.shape as [number, number, number];
     return tidy(() => {
-      const [q, k, v] = this.qkv.forward(x).reshape(B, N, 3, this.numHeads, C / this.numHeads).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, N, d)
+      const [q, k, v] = this.qkv
+        .forward(x)
+        .reshape(B, N, 3, this.numHeads, C / this.numHeads)
+        .permute(2, 0, 3, 1, 4)
+        .unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, N, d)
       const o = F.scaledDotProductAttention(q, k, v).transpose(1, 2).reshape(B, N, C); // (B, N, C)
       return this.proj.forward(o);
     });
@@ -84,8 +97,13 @@ class Attention extends Module {
     return tidy(() => {
       const w = this.qkv.weight; // (3C, C): rows q, k, v
       const b = this.qkv.bias;
-      const q = F.linear(x.slice(1, 0, 1), w.narrow(0, 0, C), b?.narrow(0, 0, C)).reshape(B, 1, this.numHeads, d).transpose(1, 2); // (B, H, 1, d)
-      const [k, v] = F.linear(x, w.narrow(0, C, 2 * C), b?.narrow(0, C, 2 * C)).reshape(B, N, 2, this.numHeads, d).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor]; // (B, H, N, d)
+      const q = F.linear(x.slice(1, 0, 1), w.narrow(0, 0, C), b?.narrow(0, 0, C))
+        .reshape(B, 1, this.numHeads, d)
+        .transpose(1, 2); // (B, H, 1, d)
+      const [k, v] = F.linear(x, w.narrow(0, C, 2 * C), b?.narrow(0, C, 2 * C))
+        .reshape(B, N, 2, this.numHeads, d)
+        .permute(2, 0, 3, 1, 4)
+        .unbind(0) as [Tensor, Tensor]; // (B, H, N, d)
       return this.proj.forward(F.scaledDotProductAttention(q, k, v).transpose(1, 2).reshape(B, 1, C));
     });
   }
@@ -196,7 +214,9 @@ export class DinoVisionTransformer extends Module {
     this.patchEmbed = this.module('patch_embed', new PatchEmbed(c.patchSize, c.inChans, c.embedDim));
     this.clsToken = this.param('cls_token', zeros([1, 1, c.embedDim]));
     this.posEmbed = this.param('pos_embed', zeros([1, grid * grid + 1, c.embedDim]));
-    this.registerTokens = c.numRegisterTokens ? this.param('register_tokens', zeros([1, c.numRegisterTokens, c.embedDim])) : null;
+    this.registerTokens = c.numRegisterTokens
+      ? this.param('register_tokens', zeros([1, c.numRegisterTokens, c.embedDim]))
+      : null;
     this.blocks = this.module('blocks', new ModuleList(Array.from({ length: c.depth }, () => new Block(c))));
     this.norm = this.module('norm', new LayerNorm(c.embedDim, c.layerNormEps));
     this.maskToken = this.param('mask_token', zeros([1, c.embedDim]));
@@ -232,10 +252,15 @@ export class DinoVisionTransformer extends Module {
       const [h0, w0] = [Math.floor(H / c.patchSize), Math.floor(W / c.patchSize)];
       const grid = pos.slice(1, 1).reshape(1, M, M, c.embedDim).permute(0, 3, 1, 2); // (1, D, M, M)
       const resized = c.interpolateOffset
-        ? F.interpolate(grid, { scaleFactor: [(h0 + c.interpolateOffset) / M, (w0 + c.interpolateOffset) / M], mode: 'bicubic', antialias: c.interpolateAntialias })
+        ? F.interpolate(grid, {
+            scaleFactor: [(h0 + c.interpolateOffset) / M, (w0 + c.interpolateOffset) / M],
+            mode: 'bicubic',
+            antialias: c.interpolateAntialias,
+          })
         : F.interpolate(grid, { size: [h0, w0], mode: 'bicubic', antialias: c.interpolateAntialias });
       const [rh, rw] = resized.shape.slice(2);
-      if (rh !== h0 || rw !== w0) throw new Error(`DINOv2: position-embedding resize gave ${rh}×${rw}, expected ${h0}×${w0}`);
+      if (rh !== h0 || rw !== w0)
+        throw new Error(`DINOv2: position-embedding resize gave ${rh}×${rw}, expected ${h0}×${w0}`);
       const patchPos = resized.permute(0, 2, 3, 1).reshape(1, h0 * w0, c.embedDim); // (1, h0·w0, D)
       return cat([clsPos.unsqueeze(0), patchPos], 1).to(this.posEmbed.dtype); // (1, 1+h0·w0, D)
     });
@@ -271,7 +296,12 @@ export class DinoVisionTransformer extends Module {
       let h = this.prepareTokens(x, o);
       for (const blk of this.blocks) h = blk.forward(h);
       const n = this.norm.forward(h); // (B, 1+R+N, D)
-      return { xNormClstoken: n.select(1, 0), xNormRegtokens: n.slice(1, 1, R + 1), xNormPatchtokens: n.slice(1, R + 1), xPrenorm: h };
+      return {
+        xNormClstoken: n.select(1, 0),
+        xNormRegtokens: n.slice(1, 1, R + 1),
+        xNormPatchtokens: n.slice(1, R + 1),
+        xPrenorm: h,
+      };
     });
   }
 
@@ -290,7 +320,11 @@ export class DinoVisionTransformer extends Module {
    * Outputs of chosen blocks (the last `n`, or the listed indices): patch tokens, optionally normalised, reshaped
    * to (B, D, h, w), and paired with their class tokens (get_intermediate_layers).
    */
-  getIntermediateLayers(x: Tensor, n: number | number[] = 1, o: { reshape?: boolean; returnClassToken?: boolean; norm?: boolean } = {}): { patches: Tensor; cls: Tensor }[] {
+  getIntermediateLayers(
+    x: Tensor,
+    n: number | number[] = 1,
+    o: { reshape?: boolean; returnClassToken?: boolean; norm?: boolean } = {},
+  ): { patches: Tensor; cls: Tensor }[] {
     const total = this.blocks.length;
     const take = new Set(typeof n === 'number' ? Array.from({ length: n }, (_, i) => total - n + i) : n);
     const R = this.config.numRegisterTokens;
@@ -302,11 +336,16 @@ export class DinoVisionTransformer extends Module {
         h = blk.forward(h);
         if (take.has(i)) outs.push(h);
       });
-      if (outs.length !== take.size) throw new RangeError(`getIntermediateLayers: asked for blocks ${[...take].join(', ')} of ${total}`);
+      if (outs.length !== take.size)
+        throw new RangeError(`getIntermediateLayers: asked for blocks ${[...take].join(', ')} of ${total}`);
       return outs.map((out) => {
-        const y = o.norm ?? true ? this.norm.forward(out) : out;
+        const y = (o.norm ?? true) ? this.norm.forward(out) : out;
         let patches = y.slice(1, 1 + R);
-        if (o.reshape) patches = patches.reshape(B, Math.floor(H / this.config.patchSize), Math.floor(W / this.config.patchSize), -1).permute(0, 3, 1, 2).contiguous();
+        if (o.reshape)
+          patches = patches
+            .reshape(B, Math.floor(H / this.config.patchSize), Math.floor(W / this.config.patchSize), -1)
+            .permute(0, 3, 1, 2)
+            .contiguous();
         return { patches, cls: y.select(1, 0) };
       });
     });
@@ -317,7 +356,15 @@ export class DinoVisionTransformer extends Module {
 // Presets: the eight released models (torch hub names), all at img 518 / patch 14 with LayerScale 1.0
 // ---------------------------------------------------------------------------------------------------------------
 
-const RELEASED = { imgSize: 518, patchSize: 14, inChans: 3, mlpRatio: 4, qkvBias: true, initValues: 1.0, layerNormEps: 1e-6 } as const;
+const RELEASED = {
+  imgSize: 518,
+  patchSize: 14,
+  inChans: 3,
+  mlpRatio: 4,
+  qkvBias: true,
+  initValues: 1.0,
+  layerNormEps: 1e-6,
+} as const;
 const CLASSIC = { numRegisterTokens: 0, interpolateAntialias: false, interpolateOffset: 0.1 } as const;
 const REGISTERS = { numRegisterTokens: 4, interpolateAntialias: true, interpolateOffset: 0 } as const;
 const S = { embedDim: 384, depth: 12, numHeads: 6, ffn: 'mlp' } as const;
@@ -341,6 +388,7 @@ export type Dinov2Preset = keyof typeof DINOV2_PRESETS;
 /** A DINOv2 of a released architecture (random weights until loaded), with optional overrides. */
 export function dinov2(preset: Dinov2Preset, overrides: Partial<Dinov2Config> = {}): DinoVisionTransformer {
   const base = DINOV2_PRESETS[preset];
-  if (!base) throw new Error(`unknown DINOv2 preset '${preset}'; choose one of ${Object.keys(DINOV2_PRESETS).join(', ')}`);
+  if (!base)
+    throw new Error(`unknown DINOv2 preset '${preset}'; choose one of ${Object.keys(DINOV2_PRESETS).join(', ')}`);
   return noGrad(() => new DinoVisionTransformer({ ...base, ...overrides }));
 }

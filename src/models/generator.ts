@@ -5,7 +5,17 @@
 // (`pos_embed`, `t_embedder.mlp.{0,2}`, `label_embedder.embedding_table`, `mixer.N...`).
 import { F, Tensor, arange, cat, full, rand, randn, tidy, where, type GeneratorLike } from '../engine/index.ts';
 import type { GuidableField } from '../flow/guidance.ts';
-import { Dropout, Embedding, GELU, LayerNorm, Linear, Module, Sequential, SiLU, type UnaryModule } from '../nn/index.ts';
+import {
+  Dropout,
+  Embedding,
+  GELU,
+  LayerNorm,
+  Linear,
+  Module,
+  Sequential,
+  SiLU,
+  type UnaryModule,
+} from '../nn/index.ts';
 
 export interface GeneratorConfig {
   /** Width of a token (the tokenizer's D, e.g. 768). */
@@ -44,9 +54,15 @@ export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10_000): T
 
 export class TimestepEmbedder extends Module {
   readonly mlp: Sequential;
-  constructor(hidden: number, readonly frequencyDim = 256) {
+  constructor(
+    hidden: number,
+    readonly frequencyDim = 256,
+  ) {
     super();
-    this.mlp = this.module('mlp', new Sequential(new Linear(frequencyDim, hidden), new SiLU(), new Linear(hidden, hidden)));
+    this.mlp = this.module(
+      'mlp',
+      new Sequential(new Linear(frequencyDim, hidden), new SiLU(), new Linear(hidden, hidden)),
+    );
   }
   forward(t: Tensor): Tensor {
     return tidy(() => this.mlp.forward(timestepEmbedding(t, this.frequencyDim)));
@@ -56,7 +72,11 @@ export class TimestepEmbedder extends Module {
 /** Class labels -> vectors; the extra last row is the null label used for classifier-free guidance. */
 export class LabelEmbedder extends Module {
   readonly embeddingTable: Embedding;
-  constructor(readonly numClasses: number, hidden: number, readonly dropoutProb: number) {
+  constructor(
+    readonly numClasses: number,
+    hidden: number,
+    readonly dropoutProb: number,
+  ) {
     super();
     this.embeddingTable = this.module('embedding_table', new Embedding(numClasses + (dropoutProb > 0 ? 1 : 0), hidden));
   }
@@ -67,7 +87,12 @@ export class LabelEmbedder extends Module {
   forward(labels: Tensor, train: boolean, generator?: GeneratorLike): Tensor {
     return tidy(() => {
       let y = labels;
-      if (train && this.dropoutProb > 0) y = where(rand([labels.shape[0]!], { generator, device: labels.device }).lt(this.dropoutProb), this.numClasses, labels);
+      if (train && this.dropoutProb > 0)
+        y = where(
+          rand([labels.shape[0]!], { generator, device: labels.device }).lt(this.dropoutProb),
+          this.numClasses,
+          labels,
+        );
       return this.embeddingTable.forward(y);
     });
   }
@@ -134,7 +159,15 @@ export function mixerBlock(seqLen: number, dim: number, e: number, eTok: number,
 }
 
 /** The reference's MLPMixer_1D: Linear in -> depth × mixer block -> LayerNorm -> Linear out. */
-export function mlpMixer1D(seqLen: number, channels: number, dim: number, depth: number, e: number, eTok: number, dropout: number): Sequential {
+export function mlpMixer1D(
+  seqLen: number,
+  channels: number,
+  dim: number,
+  depth: number,
+  e: number,
+  eTok: number,
+  dropout: number,
+): Sequential {
   const blocks = Array.from({ length: depth }, () => mixerBlock(seqLen, dim, e, eTok, dropout));
   return new Sequential(new Linear(channels, dim), ...blocks, new LayerNorm(dim), new Linear(dim, channels));
 }
@@ -150,10 +183,16 @@ export class MLPMixer1D extends Module {
     super();
     const c = (this.config = { ...config });
     const seqLen = c.nTokens + (c.numClasses > 0 ? 2 : 1) + c.nExtraTokens;
-    this.mixer = this.module('mixer', mlpMixer1D(seqLen, c.tokenDim, c.dim, c.depth, c.expansionFactor, c.expansionFactorToken, c.dropout));
+    this.mixer = this.module(
+      'mixer',
+      mlpMixer1D(seqLen, c.tokenDim, c.dim, c.depth, c.expansionFactor, c.expansionFactorToken, c.dropout),
+    );
     this.posEmbed = this.param('pos_embed', randn([1, c.nTokens, c.tokenDim]));
     this.tEmbedder = this.module('t_embedder', new TimestepEmbedder(c.tokenDim));
-    this.labelEmbedder = c.numClasses > 0 ? this.module('label_embedder', new LabelEmbedder(c.numClasses, c.tokenDim, c.classDropoutProb)) : null;
+    this.labelEmbedder =
+      c.numClasses > 0
+        ? this.module('label_embedder', new LabelEmbedder(c.numClasses, c.tokenDim, c.classDropoutProb))
+        : null;
   }
 
   get nullLabel(): number | null {
@@ -164,18 +203,26 @@ export class MLPMixer1D extends Module {
    * Velocity for tokens x (B, n, C) at times t (B), labels y (B) (null-label rows give the unconditional field),
    * and optional context tokens (B, nExtra, C) prepended to the sequence. Label dropout applies in training mode.
    */
-  forward(x: Tensor, t: Tensor, o: { y?: Tensor | null; context?: Tensor | null; generator?: GeneratorLike } = {}): Tensor {
+  forward(
+    x: Tensor,
+    t: Tensor,
+    o: { y?: Tensor | null; context?: Tensor | null; generator?: GeneratorLike } = {},
+  ): Tensor {
     const n = x.shape[1]!;
     return tidy(() => {
       const parts = [x.add(this.posEmbed)];
       if (this.labelEmbedder) {
-        if (!o.y) throw new Error('this generator is class-conditional: pass labels y (the null label for unconditional samples)');
+        if (!o.y)
+          throw new Error(
+            'this generator is class-conditional: pass labels y (the null label for unconditional samples)',
+          );
         parts.push(this.labelEmbedder.forward(o.y, this.training, o.generator).unsqueeze(1));
       }
       parts.push(this.tEmbedder.forward(t).unsqueeze(1));
       let xs = cat(parts, 1); // (B, n + 1 (+1), C)
       const extra = o.context?.shape[1] ?? 0;
-      if (extra !== this.config.nExtraTokens) throw new Error(`generator expects ${this.config.nExtraTokens} context tokens, got ${extra}`);
+      if (extra !== this.config.nExtraTokens)
+        throw new Error(`generator expects ${this.config.nExtraTokens} context tokens, got ${extra}`);
       if (o.context) xs = cat([o.context, xs], 1);
       return this.mixer.forward(xs).slice(1, extra, extra + n);
     });
@@ -191,11 +238,13 @@ export function classField(model: MLPMixer1D, y: Tensor): GuidableField {
   const B = y.shape[0]!;
   return {
     cond: (x, t) => model.forward(x, t, { y }),
-    uncondAndCond: (x, t) => tidy(() => {
-      if (nul === null) throw new Error('guidance needs a class-conditional generator with a null label (classDropoutProb > 0)');
-      const yy = cat([full([B], nul, { dtype: 'int64', device: y.device }), y]);
-      return model.forward(cat([x, x]), cat([t, t]), { y: yy }).chunk(2) as [Tensor, Tensor];
-    }),
+    uncondAndCond: (x, t) =>
+      tidy(() => {
+        if (nul === null)
+          throw new Error('guidance needs a class-conditional generator with a null label (classDropoutProb > 0)');
+        const yy = cat([full([B], nul, { dtype: 'int64', device: y.device }), y]);
+        return model.forward(cat([x, x]), cat([t, t]), { y: yy }).chunk(2) as [Tensor, Tensor];
+      }),
   };
 }
 
@@ -203,7 +252,14 @@ export function classField(model: MLPMixer1D, y: Tensor): GuidableField {
 // Presets
 // ---------------------------------------------------------------------------------------------------------------
 
-const base = { nTokens: 1, expansionFactor: 3, expansionFactorToken: 4, classDropoutProb: 0.1, nExtraTokens: 0, dropout: 0 };
+const base = {
+  nTokens: 1,
+  expansionFactor: 3,
+  expansionFactorToken: 4,
+  classDropoutProb: 0.1,
+  nExtraTokens: 0,
+  dropout: 0,
+};
 
 /** The paper's ImageNet generator: token 768, mixer dim 1152, depth 28, 1000 classes. */
 export const GENERATOR_PRESETS = {
@@ -217,7 +273,7 @@ export type GeneratorPreset = keyof typeof GENERATOR_PRESETS;
 
 export function generatorModel(preset: GeneratorPreset, overrides: Partial<GeneratorConfig> = {}): MLPMixer1D {
   const c = GENERATOR_PRESETS[preset];
-  if (!c) throw new Error(`unknown generator preset '${preset}'; choose one of ${Object.keys(GENERATOR_PRESETS).join(', ')}`);
+  if (!c)
+    throw new Error(`unknown generator preset '${preset}'; choose one of ${Object.keys(GENERATOR_PRESETS).join(', ')}`);
   return new MLPMixer1D({ ...c, ...overrides });
 }
-

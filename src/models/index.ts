@@ -1,14 +1,65 @@
 // The models: DINOv2 encoders, the RepTok tokenizer and its parts, the SD-VAE, the generators and text encoders.
-export { DinoVisionTransformer, DINOV2_PRESETS, dinov2, type Dinov2Config, type Dinov2Features, type Dinov2Preset } from './dinov2.ts';
-export { loadDinov2, inferDinov2Config, dinov2ConfigFromHub, detectDinov2Layout, hubToOfficial, toOfficialLayout } from './dinov2-weights.ts';
-export { reptokPreprocess, betterResize, centerCrop, normalizeImagenet, encoderInput, dinov2ImageTransform, IMAGENET_MEAN, IMAGENET_STD } from './preprocess.ts';
-export { RepTokTokenizer, TOKENIZER_PRESETS, tokenizer, reptokXL, reptokMid, reptokPixel, smallVit, saveTokenizer, loadTokenizer, type TokenizerConfig, type TokenizerPreset, type DecodeOptions, type DecodeResult, type TokenizerLoss } from './tokenizer.ts';
+export {
+  DinoVisionTransformer,
+  DINOV2_PRESETS,
+  dinov2,
+  type Dinov2Config,
+  type Dinov2Features,
+  type Dinov2Preset,
+} from './dinov2.ts';
+export {
+  loadDinov2,
+  inferDinov2Config,
+  dinov2ConfigFromHub,
+  detectDinov2Layout,
+  hubToOfficial,
+  toOfficialLayout,
+} from './dinov2-weights.ts';
+export {
+  reptokPreprocess,
+  betterResize,
+  centerCrop,
+  normalizeImagenet,
+  encoderInput,
+  dinov2ImageTransform,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+} from './preprocess.ts';
+export {
+  RepTokTokenizer,
+  TOKENIZER_PRESETS,
+  tokenizer,
+  reptokXL,
+  reptokMid,
+  reptokPixel,
+  smallVit,
+  saveTokenizer,
+  loadTokenizer,
+  type TokenizerConfig,
+  type TokenizerPreset,
+  type DecodeOptions,
+  type DecodeResult,
+  type TokenizerLoss,
+} from './tokenizer.ts';
 export { DecoderTransformer, type DecoderConfig } from './decoder.ts';
 export { ConditionEncoder, type TrainableSpec } from './token-encoder.ts';
 export { AutoencoderKL, SD_VAE, vaeConfigFromDiffusers, type VaeConfig, type Posterior } from './vae.ts';
-export { MLPMixer1D, GENERATOR_PRESETS, generatorModel, classField, type GeneratorConfig, type GeneratorPreset } from './generator.ts';
+export {
+  MLPMixer1D,
+  GENERATOR_PRESETS,
+  generatorModel,
+  classField,
+  type GeneratorConfig,
+  type GeneratorPreset,
+} from './generator.ts';
 export { TextToImage, T2IGenerator, type T2IConfig } from './t2i.ts';
-export { ClipTextModel, loadClipTextModel, clipTextConfigFromHub, CLIP_VIT_L14_TEXT, type ClipTextConfig } from './text/clip-text.ts';
+export {
+  ClipTextModel,
+  loadClipTextModel,
+  clipTextConfigFromHub,
+  CLIP_VIT_L14_TEXT,
+  type ClipTextConfig,
+} from './text/clip-text.ts';
 export { ClipTokenizer } from './text/clip-tokenizer.ts';
 export { SmallTextEncoder, type SmallTextConfig } from './text/small-text-encoder.ts';
 export { WordTokenizer } from './text/word-tokenizer.ts';

@@ -47,12 +47,16 @@ export function normalizeImagenet(x: Tensor): Tensor {
 
 /** The full RepTok encoder input path: images (B, 3, H, W) in [-1, 1] -> normalised (B, 3, size, size). */
 export function reptokPreprocess(imgs: Tensor, size: number): Tensor {
-  if (imgs.ndim !== 4 || imgs.shape[1] !== 3) throw new RangeError(`expected RGB images (B, 3, H, W), got shape [${imgs.shape.join(', ')}]`);
+  if (imgs.ndim !== 4 || imgs.shape[1] !== 3)
+    throw new RangeError(`expected RGB images (B, 3, H, W), got shape [${imgs.shape.join(', ')}]`);
   const [lo, hi] = tidy(() => {
     const r = imgs.aminmax();
     return [r.min.item(), r.max.item()];
   });
-  if (lo < -1.001 || hi > 1.001) throw new RangeError(`images must be in [-1, 1], got values in [${lo.toFixed(3)}, ${hi.toFixed(3)}]; map uint8 pixels with x / 127.5 - 1`);
+  if (lo < -1.001 || hi > 1.001)
+    throw new RangeError(
+      `images must be in [-1, 1], got values in [${lo.toFixed(3)}, ${hi.toFixed(3)}]; map uint8 pixels with x / 127.5 - 1`,
+    );
   return tidy(() => encoderInput(betterResize(imgs, size)));
 }
 
@@ -70,7 +74,12 @@ export async function dinov2ImageTransform(path: string, o: { resize?: number; c
     const [H, W] = img.shape.slice(1) as [number, number];
     const scale = resize / Math.min(H, W);
     const size: [number, number] = H <= W ? [resize, Math.floor(W * scale)] : [Math.floor(H * scale), resize];
-    const resized = F.interpolate(img.unsqueeze(0), { size, mode: 'bicubic', alignCorners: false, antialias: true }).clamp(-1, 1);
+    const resized = F.interpolate(img.unsqueeze(0), {
+      size,
+      mode: 'bicubic',
+      alignCorners: false,
+      antialias: true,
+    }).clamp(-1, 1);
     const out = normalizeImagenet(centerCrop(resized, crop, crop).add(1).div(2)).squeeze(0);
     img.dispose();
     return out;

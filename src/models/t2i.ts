@@ -34,7 +34,11 @@ class CrossAttention extends Module {
   readonly q: Linear;
   readonly kv: Linear;
   readonly out: Linear;
-  constructor(dim: number, textDim: number, readonly heads: number) {
+  constructor(
+    dim: number,
+    textDim: number,
+    readonly heads: number,
+  ) {
     super();
     this.norm = this.module('norm', new LayerNorm(dim));
     this.q = this.module('q', new Linear(dim, dim));
@@ -49,9 +53,18 @@ class CrossAttention extends Module {
     const L = text.shape[1]!;
     const h = this.heads;
     return tidy(() => {
-      const q = this.q.forward(this.norm.forward(x)).reshape(B, S, h, D / h).transpose(1, 2); // (B, h, S, d)
-      const [k, v] = this.kv.forward(text).reshape(B, L, 2, h, D / h).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor]; // (B, h, L, d)
-      const o = F.scaledDotProductAttention(q, k, v, { mask: mask.reshape(B, 1, 1, L) }).transpose(1, 2).reshape(B, S, D);
+      const q = this.q
+        .forward(this.norm.forward(x))
+        .reshape(B, S, h, D / h)
+        .transpose(1, 2); // (B, h, S, d)
+      const [k, v] = this.kv
+        .forward(text)
+        .reshape(B, L, 2, h, D / h)
+        .permute(2, 0, 3, 1, 4)
+        .unbind(0) as [Tensor, Tensor]; // (B, h, L, d)
+      const o = F.scaledDotProductAttention(q, k, v, { mask: mask.reshape(B, 1, 1, L) })
+        .transpose(1, 2)
+        .reshape(B, S, D);
       return x.add(this.out.forward(o));
     });
   }
@@ -99,7 +112,14 @@ export class T2IGenerator extends Module {
   forward(x: Tensor, t: Tensor, text: TextEncoding): Tensor {
     const n = this.config.nTokens;
     return tidy(() => {
-      let s = cat([this.projIn.forward(x.add(this.posEmbed)), this.tEmbedder.forward(t).unsqueeze(1), this.textProj.forward(text.pooled).unsqueeze(1)], 1); // (B, n+2, dim)
+      let s = cat(
+        [
+          this.projIn.forward(x.add(this.posEmbed)),
+          this.tEmbedder.forward(t).unsqueeze(1),
+          this.textProj.forward(text.pooled).unsqueeze(1),
+        ],
+        1,
+      ); // (B, n+2, dim)
       for (const b of this.blocks) s = b.forward(s, text);
       return this.projOut.forward(this.normOut.forward(s.slice(1, 0, n)));
     });
@@ -121,7 +141,10 @@ export class TextToImage extends Module {
 
   constructor(config: T2IConfig, textEncoder: TextEncoder) {
     super();
-    if (textEncoder.dim !== config.textDim) throw new Error(`T2I config expects text states of width ${config.textDim}, the encoder gives ${textEncoder.dim}`);
+    if (textEncoder.dim !== config.textDim)
+      throw new Error(
+        `T2I config expects text states of width ${config.textDim}, the encoder gives ${textEncoder.dim}`,
+      );
     this.generator = this.module('generator', new T2IGenerator(config));
     this.textEncoder = textEncoder.trainable ? this.module('text_encoder', textEncoder) : textEncoder;
   }
@@ -130,7 +153,9 @@ export class TextToImage extends Module {
   encode(prompts: string[], o: { train?: boolean; generator?: GeneratorLike } = {}): TextEncoding {
     let p = prompts;
     if (o.train && this.generator.config.textDropoutProb > 0) {
-      const drop = tidy(() => rand([prompts.length], { generator: o.generator }).lt(this.generator.config.textDropoutProb).toArray()) as boolean[];
+      const drop = tidy(() =>
+        rand([prompts.length], { generator: o.generator }).lt(this.generator.config.textDropoutProb).toArray(),
+      ) as boolean[];
       p = prompts.map((q, i) => (drop[i] ? '' : q));
     }
     return this.textEncoder.encodeText(p);
@@ -142,7 +167,8 @@ export class TextToImage extends Module {
     const empty = this.encode(prompts.map(() => ''));
     return {
       cond: (x, t) => this.generator.forward(x, t, text),
-      uncondAndCond: (x, t) => tidy(() => this.generator.forward(cat([x, x]), cat([t, t]), catText(empty, text)).chunk(2) as [Tensor, Tensor]),
+      uncondAndCond: (x, t) =>
+        tidy(() => this.generator.forward(cat([x, x]), cat([t, t]), catText(empty, text)).chunk(2) as [Tensor, Tensor]),
     };
   }
 }

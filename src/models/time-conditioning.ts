@@ -50,7 +50,10 @@ export class MappingNetwork extends Module {
   constructor(c: MappingConfig) {
     super();
     this.inNorm = this.module('in_norm', new RMSNorm(c.width));
-    this.blocks = this.module('blocks', new ModuleList(Array.from({ length: c.depth }, () => new MappingFeedForward(c.width, c.dFF))));
+    this.blocks = this.module(
+      'blocks',
+      new ModuleList(Array.from({ length: c.depth }, () => new MappingFeedForward(c.width, c.dFF))),
+    );
     this.outNorm = this.module('out_norm', new RMSNorm(c.width));
   }
   forward(x: Tensor): Tensor {

@@ -21,12 +21,22 @@ export function trainableNames(spec: TrainableSpec, model: DinoVisionTransformer
     const n = Number(last[1]);
     const depth = model.blocks.length;
     if (n < 0 || n > depth) throw new RangeError(`trainable 'last:${n}': the encoder has ${depth} blocks`);
-    return new Set(['cls_token', ...[...names].filter((k) => Number(/^blocks\.(\d+)\./.exec(k)?.[1] ?? -1) >= depth - n)]);
+    return new Set([
+      'cls_token',
+      ...[...names].filter((k) => Number(/^blocks\.(\d+)\./.exec(k)?.[1] ?? -1) >= depth - n),
+    ]);
   }
   if (spec.startsWith('params:')) {
-    const list = spec.slice('params:'.length).split(',').map((s) => s.trim()).filter(Boolean);
+    const list = spec
+      .slice('params:'.length)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const unknown = list.filter((n) => !names.has(n));
-    if (unknown.length) throw new Error(`trainable: the encoder has no parameters ${unknown.join(', ')} (names are like cls_token, blocks.11.mlp.fc2.weight, norm.weight)`);
+    if (unknown.length)
+      throw new Error(
+        `trainable: the encoder has no parameters ${unknown.join(', ')} (names are like cls_token, blocks.11.mlp.fc2.weight, norm.weight)`,
+      );
     return new Set(list);
   }
   throw new Error(`trainable must be 'cls', 'last:N' or 'params:a,b', got '${spec}'`);
@@ -45,7 +55,10 @@ class TargetClsToken extends Module {
 export class ResidualProjection extends Module {
   readonly fc: Linear;
   readonly ln: LayerNorm;
-  constructor(readonly inFeatures: number, readonly outFeatures: number) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+  ) {
     super();
     this.fc = this.module('fc', new Linear(inFeatures, outFeatures));
     this.ln = this.module('ln', new LayerNorm(outFeatures));
@@ -74,12 +87,21 @@ export class ConditionEncoder extends Module {
   readonly tempPosEmbed: Tensor; // (1, 1, 1, D)
   readonly trainable: Set<string>;
 
-  constructor(dino: Dinov2Config, readonly inputSize: number, width: number, trainable: TrainableSpec = 'cls', newRegisters = 2) {
+  constructor(
+    dino: Dinov2Config,
+    readonly inputSize: number,
+    width: number,
+    trainable: TrainableSpec = 'cls',
+    newRegisters = 2,
+  ) {
     super();
     this.model = this.module('model', new DinoVisionTransformer(dino));
     this.trainable = trainableNames(trainable, this.model);
     const shared = this.trainable.size === 1 && this.trainable.has('cls_token');
-    this.targetModel = this.module('target_model', shared ? new TargetClsToken(dino.embedDim) : new DinoVisionTransformer(dino));
+    this.targetModel = this.module(
+      'target_model',
+      shared ? new TargetClsToken(dino.embedDim) : new DinoVisionTransformer(dino),
+    );
     this.backbone = this.module('backbone', new ResidualProjection(dino.embedDim, width));
     this.newReg = this.param('new_reg', randn([1, newRegisters, dino.embedDim]));
     this.tempPosEmbed = this.param('temp_pos_embed', zeros([1, 1, 1, dino.embedDim]));
@@ -116,7 +138,11 @@ export class ConditionEncoder extends Module {
    * (the frozen patch embedding of the same x) saves embedding the images twice.
    */
   targetToken(x: Tensor, embedded?: Tensor): Tensor {
-    return noGrad(() => (this.targetModel instanceof TargetClsToken ? this.model.forward(x, { clsToken: this.targetModel.clsToken, embedded }) : this.targetModel.forward(x)));
+    return noGrad(() =>
+      this.targetModel instanceof TargetClsToken
+        ? this.model.forward(x, { clsToken: this.targetModel.clsToken, embedded })
+        : this.targetModel.forward(x),
+    );
   }
 
   /** Images (B, 3, H, W) in [-1, 1] -> token (B, D), plus the cosine loss against the frozen target if asked. */

@@ -88,8 +88,16 @@ export class RepTokTokenizer extends Module {
     const c = this.config;
     if (c.space === 'latent' && !c.vae) throw new Error("tokenizer config: space 'latent' needs a VAE config");
     const [C] = this.gridShape;
-    this.encoder = this.module('encoder', new RepTokEncoder(new ConditionEncoder(c.encoder, c.encoderInputSize, c.decoder.width, c.trainable, c.newRegisters)));
-    this.backbone = this.module('backbone', new DecoderTransformer({ ...c.decoder, channels: C, condWidth: c.mapping.width }));
+    this.encoder = this.module(
+      'encoder',
+      new RepTokEncoder(
+        new ConditionEncoder(c.encoder, c.encoderInputSize, c.decoder.width, c.trainable, c.newRegisters),
+      ),
+    );
+    this.backbone = this.module(
+      'backbone',
+      new DecoderTransformer({ ...c.decoder, channels: C, condWidth: c.mapping.width }),
+    );
     this.timeEmb = this.module('time_emb', new FourierFeatures(1, c.mapping.width));
     this.timeInProj = this.module('time_in_proj', new Linear(c.mapping.width, c.mapping.width, { bias: false }));
     this.mapping = this.module('mapping', new MappingNetwork(c.mapping));
@@ -149,7 +157,11 @@ export class RepTokTokenizer extends Module {
   /** Images -> the grid the flow runs on: scaled VAE posterior samples, or the pixels themselves. */
   toGrid(images: Tensor, generator?: GeneratorLike): Tensor {
     if (!this.vae) return images;
-    return noGrad(() => tidy(() => AutoencoderKL.sample(this.vae!.ae.encode(this.#rgb(images)), generator).mul(this.config.vae!.scalingFactor)));
+    return noGrad(() =>
+      tidy(() =>
+        AutoencoderKL.sample(this.vae!.ae.encode(this.#rgb(images)), generator).mul(this.config.vae!.scalingFactor),
+      ),
+    );
   }
 
   /** Grid -> images in [-1, 1]. */
@@ -165,13 +177,20 @@ export class RepTokTokenizer extends Module {
    * The reference uses 50 Euler steps; Heun and adaptive Dormand–Prince trade evaluations for accuracy.
    */
   decode(tokens: Tensor, o: DecodeOptions = {}): DecodeResult {
-    return noGrad(() => tidy(() => {
-      const B = tokens.shape[0]!;
-      const noise = o.noise ?? randn([B, ...this.gridShape], { generator: o.generator, device: tokens.device });
-      const cond = this.dino.adapt(tokens);
-      const { z, nfe } = solve((zt, t) => this.velocity(zt, full([B], t, { device: tokens.device }), cond), noise, ...decoderPath.span, o);
-      return { images: this.fromGrid(z), grid: z, nfe };
-    }));
+    return noGrad(() =>
+      tidy(() => {
+        const B = tokens.shape[0]!;
+        const noise = o.noise ?? randn([B, ...this.gridShape], { generator: o.generator, device: tokens.device });
+        const cond = this.dino.adapt(tokens);
+        const { z, nfe } = solve(
+          (zt, t) => this.velocity(zt, full([B], t, { device: tokens.device }), cond),
+          noise,
+          ...decoderPath.span,
+          o,
+        );
+        return { images: this.fromGrid(z), grid: z, nfe };
+      }),
+    );
   }
 
   // ---- training ------------------------------------------------------------------------------------------------
@@ -180,7 +199,10 @@ export class RepTokTokenizer extends Module {
    * The stage-A objective for a batch of images (B, C, H, W) in [-1, 1]. `grid`, `noise` and `t` may be given
    * (tests, reproducible evaluation); otherwise they are drawn from `generator`.
    */
-  loss(images: Tensor, o: { grid?: Tensor; noise?: Tensor; t?: Tensor; generator?: GeneratorLike } = {}): TokenizerLoss {
+  loss(
+    images: Tensor,
+    o: { grid?: Tensor; noise?: Tensor; t?: Tensor; generator?: GeneratorLike } = {},
+  ): TokenizerLoss {
     return tidy(() => {
       const B = images.shape[0]!;
       const x = o.grid ?? this.toGrid(images, o.generator);
@@ -219,7 +241,9 @@ export class RepTokTokenizer extends Module {
           if (!k.startsWith(prefix) || k === `${prefix}cls_token`) continue;
           const twin = input.get(`encoder.dino.model.${k.slice(prefix.length)}`);
           if (twin && !tidy(() => twin.allclose(v, 0, 0))) {
-            throw new Error(`${o.context ?? 'checkpoint'}: its frozen target differs from the encoder at '${k}', so encoder weights beyond [cls] were trained; build the tokenizer with that trainable set (e.g. trainable: 'last:N') to keep a separate target`);
+            throw new Error(
+              `${o.context ?? 'checkpoint'}: its frozen target differs from the encoder at '${k}', so encoder weights beyond [cls] were trained; build the tokenizer with that trainable set (e.g. trainable: 'last:N') to keep a separate target`,
+            );
           }
           input.delete(k);
         }
@@ -270,10 +294,25 @@ export function reptokMid(overrides: Partial<TokenizerConfig> = {}): TokenizerCo
  * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4 unless set,
  * width 128, 4 blocks of 4 heads, 4 registers.
  */
-export function smallVit(imgSize: number, o: { patchSize?: number; embedDim?: number; depth?: number; numHeads?: number } = {}): Dinov2Config {
+export function smallVit(
+  imgSize: number,
+  o: { patchSize?: number; embedDim?: number; depth?: number; numHeads?: number } = {},
+): Dinov2Config {
   return {
-    imgSize, patchSize: o.patchSize ?? 4, inChans: 3, embedDim: o.embedDim ?? 128, depth: o.depth ?? 4, numHeads: o.numHeads ?? 4, mlpRatio: 4, ffn: 'mlp', qkvBias: true,
-    initValues: 1.0, numRegisterTokens: 4, interpolateAntialias: true, interpolateOffset: 0, layerNormEps: 1e-6,
+    imgSize,
+    patchSize: o.patchSize ?? 4,
+    inChans: 3,
+    embedDim: o.embedDim ?? 128,
+    depth: o.depth ?? 4,
+    numHeads: o.numHeads ?? 4,
+    mlpRatio: 4,
+    ffn: 'mlp',
+    qkvBias: true,
+    initValues: 1.0,
+    numRegisterTokens: 4,
+    interpolateAntialias: true,
+    interpolateOffset: 0,
+    layerNormEps: 1e-6,
   };
 }
 
@@ -308,17 +347,22 @@ export type TokenizerPreset = keyof typeof TOKENIZER_PRESETS;
 /** A tokenizer of a named preset (random weights until loaded). */
 export function tokenizer(preset: TokenizerPreset, overrides: Partial<TokenizerConfig> = {}): RepTokTokenizer {
   const make = TOKENIZER_PRESETS[preset];
-  if (!make) throw new Error(`unknown tokenizer preset '${preset}'; choose one of ${Object.keys(TOKENIZER_PRESETS).join(', ')}`);
+  if (!make)
+    throw new Error(`unknown tokenizer preset '${preset}'; choose one of ${Object.keys(TOKENIZER_PRESETS).join(', ')}`);
   return noGrad(() => new RepTokTokenizer({ ...make(), ...overrides }));
 }
-
 
 // ---------------------------------------------------------------------------------------------------------------
 // Saved tokenizers
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Writes the tokenizer's weights with its config in the metadata (what `loadTokenizer` reads). */
-export function saveTokenizer(path: string, tok: RepTokTokenizer, weights: StateDict = tok.stateDict(), extra: Record<string, string> = {}): void {
+export function saveTokenizer(
+  path: string,
+  tok: RepTokTokenizer,
+  weights: StateDict = tok.stateDict(),
+  extra: Record<string, string> = {},
+): void {
   saveSafetensors(path, weights, { format: 'reptok-tokenizer', config: JSON.stringify(tok.config), ...extra });
 }
 
@@ -327,7 +371,8 @@ export function loadTokenizer(path: string): RepTokTokenizer {
   const file = SafetensorsFile.open(path);
   const meta = file.metadata;
   file.close();
-  if (meta.format !== 'reptok-tokenizer' || !meta.config) throw new Error(`${path}: not a reptok tokenizer (no 'reptok-tokenizer' config in its metadata)`);
+  if (meta.format !== 'reptok-tokenizer' || !meta.config)
+    throw new Error(`${path}: not a reptok tokenizer (no 'reptok-tokenizer' config in its metadata)`);
   const tok = noGrad(() => new RepTokTokenizer(JSON.parse(meta.config!)));
   tok.loadReferenceStateDict(loadSafetensors(path).tensors, { context: path });
   return tok.eval();

@@ -62,7 +62,10 @@ class AttentionBlock extends Module {
   forward(x: Tensor): Tensor {
     const [B, C, H, W] = x.shape as [number, number, number, number];
     return tidy(() => {
-      const h = this.groupNorm.forward(x).reshape(B, C, H * W).transpose(1, 2); // (B, HW, C)
+      const h = this.groupNorm
+        .forward(x)
+        .reshape(B, C, H * W)
+        .transpose(1, 2); // (B, HW, C)
       const o = F.scaledDotProductAttention(this.toQ.forward(h), this.toK.forward(h), this.toV.forward(h)); // (B, HW, C)
       return this.toOut.at(0).forward(o).transpose(1, 2).reshape(B, C, H, W).add(x);
     });
@@ -74,7 +77,10 @@ class MidBlock extends Module {
   readonly attentions: ModuleList<AttentionBlock>;
   constructor(channels: number, groups: number) {
     super();
-    this.resnets = this.module('resnets', new ModuleList([new ResnetBlock2D(channels, channels, groups), new ResnetBlock2D(channels, channels, groups)]));
+    this.resnets = this.module(
+      'resnets',
+      new ModuleList([new ResnetBlock2D(channels, channels, groups), new ResnetBlock2D(channels, channels, groups)]),
+    );
     this.attentions = this.module('attentions', new ModuleList([new AttentionBlock(channels, groups)]));
   }
   forward(x: Tensor): Tensor {
@@ -110,7 +116,10 @@ class DownBlock extends Module {
   readonly downsamplers: ModuleList<Downsample> | null;
   constructor(inC: number, outC: number, layers: number, groups: number, downsample: boolean) {
     super();
-    this.resnets = this.module('resnets', new ModuleList(Array.from({ length: layers }, (_, i) => new ResnetBlock2D(i === 0 ? inC : outC, outC, groups))));
+    this.resnets = this.module(
+      'resnets',
+      new ModuleList(Array.from({ length: layers }, (_, i) => new ResnetBlock2D(i === 0 ? inC : outC, outC, groups))),
+    );
     this.downsamplers = downsample ? this.module('downsamplers', new ModuleList([new Downsample(outC)])) : null;
   }
   forward(x: Tensor): Tensor {
@@ -127,7 +136,10 @@ class UpBlock extends Module {
   readonly upsamplers: ModuleList<Upsample> | null;
   constructor(inC: number, outC: number, layers: number, groups: number, upsample: boolean) {
     super();
-    this.resnets = this.module('resnets', new ModuleList(Array.from({ length: layers }, (_, i) => new ResnetBlock2D(i === 0 ? inC : outC, outC, groups))));
+    this.resnets = this.module(
+      'resnets',
+      new ModuleList(Array.from({ length: layers }, (_, i) => new ResnetBlock2D(i === 0 ? inC : outC, outC, groups))),
+    );
     this.upsamplers = upsample ? this.module('upsamplers', new ModuleList([new Upsample(outC)])) : null;
   }
   forward(x: Tensor): Tensor {
@@ -153,7 +165,15 @@ class Encoder extends Module {
     super();
     const ch = c.blockOutChannels;
     this.convIn = this.module('conv_in', new Conv2d(c.inChannels, ch[0]!, 3, { padding: 1 }));
-    this.downBlocks = this.module('down_blocks', new ModuleList(ch.map((out, i) => new DownBlock(i === 0 ? ch[0]! : ch[i - 1]!, out, c.layersPerBlock, c.normNumGroups, i < ch.length - 1))));
+    this.downBlocks = this.module(
+      'down_blocks',
+      new ModuleList(
+        ch.map(
+          (out, i) =>
+            new DownBlock(i === 0 ? ch[0]! : ch[i - 1]!, out, c.layersPerBlock, c.normNumGroups, i < ch.length - 1),
+        ),
+      ),
+    );
     this.midBlock = this.module('mid_block', new MidBlock(ch.at(-1)!, c.normNumGroups));
     this.convNormOut = this.module('conv_norm_out', new GroupNorm(c.normNumGroups, ch.at(-1)!, 1e-6));
     this.convOut = this.module('conv_out', new Conv2d(ch.at(-1)!, 2 * c.latentChannels, 3, { padding: 1 }));
@@ -179,7 +199,21 @@ class Decoder extends Module {
     const rev = [...c.blockOutChannels].reverse();
     this.convIn = this.module('conv_in', new Conv2d(c.latentChannels, rev[0]!, 3, { padding: 1 }));
     this.midBlock = this.module('mid_block', new MidBlock(rev[0]!, c.normNumGroups));
-    this.upBlocks = this.module('up_blocks', new ModuleList(rev.map((out, i) => new UpBlock(i === 0 ? rev[0]! : rev[i - 1]!, out, c.layersPerBlock + 1, c.normNumGroups, i < rev.length - 1))));
+    this.upBlocks = this.module(
+      'up_blocks',
+      new ModuleList(
+        rev.map(
+          (out, i) =>
+            new UpBlock(
+              i === 0 ? rev[0]! : rev[i - 1]!,
+              out,
+              c.layersPerBlock + 1,
+              c.normNumGroups,
+              i < rev.length - 1,
+            ),
+        ),
+      ),
+    );
     this.convNormOut = this.module('conv_norm_out', new GroupNorm(c.normNumGroups, c.blockOutChannels[0]!, 1e-6));
     this.convOut = this.module('conv_out', new Conv2d(c.blockOutChannels[0]!, c.outChannels, 3, { padding: 1 }));
   }
@@ -253,26 +287,34 @@ export class AutoencoderKL extends Module {
       const n = Math.min(a.shape[dim]!, b.shape[dim]!, blendExtent);
       if (n === 0) return b;
       const ramp = tensor(Array.from({ length: n }, (_, y) => y / n)).reshape(dim === 2 ? [1, 1, n, 1] : [1, 1, 1, n]);
-      const head = a.narrow(dim, a.shape[dim]! - n, n).mul(ramp.rsub(1)).add(b.narrow(dim, 0, n).mul(ramp));
+      const head = a
+        .narrow(dim, a.shape[dim]! - n, n)
+        .mul(ramp.rsub(1))
+        .add(b.narrow(dim, 0, n).mul(ramp));
       return cat([head, b.narrow(dim, n, b.shape[dim]! - n)], dim);
     };
-    return noGrad(() => tidy(() => {
-      const rows: Tensor[][] = [];
-      for (let i = 0; i < h; i += stride) {
-        const row: Tensor[] = [];
-        for (let j = 0; j < w; j += stride) row.push(this.decode(z.slice(2, i, i + tile).slice(3, j, j + tile)));
-        rows.push(row);
-      }
-      const out = rows.map((row, i) => {
-        row.forEach((t, j) => {
-          if (i > 0) t = blend(rows[i - 1]![j]!, t, 2);
-          if (j > 0) t = blend(row[j - 1]!, t, 3);
-          row[j] = t;
+    return noGrad(() =>
+      tidy(() => {
+        const rows: Tensor[][] = [];
+        for (let i = 0; i < h; i += stride) {
+          const row: Tensor[] = [];
+          for (let j = 0; j < w; j += stride) row.push(this.decode(z.slice(2, i, i + tile).slice(3, j, j + tile)));
+          rows.push(row);
+        }
+        const out = rows.map((row, i) => {
+          row.forEach((t, j) => {
+            if (i > 0) t = blend(rows[i - 1]![j]!, t, 2);
+            if (j > 0) t = blend(row[j - 1]!, t, 3);
+            row[j] = t;
+          });
+          return cat(
+            row.map((t) => t.slice(2, 0, limit).slice(3, 0, limit)),
+            3,
+          );
         });
-        return cat(row.map((t) => t.slice(2, 0, limit).slice(3, 0, limit)), 3);
-      });
-      return cat(out, 2);
-    }));
+        return cat(out, 2);
+      }),
+    );
   }
 }
 
@@ -282,13 +324,22 @@ export class AutoencoderKL extends Module {
 
 /** stabilityai/sd-vae-ft-mse (and the SD 1.x/2.x VAEs): 3 -> 4 channels, factor 8. */
 export const SD_VAE: VaeConfig = {
-  inChannels: 3, outChannels: 3, latentChannels: 4, blockOutChannels: [128, 256, 512, 512], layersPerBlock: 2, normNumGroups: 32, scalingFactor: 0.18215, sampleSize: 256,
+  inChannels: 3,
+  outChannels: 3,
+  latentChannels: 4,
+  blockOutChannels: [128, 256, 512, 512],
+  layersPerBlock: 2,
+  normNumGroups: 32,
+  scalingFactor: 0.18215,
+  sampleSize: 256,
 };
 
 /** Maps a diffusers `config.json` of an AutoencoderKL to ours. */
 export function vaeConfigFromDiffusers(d: Record<string, any>): VaeConfig {
-  for (const t of d.down_block_types ?? []) if (t !== 'DownEncoderBlock2D') throw new Error(`VAE config: unsupported down block ${t}`);
-  for (const t of d.up_block_types ?? []) if (t !== 'UpDecoderBlock2D') throw new Error(`VAE config: unsupported up block ${t}`);
+  for (const t of d.down_block_types ?? [])
+    if (t !== 'DownEncoderBlock2D') throw new Error(`VAE config: unsupported down block ${t}`);
+  for (const t of d.up_block_types ?? [])
+    if (t !== 'UpDecoderBlock2D') throw new Error(`VAE config: unsupported up block ${t}`);
   if ((d.act_fn ?? 'silu') !== 'silu') throw new Error(`VAE config: unsupported activation ${d.act_fn}`);
   return {
     inChannels: d.in_channels ?? 3,
@@ -298,6 +349,6 @@ export function vaeConfigFromDiffusers(d: Record<string, any>): VaeConfig {
     layersPerBlock: d.layers_per_block ?? 1,
     normNumGroups: d.norm_num_groups ?? 32,
     scalingFactor: d.scaling_factor ?? 0.18215,
-    sampleSize: Array.isArray(d.sample_size) ? d.sample_size[0] : d.sample_size ?? 32,
+    sampleSize: Array.isArray(d.sample_size) ? d.sample_size[0] : (d.sample_size ?? 32),
   };
 }

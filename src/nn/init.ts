@@ -14,7 +14,8 @@ export const zeros_ = (t: Tensor): Tensor => noGrad(() => t.zero_());
 export const ones_ = (t: Tensor): Tensor => noGrad(() => t.fill_(1));
 export const constant_ = (t: Tensor, value: number): Tensor => noGrad(() => t.fill_(value));
 export const uniform_ = (t: Tensor, a = 0, b = 1, g?: GeneratorLike): Tensor => noGrad(() => t.uniform_(a, b, g));
-export const normal_ = (t: Tensor, mean = 0, std = 1, g?: GeneratorLike): Tensor => noGrad(() => t.normal_(mean, std, g));
+export const normal_ = (t: Tensor, mean = 0, std = 1, g?: GeneratorLike): Tensor =>
+  noGrad(() => t.normal_(mean, std, g));
 
 // erf of a double, exactly as libm computes it (JavaScript has no Math.erf).
 function erf(x: number): number {
@@ -31,18 +32,33 @@ export function truncNormal_(t: Tensor, mean = 0, std = 1, a = -2, b = 2, g?: Ge
   const cdf = (x: number): number => (1 + erf(x / Math.SQRT2)) / 2;
   const l = cdf((a - mean) / std);
   const u = cdf((b - mean) / std);
-  return noGrad(() => t.uniform_(2 * l - 1, 2 * u - 1, g).erfinv_().mul_(std * Math.SQRT2).add_(mean).clamp_(a, b));
+  return noGrad(() =>
+    t
+      .uniform_(2 * l - 1, 2 * u - 1, g)
+      .erfinv_()
+      .mul_(std * Math.SQRT2)
+      .add_(mean)
+      .clamp_(a, b),
+  );
 }
 
 /** Recommended gain for a nonlinearity (torch.nn.init.calculate_gain). */
-export function calculateGain(nonlinearity: 'linear' | 'sigmoid' | 'tanh' | 'relu' | 'leaky_relu' | 'selu', param = 0.01): number {
+export function calculateGain(
+  nonlinearity: 'linear' | 'sigmoid' | 'tanh' | 'relu' | 'leaky_relu' | 'selu',
+  param = 0.01,
+): number {
   switch (nonlinearity) {
     case 'linear':
-    case 'sigmoid': return 1;
-    case 'tanh': return 5 / 3;
-    case 'relu': return Math.SQRT2;
-    case 'leaky_relu': return Math.sqrt(2 / (1 + param * param));
-    case 'selu': return 3 / 4;
+    case 'sigmoid':
+      return 1;
+    case 'tanh':
+      return 5 / 3;
+    case 'relu':
+      return Math.SQRT2;
+    case 'leaky_relu':
+      return Math.sqrt(2 / (1 + param * param));
+    case 'selu':
+      return 3 / 4;
   }
 }
 

@@ -16,10 +16,14 @@ export class Linear extends Module implements UnaryModule {
   readonly weight: Tensor; // (out, in)
   readonly bias: Tensor | null; // (out)
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, o: { bias?: boolean; generator?: GeneratorLike } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    o: { bias?: boolean; generator?: GeneratorLike } = {},
+  ) {
     super();
     this.weight = this.param('weight', empty([outFeatures, inFeatures]));
-    this.bias = o.bias ?? true ? this.param('bias', empty([outFeatures])) : null;
+    this.bias = (o.bias ?? true) ? this.param('bias', empty([outFeatures])) : null;
     defaultLayerInit_(this.weight, this.bias, o.generator);
   }
 
@@ -43,22 +47,37 @@ export class Conv2d extends Module implements UnaryModule {
     readonly inChannels: number,
     readonly outChannels: number,
     kernelSize: Pair,
-    o: { stride?: Pair; padding?: Pair | 'same' | 'valid'; dilation?: Pair; groups?: number; bias?: boolean; generator?: GeneratorLike } = {},
+    o: {
+      stride?: Pair;
+      padding?: Pair | 'same' | 'valid';
+      dilation?: Pair;
+      groups?: number;
+      bias?: boolean;
+      generator?: GeneratorLike;
+    } = {},
   ) {
     super();
     const [kh, kw] = pair(kernelSize);
     this.groups = o.groups ?? 1;
-    if (inChannels % this.groups || outChannels % this.groups) throw new RangeError(`Conv2d: channels (${inChannels} -> ${outChannels}) must be divisible by groups (${this.groups})`);
+    if (inChannels % this.groups || outChannels % this.groups)
+      throw new RangeError(
+        `Conv2d: channels (${inChannels} -> ${outChannels}) must be divisible by groups (${this.groups})`,
+      );
     this.stride = pair(o.stride ?? 1);
     this.padding = typeof o.padding === 'string' ? o.padding : pair(o.padding ?? 0);
     this.dilation = pair(o.dilation ?? 1);
     this.weight = this.param('weight', empty([outChannels, inChannels / this.groups, kh, kw]));
-    this.bias = o.bias ?? true ? this.param('bias', empty([outChannels])) : null;
+    this.bias = (o.bias ?? true) ? this.param('bias', empty([outChannels])) : null;
     defaultLayerInit_(this.weight, this.bias, o.generator);
   }
 
   forward(x: Tensor): Tensor {
-    return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups });
+    return F.conv2d(x, this.weight, this.bias, {
+      stride: this.stride,
+      padding: this.padding,
+      dilation: this.dilation,
+      groups: this.groups,
+    });
   }
 }
 
@@ -71,7 +90,11 @@ export class LayerNorm extends Module implements UnaryModule {
   readonly bias: Tensor | null;
   readonly normalizedShape: number[];
 
-  constructor(normalizedShape: number | number[], readonly eps = 1e-5, o: { elementwiseAffine?: boolean; bias?: boolean } = {}) {
+  constructor(
+    normalizedShape: number | number[],
+    readonly eps = 1e-5,
+    o: { elementwiseAffine?: boolean; bias?: boolean } = {},
+  ) {
     super();
     this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape;
     const affine = o.elementwiseAffine ?? true;
@@ -88,9 +111,15 @@ export class GroupNorm extends Module implements UnaryModule {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
 
-  constructor(readonly numGroups: number, readonly numChannels: number, readonly eps = 1e-5, affine = true) {
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    readonly eps = 1e-5,
+    affine = true,
+  ) {
     super();
-    if (numChannels % numGroups) throw new RangeError(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
+    if (numChannels % numGroups)
+      throw new RangeError(`GroupNorm: ${numChannels} channels are not divisible into ${numGroups} groups`);
     this.weight = affine ? this.param('weight', ones([numChannels])) : null;
     this.bias = affine ? this.param('bias', zeros([numChannels])) : null;
   }
@@ -107,7 +136,11 @@ export class GroupNorm extends Module implements UnaryModule {
 export class Embedding extends Module {
   readonly weight: Tensor; // (num, dim)
 
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, o: { generator?: GeneratorLike } = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    o: { generator?: GeneratorLike } = {},
+  ) {
     super();
     this.weight = this.param('weight', normal_(empty([numEmbeddings, embeddingDim]), 0, 1, o.generator));
   }
@@ -118,7 +151,10 @@ export class Embedding extends Module {
 }
 
 export class Dropout extends Module implements UnaryModule {
-  constructor(readonly p = 0.5, readonly generator?: GeneratorLike) {
+  constructor(
+    readonly p = 0.5,
+    readonly generator?: GeneratorLike,
+  ) {
     super();
   }
 

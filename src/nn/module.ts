@@ -16,11 +16,20 @@ export class StateDictError extends Error {
     context: string,
   ) {
     const parts: string[] = [];
-    const list = (keys: string[]): string => (keys.length > 12 ? `${keys.slice(0, 12).join(', ')}, ... (${keys.length} in all)` : keys.join(', '));
+    const list = (keys: string[]): string =>
+      keys.length > 12 ? `${keys.slice(0, 12).join(', ')}, ... (${keys.length} in all)` : keys.join(', ');
     if (missing.length) parts.push(`missing keys: ${list(missing)}`);
     if (unexpected.length) parts.push(`unexpected keys: ${list(unexpected)}`);
-    if (mismatched.length) parts.push(`shape mismatches: ${mismatched.slice(0, 12).map((m) => `${m.key} expects [${m.expected.join(', ')}] but got [${m.got.join(', ')}]`).join('; ')}`);
-    super(`${context}: the state dict does not fit the model:\n  ${parts.join('\n  ')}\nCheck that the checkpoint and the model configuration match (preset, sizes), or load with { strict: false } to skip missing and unexpected keys.`);
+    if (mismatched.length)
+      parts.push(
+        `shape mismatches: ${mismatched
+          .slice(0, 12)
+          .map((m) => `${m.key} expects [${m.expected.join(', ')}] but got [${m.got.join(', ')}]`)
+          .join('; ')}`,
+      );
+    super(
+      `${context}: the state dict does not fit the model:\n  ${parts.join('\n  ')}\nCheck that the checkpoint and the model configuration match (preset, sizes), or load with { strict: false } to skip missing and unexpected keys.`,
+    );
     this.name = 'StateDictError';
   }
 }
@@ -58,8 +67,10 @@ export abstract class Module {
   }
 
   #checkName(name: string): void {
-    if (!name || name.includes('.')) throw new TypeError(`invalid child name '${name}': names are non-empty and contain no dots`);
-    if (this.#params.has(name) || this.#buffers.has(name) || this.#children.has(name)) throw new TypeError(`'${name}' is already registered on ${this.constructor.name}`);
+    if (!name || name.includes('.'))
+      throw new TypeError(`invalid child name '${name}': names are non-empty and contain no dots`);
+    if (this.#params.has(name) || this.#buffers.has(name) || this.#children.has(name))
+      throw new TypeError(`'${name}' is already registered on ${this.constructor.name}`);
   }
 
   // ---- traversal -----------------------------------------------------------------------------------------------
@@ -74,7 +85,8 @@ export abstract class Module {
   }
 
   *namedParameters(prefix = ''): Generator<[string, Tensor]> {
-    for (const [path, m] of this.namedModules(prefix)) for (const [n, p] of m.#params) yield [path ? `${path}.${n}` : n, p];
+    for (const [path, m] of this.namedModules(prefix))
+      for (const [n, p] of m.#params) yield [path ? `${path}.${n}` : n, p];
   }
 
   parameters(): Tensor[] {
@@ -119,7 +131,10 @@ export abstract class Module {
    * Copies values into the parameters and buffers (converting dtype and device). With `strict` (default) every key
    * must match; shape mismatches are always errors. Returns the keys that were missing and unexpected.
    */
-  loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean; context?: string } = {}): { missing: string[]; unexpected: string[] } {
+  loadStateDict(
+    sd: StateDict | Record<string, Tensor>,
+    opts: { strict?: boolean; context?: string } = {},
+  ): { missing: string[]; unexpected: string[] } {
     const source = sd instanceof Map ? sd : new Map(Object.entries(sd));
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !source.has(k));
@@ -127,11 +142,17 @@ export abstract class Module {
     const mismatched: { key: string; expected: number[]; got: number[] }[] = [];
     for (const [k, t] of own) {
       const v = source.get(k);
-      if (v && (v.shape.length !== t.shape.length || v.shape.some((s, i) => s !== t.shape[i]))) mismatched.push({ key: k, expected: t.shape, got: v.shape });
+      if (v && (v.shape.length !== t.shape.length || v.shape.some((s, i) => s !== t.shape[i])))
+        mismatched.push({ key: k, expected: t.shape, got: v.shape });
     }
     const strict = opts.strict ?? true;
     if (mismatched.length || (strict && (missing.length || unexpected.length))) {
-      throw new StateDictError(strict ? missing : [], strict ? unexpected : [], mismatched, opts.context ?? this.constructor.name);
+      throw new StateDictError(
+        strict ? missing : [],
+        strict ? unexpected : [],
+        mismatched,
+        opts.context ?? this.constructor.name,
+      );
     }
     noGrad(() => {
       for (const [k, t] of own) {
@@ -161,7 +182,8 @@ export abstract class Module {
     noGrad(() => {
       for (const [, m] of this.namedModules()) {
         const convert = (t: Tensor, isParam: boolean): void => {
-          const floating = t.dtype === 'float32' || t.dtype === 'float64' || t.dtype === 'float16' || t.dtype === 'bfloat16';
+          const floating =
+            t.dtype === 'float32' || t.dtype === 'float64' || t.dtype === 'float16' || t.dtype === 'bfloat16';
           const dtype = floating && target.dtype ? target.dtype : t.dtype;
           const device = target.device ?? t.device;
           if (dtype === t.dtype && device === t.device) return;

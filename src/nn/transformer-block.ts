@@ -13,7 +13,10 @@ export class TransformerBlock extends Module {
   readonly fc1: Linear;
   readonly act = new GELU();
   readonly fc2: Linear;
-  constructor(width: number, readonly heads: number) {
+  constructor(
+    width: number,
+    readonly heads: number,
+  ) {
     super();
     if (width % heads) throw new RangeError(`TransformerBlock: width ${width} is not a multiple of ${heads} heads`);
     this.norm1 = this.module('norm1', new LayerNorm(width));
@@ -27,7 +30,11 @@ export class TransformerBlock extends Module {
   forward(x: Tensor, o: { mask?: Tensor } = {}): Tensor {
     const [B, L, W] = x.shape as [number, number, number];
     return tidy(() => {
-      const [q, k, v] = this.qkv.forward(this.norm1.forward(x)).reshape(B, L, 3, this.heads, W / this.heads).permute(2, 0, 3, 1, 4).unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, L, d)
+      const [q, k, v] = this.qkv
+        .forward(this.norm1.forward(x))
+        .reshape(B, L, 3, this.heads, W / this.heads)
+        .permute(2, 0, 3, 1, 4)
+        .unbind(0) as [Tensor, Tensor, Tensor]; // (B, H, L, d)
       const a = F.scaledDotProductAttention(q, k, v, { mask: o.mask }).transpose(1, 2).reshape(B, L, W); // (B, L, W)
       const h = x.add(this.proj.forward(a));
       return h.add(this.fc2.forward(this.act.forward(this.fc1.forward(this.norm2.forward(h)))));

@@ -17,7 +17,15 @@ type AdamWState = { step: number; exp_avg: Tensor; exp_avg_sq: Tensor; max_exp_a
 
 export class AdamW extends Optimizer<AdamWOptions, AdamWState> {
   constructor(params: ParamsInput<AdamWOptions>, o: Partial<AdamWOptions> = {}) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, amsgrad: false, maximize: false, ...o });
+    super(params, {
+      lr: 1e-3,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weightDecay: 1e-2,
+      amsgrad: false,
+      maximize: false,
+      ...o,
+    });
   }
 
   step(): void {
@@ -42,7 +50,16 @@ export class AdamW extends Optimizer<AdamWOptions, AdamWState> {
           items.map((i) => i.s.exp_avg.handle),
           items.map((i) => i.s.exp_avg_sq.handle),
           o.amsgrad ? items.map((i) => i.s.max_exp_avg_sq!.handle) : null,
-          { lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weightDecay, step, amsgrad: o.amsgrad, maximize: o.maximize },
+          {
+            lr: o.lr,
+            beta1: o.betas[0],
+            beta2: o.betas[1],
+            eps: o.eps,
+            weightDecay: o.weightDecay,
+            step,
+            amsgrad: o.amsgrad,
+            maximize: o.maximize,
+          },
         );
       }
     }

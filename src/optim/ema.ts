@@ -8,7 +8,10 @@ export class EMA {
   readonly shadow: StateDict = new Map();
 
   /** Starts from a copy of the model's current parameters and persistent buffers. */
-  constructor(private readonly model: Module, public decay = 0.9999) {
+  constructor(
+    private readonly model: Module,
+    public decay = 0.9999,
+  ) {
     noGrad(() => {
       for (const [k, t] of model.stateDict()) this.shadow.set(k, keep(t.detach().clone()));
     });
@@ -18,7 +21,11 @@ export class EMA {
   update(decay = this.decay): void {
     const live = this.model.stateDict();
     const keys = [...this.shadow.keys()];
-    native.emaUpdate(keys.map((k) => this.shadow.get(k)!.handle), keys.map((k) => live.get(k)!.handle), decay);
+    native.emaUpdate(
+      keys.map((k) => this.shadow.get(k)!.handle),
+      keys.map((k) => live.get(k)!.handle),
+      decay,
+    );
   }
 
   /** Runs `fn` with the EMA weights loaded into the model, then restores the trained weights. */

@@ -25,12 +25,18 @@ export abstract class Optimizer<O extends { lr: number }, S extends Record<strin
     const list = [...(params as Iterable<unknown>)];
     const grouped = list.length > 0 && !(list[0] instanceof Tensor);
     const raw = grouped ? (list as { params: Iterable<Tensor> }[]) : [{ params: list as Tensor[] }];
-    this.groups = raw.map(({ params: ps, ...overrides }) => ({ params: [...ps], options: { ...defaults, ...(overrides as Partial<O>) } }));
+    this.groups = raw.map(({ params: ps, ...overrides }) => ({
+      params: [...ps],
+      options: { ...defaults, ...(overrides as Partial<O>) },
+    }));
     const seen = new Set<Tensor>();
     for (const g of this.groups) {
       for (const p of g.params) {
         if (seen.has(p)) throw new Error('a parameter appears in more than one parameter group');
-        if (!p.requiresGrad) throw new Error(`optimizer was given a parameter that does not require gradients (${p.dtype}[${p.shape.join(', ')}]); filter frozen parameters out`);
+        if (!p.requiresGrad)
+          throw new Error(
+            `optimizer was given a parameter that does not require gradients (${p.dtype}[${p.shape.join(', ')}]); filter frozen parameters out`,
+          );
         seen.add(p);
       }
     }
@@ -75,10 +81,16 @@ export abstract class Optimizer<O extends { lr: number }, S extends Record<strin
 
   loadStateDict(sd: OptimizerState): void {
     const params = this.#allParams();
-    if (sd.meta.groups.length !== this.groups.length) throw new Error(`optimizer state has ${sd.meta.groups.length} parameter groups, this optimizer has ${this.groups.length}`);
+    if (sd.meta.groups.length !== this.groups.length)
+      throw new Error(
+        `optimizer state has ${sd.meta.groups.length} parameter groups, this optimizer has ${this.groups.length}`,
+      );
     sd.meta.groups.forEach((g, i) => {
       const { params: idx, ...options } = g as { params: number[] };
-      if (idx.length !== this.groups[i]!.params.length) throw new Error(`optimizer state group ${i} has ${idx.length} parameters, this optimizer's has ${this.groups[i]!.params.length}`);
+      if (idx.length !== this.groups[i]!.params.length)
+        throw new Error(
+          `optimizer state group ${i} has ${idx.length} parameters, this optimizer's has ${this.groups[i]!.params.length}`,
+        );
       this.groups[i]!.options = { ...this.groups[i]!.options, ...(options as Partial<O>) };
     });
     this.state.clear();
@@ -86,12 +98,19 @@ export abstract class Optimizer<O extends { lr: number }, S extends Record<strin
     for (const [key, t] of sd.tensors) {
       const dot = key.indexOf('.');
       const i = Number(key.slice(0, dot));
-      if (!(i >= 0 && i < params.length)) throw new Error(`optimizer state names parameter ${key.slice(0, dot)}, but there are ${params.length}`);
+      if (!(i >= 0 && i < params.length))
+        throw new Error(`optimizer state names parameter ${key.slice(0, dot)}, but there are ${params.length}`);
       const p = params[i]!;
-      if (t.shape.join() !== p.shape.join()) throw new Error(`optimizer state ${key} has shape [${t.shape.join(', ')}] but parameter ${i} has [${p.shape.join(', ')}]`);
-      (byParam.get(i) ?? byParam.set(i, {}).get(i)!)[key.slice(dot + 1)] = keep(t.to({ device: p.device, dtype: p.dtype, copy: true }));
+      if (t.shape.join() !== p.shape.join())
+        throw new Error(
+          `optimizer state ${key} has shape [${t.shape.join(', ')}] but parameter ${i} has [${p.shape.join(', ')}]`,
+        );
+      (byParam.get(i) ?? byParam.set(i, {}).get(i)!)[key.slice(dot + 1)] = keep(
+        t.to({ device: p.device, dtype: p.dtype, copy: true }),
+      );
     }
-    for (const [i, s] of Object.entries(sd.meta.scalars)) Object.assign(byParam.get(Number(i)) ?? byParam.set(Number(i), {}).get(Number(i))!, s);
+    for (const [i, s] of Object.entries(sd.meta.scalars))
+      Object.assign(byParam.get(Number(i)) ?? byParam.set(Number(i), {}).get(Number(i))!, s);
     for (const [i, s] of byParam) this.state.set(params[i]!, s as S);
   }
 

@@ -6,7 +6,10 @@ export type Schedule = (step: number) => number;
 export const constant = (): Schedule => () => 1;
 
 /** Linear ramp from 1/warmup to 1 over `warmup` steps, then constant. */
-export const linearWarmup = (warmup: number): Schedule => (step) => (warmup > 0 && step < warmup ? (step + 1) / warmup : 1);
+export const linearWarmup =
+  (warmup: number): Schedule =>
+  (step) =>
+    warmup > 0 && step < warmup ? (step + 1) / warmup : 1;
 
 /** Linear warm-up, then cosine decay from 1 to `minRatio` at `total` steps. */
 export function warmupCosine(o: { warmup: number; total: number; minRatio?: number }): Schedule {
@@ -22,7 +25,10 @@ export function warmupCosine(o: { warmup: number; total: number; minRatio?: numb
 export class LRScheduler {
   readonly baseLrs: number[];
 
-  constructor(private readonly optimizer: Optimizer<{ lr: number }, any>, private readonly schedule: Schedule) {
+  constructor(
+    private readonly optimizer: Optimizer<{ lr: number }, any>,
+    private readonly schedule: Schedule,
+  ) {
     this.baseLrs = optimizer.groups.map((g) => g.options.lr);
   }
 

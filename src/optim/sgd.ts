@@ -27,7 +27,11 @@ export class SGD extends Optimizer<SGDOptions, SGDState> {
       const params = g.params.filter((p) => p.hasGrad);
       if (params.length === 0) continue;
       const bufs = params.map((p) => this.state.get(p)?.momentum_buffer?.handle ?? null);
-      const out = native.sgdStep(params.map((p) => p.handle), bufs, g.options);
+      const out = native.sgdStep(
+        params.map((p) => p.handle),
+        bufs,
+        g.options,
+      );
       params.forEach((p, i) => {
         const h = out[i];
         if (h && bufs[i] === null) this.state.set(p, { momentum_buffer: keep(new Tensor(h)) });

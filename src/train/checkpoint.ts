@@ -55,8 +55,10 @@ export function saveCheckpoint(dir: string, s: CheckpointState, keep: number): s
 
 export function loadCheckpoint(path: string): CheckpointState {
   const { tensors, metadata } = loadSafetensors(path);
-  if (metadata.format !== 'reptok-checkpoint-1') throw new Error(`${path}: not a reptok training checkpoint (format '${metadata.format ?? 'none'}')`);
-  const part = (prefix: string): Map<string, Tensor> => new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+  if (metadata.format !== 'reptok-checkpoint-1')
+    throw new Error(`${path}: not a reptok training checkpoint (format '${metadata.format ?? 'none'}')`);
+  const part = (prefix: string): Map<string, Tensor> =>
+    new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
   const ema = part('ema.');
   return {
     step: Number(metadata.step),

@@ -87,12 +87,15 @@ function typeOf(v: unknown): string {
 export function mergeConfig<T extends object>(base: T, patch: Record<string, Json>, where: string): T {
   const out = structuredClone(base) as Record<string, unknown>;
   for (const [k, v] of Object.entries(patch)) {
-    if (!(k in out)) throw new ConfigError(`${where}: unknown key '${k}'. Valid keys: ${Object.keys(out).sort().join(', ')}`);
+    if (!(k in out))
+      throw new ConfigError(`${where}: unknown key '${k}'. Valid keys: ${Object.keys(out).sort().join(', ')}`);
     const cur = out[k];
     if (cur !== null && typeOf(cur) === 'object' && typeOf(v) === 'object') {
       out[k] = mergeConfig(cur as object, v as Record<string, Json>, `${where}.${k}`);
     } else if (cur !== null && v !== null && typeOf(cur) !== typeOf(v)) {
-      throw new ConfigError(`${where}: '${k}' must be ${typeOf(cur) === 'array' ? 'an array' : `a ${typeOf(cur)}`} (like ${JSON.stringify(cur)}), got ${JSON.stringify(v)}`);
+      throw new ConfigError(
+        `${where}: '${k}' must be ${typeOf(cur) === 'array' ? 'an array' : `a ${typeOf(cur)}`} (like ${JSON.stringify(cur)}), got ${JSON.stringify(v)}`,
+      );
     } else {
       out[k] = v;
     }
@@ -119,7 +122,8 @@ export function readConfigFile(path: string): Record<string, Json> {
   const text = readFileSync(path, 'utf8');
   try {
     const v = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('the top level must be a mapping of keys to values');
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      throw new Error('the top level must be a mapping of keys to values');
     return v as Record<string, Json>;
   } catch (e) {
     throw new ConfigError(`${path}: ${(e as Error).message}`);
@@ -136,6 +140,7 @@ export function resolveConfig<T extends CommonConfig>(preset: T, o: { file?: str
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new ConfigError(`${k} must be a positive integer, got ${c[k]}`);
   }
   if (!(c.lr > 0)) throw new ConfigError(`lr must be positive, got ${c.lr}`);
-  if (c.precision !== 'fp32' && c.precision !== 'bf16') throw new ConfigError(`precision must be 'fp32' or 'bf16', got '${c.precision}'`);
+  if (c.precision !== 'fp32' && c.precision !== 'bf16')
+    throw new ConfigError(`precision must be 'fp32' or 'bf16', got '${c.precision}'`);
   return c;
 }

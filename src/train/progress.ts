@@ -16,7 +16,13 @@ export class Progress {
   #dataMs = 0;
   #n = 0;
 
-  constructor(readonly total: number, private readonly startStep: number, private readonly logEvery: number, private readonly metricsFile: string | null, private readonly out: NodeJS.WriteStream = process.stderr) {
+  constructor(
+    readonly total: number,
+    private readonly startStep: number,
+    private readonly logEvery: number,
+    private readonly metricsFile: string | null,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+  ) {
     this.#tty = Boolean(out.isTTY) && !process.env.CI;
   }
 
@@ -28,16 +34,29 @@ export class Progress {
     const done = step + 1;
     const itPerS = (done - this.startStep) / ((now - this.#start) / 1000);
     const eta = (this.total - done) / itPerS;
-    const record = { step: done, ...metrics, it_per_s: itPerS, data_ms: this.#dataMs / this.#n, time_s: (now - this.#start) / 1000 };
+    const record = {
+      step: done,
+      ...metrics,
+      it_per_s: itPerS,
+      data_ms: this.#dataMs / this.#n,
+      time_s: (now - this.#start) / 1000,
+    };
     if (this.metricsFile) appendFileSync(this.metricsFile, `${JSON.stringify(record)}\n`);
-    const shown = Object.entries(metrics).slice(0, 4).map(([k, v]) => `${k} ${Math.abs(v) >= 100 || Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(4)}`).join('  ');
+    const shown = Object.entries(metrics)
+      .slice(0, 4)
+      .map(([k, v]) => `${k} ${Math.abs(v) >= 100 || Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(4)}`)
+      .join('  ');
     if (this.#tty) {
       const width = 24;
       const filled = Math.round((width * done) / this.total);
-      this.out.write(`\r${'='.repeat(filled)}${' '.repeat(width - filled)}| step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}   `);
+      this.out.write(
+        `\r${'='.repeat(filled)}${' '.repeat(width - filled)}| step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}   `,
+      );
       if (done === this.total) this.out.write('\n');
     } else if (done % this.logEvery === 0 || done === this.total || done === this.startStep + 1) {
-      this.out.write(`step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}\n`);
+      this.out.write(
+        `step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}\n`,
+      );
       this.#dataMs = 0;
       this.#n = 0;
     }

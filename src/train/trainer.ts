@@ -51,9 +51,15 @@ export interface Stage<C extends CommonConfig, B> {
 }
 
 export class NonFiniteLossError extends Error {
-  constructor(readonly step: number, value: number, lastCheckpoint: string | null) {
-    super(`the loss became ${value} at step ${step + 1}; training stopped.${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
-      'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), a longer warm-up (--set warmupSteps=...), or fp32 precision.');
+  constructor(
+    readonly step: number,
+    value: number,
+    lastCheckpoint: string | null,
+  ) {
+    super(
+      `the loss became ${value} at step ${step + 1}; training stopped.${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
+        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), a longer warm-up (--set warmupSteps=...), or fp32 precision.',
+    );
     this.name = 'NonFiniteLossError';
   }
 }
@@ -78,19 +84,28 @@ export interface RunResult {
 
 /** Parameters without weight decay: biases, norm scales, embeddings' 1-D vectors and positional/special tokens. */
 function noDecay(name: string, p: Tensor): boolean {
-  return p.ndim <= 1 || /(^|\.)(pos_embed|cls_token|register_tokens|mask_token|new_reg|temp_pos_embed|scale)$/.test(name);
+  return (
+    p.ndim <= 1 || /(^|\.)(pos_embed|cls_token|register_tokens|mask_token|new_reg|temp_pos_embed|scale)$/.test(name)
+  );
 }
 
 function prepareOutDir(out: string, o: RunOptions): void {
   const used = existsSync(out) && readdirSync(out).some((f) => f === 'config.json' || f.startsWith('step-'));
   if (used && !o.resume && !o.force) {
-    throw new Error(`${out} already holds a run; pass --resume to continue it or --force to start over (its checkpoints are deleted)`);
+    throw new Error(
+      `${out} already holds a run; pass --resume to continue it or --force to start over (its checkpoints are deleted)`,
+    );
   }
-  if (used && o.force && !o.resume) for (const f of readdirSync(out)) if (f.startsWith('step-') || f === 'metrics.jsonl') rmSync(join(out, f));
+  if (used && o.force && !o.resume)
+    for (const f of readdirSync(out)) if (f.startsWith('step-') || f === 'metrics.jsonl') rmSync(join(out, f));
   mkdirSync(out, { recursive: true });
 }
 
-export async function runStage<C extends CommonConfig, B>(config: C, makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>, o: RunOptions): Promise<RunResult> {
+export async function runStage<C extends CommonConfig, B>(
+  config: C,
+  makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>,
+  o: RunOptions,
+): Promise<RunResult> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
   prepareOutDir(o.out, o);
   if (config.threads > 0) setNumThreads(config.threads);
@@ -101,7 +116,14 @@ export async function runStage<C extends CommonConfig, B>(config: C, makeStage: 
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
   manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
-  const ctx: StageContext<C> = { config: cfg, out: o.out, generator: new Generator({ seed: cfg.seed }), step: 0, log, ema: null };
+  const ctx: StageContext<C> = {
+    config: cfg,
+    out: o.out,
+    generator: new Generator({ seed: cfg.seed }),
+    step: 0,
+    log,
+    ema: null,
+  };
   const stage = await makeStage(ctx);
   const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);
   const opt = new AdamW(
@@ -136,11 +158,22 @@ export async function runStage<C extends CommonConfig, B>(config: C, makeStage: 
 
   const source = stage.batches(position);
   const checkpoint = (step: number): string => {
-    const path = saveCheckpoint(o.out, {
-      step, model: stage.model.stateDict(), ema: ema?.shadow ?? null, optimizer: opt.stateDict(),
-      rng: new Map([['train', ctx.generator.getState()], ['global', Generator.default().getState()]]),
-      data: source.position, config: cfg,
-    }, cfg.keepCheckpoints);
+    const path = saveCheckpoint(
+      o.out,
+      {
+        step,
+        model: stage.model.stateDict(),
+        ema: ema?.shadow ?? null,
+        optimizer: opt.stateDict(),
+        rng: new Map([
+          ['train', ctx.generator.getState()],
+          ['global', Generator.default().getState()],
+        ]),
+        data: source.position,
+        config: cfg,
+      },
+      cfg.keepCheckpoints,
+    );
     lastCheckpoint = path;
     return path;
   };
@@ -173,12 +206,22 @@ export async function runStage<C extends CommonConfig, B>(config: C, makeStage: 
         lossSum += value / cfg.gradAccum;
       }
       if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(step, lossSum, lastCheckpoint);
-      const gradNorm = cfg.clipGrad > 0 ? clipGradNorm(opt.groups.flatMap((g) => g.params), cfg.clipGrad) : NaN;
+      const gradNorm =
+        cfg.clipGrad > 0
+          ? clipGradNorm(
+              opt.groups.flatMap((g) => g.params),
+              cfg.clipGrad,
+            )
+          : NaN;
       opt.step();
       opt.zeroGrad();
       ema?.update(Math.min(cfg.emaDecay, (1 + step) / (10 + step)));
       stage.afterStep?.(ctx);
-      progress.step(step, { loss: lossSum, ...metrics, lr, ...(cfg.clipGrad > 0 ? { grad_norm: gradNorm } : {}) }, waitMs);
+      progress.step(
+        step,
+        { loss: lossSum, ...metrics, lr, ...(cfg.clipGrad > 0 ? { grad_norm: gradNorm } : {}) },
+        waitMs,
+      );
       const done = step + 1;
       await new Promise((r) => setImmediate(r)); // a macrotask turn: lets signals (Ctrl-C) and worker messages in
       if (interrupted) {
@@ -190,9 +233,12 @@ export async function runStage<C extends CommonConfig, B>(config: C, makeStage: 
       if (stage.validate && (done % cfg.valEvery === 0 || done === total)) {
         const v = await noGrad(() => stage.validate!(ctx));
         progress.note(`validation at step ${done}: ${JSON.stringify(v)}`);
-        writeFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify({ step: done, validation: v })}\n`, { flag: 'a' });
+        writeFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify({ step: done, validation: v })}\n`, {
+          flag: 'a',
+        });
       }
-      if (stage.samples && (done % cfg.sampleEvery === 0 || done === total)) progress.note(`samples: ${await stage.samples(ctx)}`);
+      if (stage.samples && (done % cfg.sampleEvery === 0 || done === total))
+        progress.note(`samples: ${await stage.samples(ctx)}`);
       if (o.stopAfter !== undefined && done - start >= o.stopAfter) {
         step = done;
         break;
@@ -214,5 +260,6 @@ export async function runStage<C extends CommonConfig, B>(config: C, makeStage: 
 function disposeBatch(b: unknown): void {
   if (b instanceof Tensor) return b.dispose();
   if (Array.isArray(b)) return b.forEach(disposeBatch);
-  if (b && typeof b === 'object') for (const v of Object.values(b)) if (v instanceof Tensor || Array.isArray(v)) disposeBatch(v);
+  if (b && typeof b === 'object')
+    for (const v of Object.values(b)) if (v instanceof Tensor || Array.isArray(v)) disposeBatch(v);
 }

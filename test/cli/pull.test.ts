@@ -10,14 +10,22 @@ import { execFileSync } from 'node:child_process';
 import { OfflineError, pull } from '../../src/cli/commands/pull.ts';
 import { ROOT } from '../helpers.ts';
 
-const FILES: Record<string, string> = { 'model.safetensors': 'weights!', 'config.json': '{"a":1}', 'README.md': 'skip me' };
+const FILES: Record<string, string> = {
+  'model.safetensors': 'weights!',
+  'config.json': '{"a":1}',
+  'README.md': 'skip me',
+};
 
 function fakeHub(): Promise<{ server: Server; url: string; hits: string[] }> {
   const hits: string[] = [];
   const server = createServer((req, res) => {
     hits.push(req.url!);
     if (req.url === '/api/models/acme/tiny/tree/main?recursive=1') {
-      res.end(JSON.stringify(Object.entries(FILES).map(([path, body]) => ({ type: 'file', path, size: Buffer.byteLength(body) }))));
+      res.end(
+        JSON.stringify(
+          Object.entries(FILES).map(([path, body]) => ({ type: 'file', path, size: Buffer.byteLength(body) })),
+        ),
+      );
     } else if (req.url?.startsWith('/acme/tiny/resolve/main/')) {
       const body = FILES[req.url.slice('/acme/tiny/resolve/main/'.length)];
       res.statusCode = body === undefined ? 404 : 200;
@@ -27,10 +35,12 @@ function fakeHub(): Promise<{ server: Server; url: string; hits: string[] }> {
       res.end();
     }
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    const addr = server.address() as { port: number };
-    resolve({ server, url: `http://127.0.0.1:${addr.port}`, hits });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address() as { port: number };
+      resolve({ server, url: `http://127.0.0.1:${addr.port}`, hits });
+    }),
+  );
 }
 
 test('pull downloads the matching files into the cache and reuses them', async () => {
@@ -63,7 +73,10 @@ test('offline, pull fails with advice to pass local files (and the CLI exits 1)'
   let status = 0;
   let stderr = '';
   try {
-    execFileSync(process.execPath, [join(ROOT, 'bin', 'reptok.mjs'), 'pull', 'acme/tiny', '--endpoint', url], { encoding: 'utf8', stdio: 'pipe' });
+    execFileSync(process.execPath, [join(ROOT, 'bin', 'reptok.mjs'), 'pull', 'acme/tiny', '--endpoint', url], {
+      encoding: 'utf8',
+      stdio: 'pipe',
+    });
   } catch (e) {
     status = (e as { status: number }).status;
     stderr = (e as { stderr: string }).stderr;

@@ -7,32 +7,34 @@ import { Generator, autocast, randn, tidy } from '../../src/index.ts';
 import { F } from '../../src/engine/index.ts';
 import { GroupNorm, LayerNorm, Linear } from '../../src/nn/index.ts';
 
-test('autocast: Linear runs in bfloat16, LayerNorm/GroupNorm after it normalise in float32, gradients are float32', () => tidy(() => {
-  const g = new Generator({ seed: 0 });
-  const lin = new Linear(8, 16, { generator: g });
-  const ln = new LayerNorm(16);
-  const gn = new GroupNorm(4, 16);
-  const x = randn([4, 8], { generator: g });
-  const { h, a, b } = autocast(() => {
-    const h = lin.forward(x); // (4, 16)
-    return { h, a: ln.forward(h), b: gn.forward(h) };
-  });
-  assert.equal(h.dtype, 'bfloat16');
-  assert.equal(a.dtype, 'float32');
-  assert.equal(b.dtype, 'float32');
-  // Same numbers as normalising the bfloat16 activations by hand in float32.
-  const ref = F.layerNorm(h.float(), [16], ln.weight, ln.bias);
-  assert.ok(a.sub(ref).abs().max().item() < 1e-6);
-  a.add(b).square().sum().backward();
-  for (const p of [lin.weight, ln.weight!, gn.weight!]) {
-    assert.equal(p.grad?.dtype, 'float32');
-    assert.ok(p.grad!.abs().sum().item() > 0);
-  }
-  for (const m of [lin, ln, gn]) m.dispose();
-}));
+test('autocast: Linear runs in bfloat16, LayerNorm/GroupNorm after it normalise in float32, gradients are float32', () =>
+  tidy(() => {
+    const g = new Generator({ seed: 0 });
+    const lin = new Linear(8, 16, { generator: g });
+    const ln = new LayerNorm(16);
+    const gn = new GroupNorm(4, 16);
+    const x = randn([4, 8], { generator: g });
+    const { h, a, b } = autocast(() => {
+      const h = lin.forward(x); // (4, 16)
+      return { h, a: ln.forward(h), b: gn.forward(h) };
+    });
+    assert.equal(h.dtype, 'bfloat16');
+    assert.equal(a.dtype, 'float32');
+    assert.equal(b.dtype, 'float32');
+    // Same numbers as normalising the bfloat16 activations by hand in float32.
+    const ref = F.layerNorm(h.float(), [16], ln.weight, ln.bias);
+    assert.ok(a.sub(ref).abs().max().item() < 1e-6);
+    a.add(b).square().sum().backward();
+    for (const p of [lin.weight, ln.weight!, gn.weight!]) {
+      assert.equal(p.grad?.dtype, 'float32');
+      assert.ok(p.grad!.abs().sum().item() > 0);
+    }
+    for (const m of [lin, ln, gn]) m.dispose();
+  }));
 
-test('outside autocast, a dtype mismatch is still an error that names the operator', () => tidy(() => {
-  const x = randn([2, 4]).to('bfloat16');
-  const w = randn([3, 4]);
-  assert.throws(() => F.linear(x, w), /aten::linear|aten::addmm|aten::mm|aten::matmul/);
-}));
+test('outside autocast, a dtype mismatch is still an error that names the operator', () =>
+  tidy(() => {
+    const x = randn([2, 4]).to('bfloat16');
+    const w = randn([3, 4]);
+    assert.throws(() => F.linear(x, w), /aten::linear|aten::addmm|aten::mm|aten::matmul/);
+  }));

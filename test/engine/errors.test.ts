@@ -4,13 +4,17 @@ import assert from 'node:assert/strict';
 
 import { F, aten, fromBytes, full, randn, tensor, zeros, Generator, Tensor } from '../../src/index.ts';
 
-const expectError = (fn: () => unknown, pattern: RegExp): void => assert.throws(fn, (e: Error) => {
-  assert.match(e.message, pattern);
-  return true;
-});
+const expectError = (fn: () => unknown, pattern: RegExp): void =>
+  assert.throws(fn, (e: Error) => {
+    assert.match(e.message, pattern);
+    return true;
+  });
 
 test('shape mismatches name the op and both shapes', () => {
-  expectError(() => randn([2, 3]).add(randn([4])), /aten::add\.Tensor\(self=float32\[2, 3\], other=float32\[4\].*must match/);
+  expectError(
+    () => randn([2, 3]).add(randn([4])),
+    /aten::add\.Tensor\(self=float32\[2, 3\], other=float32\[4\].*must match/,
+  );
   expectError(() => randn([2, 3]).matmul(randn([4, 5])), /aten::matmul.*float32\[2, 3\].*float32\[4, 5\]/);
   expectError(() => randn([6]).view(4), /aten::view.*invalid/i);
   expectError(() => F.conv2d(randn([1, 3, 8, 8]), randn([4, 2, 3, 3])), /aten::conv2d.*expected input.*channels/i);
@@ -18,7 +22,19 @@ test('shape mismatches name the op and both shapes', () => {
 });
 
 test('wrong dtypes are reported with dtype names', () => {
-  expectError(() => randn([2, 2]).mm(tensor([[1, 2], [3, 4]], { dtype: 'int64' })), /aten::mm.*float32\[2, 2\].*int64\[2, 2\]/);
+  expectError(
+    () =>
+      randn([2, 2]).mm(
+        tensor(
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          { dtype: 'int64' },
+        ),
+      ),
+    /aten::mm.*float32\[2, 2\].*int64\[2, 2\]/,
+  );
   expectError(() => F.embedding(randn([3]), randn([5, 2])), /aten::embedding.*(Long|Int)/);
   expectError(() => tensor([1], { dtype: 'complex64' as never }), /unknown dtype 'complex64'/);
 });
@@ -67,7 +83,9 @@ test('autograd misuse is an error', () => {
   loss.backward();
   expectError(() => loss.backward(), /backward through the graph a second time/);
   expectError(() => randn([2]).sum().backward(), /does not require grad/);
-  expectError(() => { w.grad = randn([4]); }, /gradient shape/);
+  expectError(() => {
+    w.grad = randn([4]);
+  }, /gradient shape/);
   expectError(() => w.mul(2).requiresGrad_(false), /only change requires_grad flags of leaf variables/);
 });
 
@@ -79,9 +97,27 @@ test('CUDA requests on a CPU-only libtorch explain themselves', () => {
 
 test('a storm of random bad calls on every Tensor method never crashes the process', () => {
   // Each method is called with combinations of awkward arguments; it must either work or throw an Error.
-  const pool = (): unknown[] => [randn([2, 3]), randn([4]), tensor([1, 0], { dtype: 'int64' }), tensor([true]), randn([]), 0, -3, 2, 0.5, 'x', null, undefined, [1, -1], [[2]], {}];
+  const pool = (): unknown[] => [
+    randn([2, 3]),
+    randn([4]),
+    tensor([1, 0], { dtype: 'int64' }),
+    tensor([true]),
+    randn([]),
+    0,
+    -3,
+    2,
+    0.5,
+    'x',
+    null,
+    undefined,
+    [1, -1],
+    [[2]],
+    {},
+  ];
   const skip = new Set(['constructor', 'dispose', '_replace', 'toString']);
-  const methods = Object.getOwnPropertyNames(Tensor.prototype).filter((m) => !skip.has(m) && typeof Object.getOwnPropertyDescriptor(Tensor.prototype, m)!.value === 'function');
+  const methods = Object.getOwnPropertyNames(Tensor.prototype).filter(
+    (m) => !skip.has(m) && typeof Object.getOwnPropertyDescriptor(Tensor.prototype, m)!.value === 'function',
+  );
   let calls = 0;
   let errors = 0;
   let seed = 1;

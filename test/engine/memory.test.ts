@@ -35,11 +35,15 @@ test('nested tidy moves returned tensors to the enclosing scope', () => {
 test('tidy disposes everything when fn throws, and keep() exempts tensors', () => {
   let made: ReturnType<typeof randn> | undefined;
   let kept: ReturnType<typeof randn> | undefined;
-  assert.throws(() => tidy(() => {
-    made = randn([2]);
-    kept = keep(randn([2]));
-    throw new Error('boom');
-  }), /boom/);
+  assert.throws(
+    () =>
+      tidy(() => {
+        made = randn([2]);
+        kept = keep(randn([2]));
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.equal(made!.isDisposed, true);
   assert.equal(kept!.isDisposed, false);
 });
@@ -117,7 +121,8 @@ test('without tidy, forgotten tensors are reclaimed by the garbage collector', (
 });
 
 test('freed activations are reused: a repeated 3.4 MB op does not fault its pages in afresh', (t) => {
-  if (!runtimeInfo().mallocTuning) return t.skip('malloc thresholds left to the user (GLIBC_TUNABLES / MALLOC_*_ set) or not glibc');
+  if (!runtimeInfo().mallocTuning)
+    return t.skip('malloc thresholds left to the user (GLIBC_TUNABLES / MALLOC_*_ set) or not glibc');
   const x = randn([8, 69, 1536]); // 3.4 MB: above glibc's default mmap threshold
   const run = (): void => tidy(() => void F.gelu(x));
   for (let i = 0; i < 3; i++) run();

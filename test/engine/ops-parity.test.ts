@@ -5,18 +5,37 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
 import {
-  F, Generator, Tensor, backward, cat, einsum, empty, manualSeed, normal, rand, randint, randn, randperm, stack, tidy, where, zeros,
+  F,
+  Generator,
+  Tensor,
+  backward,
+  cat,
+  einsum,
+  empty,
+  manualSeed,
+  normal,
+  rand,
+  randint,
+  randn,
+  randperm,
+  stack,
+  tidy,
+  where,
+  zeros,
 } from '../../src/index.ts';
 import { loadSafetensors } from '../../src/io/index.ts';
 import { DATA, assertClose } from '../helpers.ts';
 
 type Fn = (...x: Tensor[]) => Tensor | Tensor[];
 
-const sdpaMask = (q: Tensor, k: Tensor, v: Tensor, m: Tensor): Tensor => F.scaledDotProductAttention(q, k, v, { mask: m.gt(-0.5) });
-const seeded = (seed: number, fn: Fn): Fn => (...x) => {
-  manualSeed(seed);
-  return fn(...x);
-};
+const sdpaMask = (q: Tensor, k: Tensor, v: Tensor, m: Tensor): Tensor =>
+  F.scaledDotProductAttention(q, k, v, { mask: m.gt(-0.5) });
+const seeded =
+  (seed: number, fn: Fn): Fn =>
+  (...x) => {
+    manualSeed(seed);
+    return fn(...x);
+  };
 
 const CASES: Record<string, Fn> = {
   // elementwise arithmetic
@@ -45,10 +64,25 @@ const CASES: Record<string, Fn> = {
   where: (c, a, b) => where(c!.gt(0), a!, b!),
   where_scalar: (c, a) => where(c!.gt(0), a!, zeros([])),
   // elementwise transcendental
-  neg: (a) => a.neg(), abs: (a) => a.abs(), sqrt: (a) => a.sqrt(), rsqrt: (a) => a.rsqrt(), exp: (a) => a.exp(),
-  expm1: (a) => a.expm1(), log: (a) => a.log(), log1p: (a) => a.log1p(), sin: (a) => a.sin(), cos: (a) => a.cos(),
-  tanh: (a) => a.tanh(), sigmoid: (a) => a.sigmoid(), erf: (a) => a.erf(), reciprocal: (a) => a.reciprocal(),
-  square: (a) => a.square(), relu: (a) => a.relu(), sign: (a) => a.sign(), floor: (a) => a.floor(), round: (a) => a.round(),
+  neg: (a) => a.neg(),
+  abs: (a) => a.abs(),
+  sqrt: (a) => a.sqrt(),
+  rsqrt: (a) => a.rsqrt(),
+  exp: (a) => a.exp(),
+  expm1: (a) => a.expm1(),
+  log: (a) => a.log(),
+  log1p: (a) => a.log1p(),
+  sin: (a) => a.sin(),
+  cos: (a) => a.cos(),
+  tanh: (a) => a.tanh(),
+  sigmoid: (a) => a.sigmoid(),
+  erf: (a) => a.erf(),
+  reciprocal: (a) => a.reciprocal(),
+  square: (a) => a.square(),
+  relu: (a) => a.relu(),
+  sign: (a) => a.sign(),
+  floor: (a) => a.floor(),
+  round: (a) => a.round(),
   erfinv: (a) => a.erfinv(),
   // comparisons and logic
   eq: (a, b) => a.eq(b!),
@@ -64,8 +98,14 @@ const CASES: Record<string, Fn> = {
   var_correction0_keep: (a) => a.var(-1, { correction: 0, keepdim: true }),
   std_all: (a) => a.std(),
   max_all: (a) => a.max(),
-  max_dim: (a) => { const m = a.max(1); return [m.values, m.indices]; },
-  min_dim_keep: (a) => { const m = a.min(0, true); return [m.values, m.indices]; },
+  max_dim: (a) => {
+    const m = a.max(1);
+    return [m.values, m.indices];
+  },
+  min_dim_keep: (a) => {
+    const m = a.min(0, true);
+    return [m.values, m.indices];
+  },
   argmax: (a) => a.argmax(1),
   argmax_all: (a) => a.argmax(),
   norm_all: (a) => a.norm(),
@@ -164,8 +204,14 @@ const { tensors: data, metadata } = loadSafetensors(join(DATA, 'ops.safetensors'
 const names = metadata.cases!.split(',');
 
 test('every reference case has a TypeScript counterpart', () => {
-  assert.deepEqual(names.filter((n) => !(n in CASES)), []);
-  assert.deepEqual(Object.keys(CASES).filter((n) => !names.includes(n)), []);
+  assert.deepEqual(
+    names.filter((n) => !(n in CASES)),
+    [],
+  );
+  assert.deepEqual(
+    Object.keys(CASES).filter((n) => !names.includes(n)),
+    [],
+  );
 });
 
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -181,9 +227,14 @@ for (const name of names) {
       const res = CASES[name]!(...inputs);
       const outs = Array.isArray(res) ? res : [res];
       outs.forEach((o, j) => assertClose(o, data.get(`${name}.out.${j}`)!, TOL, `${name} output ${j}`));
-      const gradOuts = outs.map((o, j) => [o, data.get(`${name}.gout.${j}`)] as const).filter(([, g]) => g !== undefined);
+      const gradOuts = outs
+        .map((o, j) => [o, data.get(`${name}.gout.${j}`)] as const)
+        .filter(([, g]) => g !== undefined);
       if (gradOuts.length === 0) return;
-      backward(gradOuts.map(([o]) => o), gradOuts.map(([, g]) => g!));
+      backward(
+        gradOuts.map(([o]) => o),
+        gradOuts.map(([, g]) => g!),
+      );
       inputs.forEach((x, i) => {
         const expected = data.get(`${name}.grad.${i}`);
         if (expected) assertClose(x.grad ?? zeros(x.shape), expected, TOL, `${name} gradient of input ${i}`);

@@ -3,14 +3,36 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  Generator, arange, enableGrad, randint, randperm, eye, full, getNumThreads, grad, isGradEnabled, linspace, noGrad, ones, randn, setNumThreads, tensor, zeros,
+  Generator,
+  arange,
+  enableGrad,
+  randint,
+  randperm,
+  eye,
+  full,
+  getNumThreads,
+  grad,
+  isGradEnabled,
+  linspace,
+  noGrad,
+  ones,
+  randn,
+  setNumThreads,
+  tensor,
+  zeros,
 } from '../../src/index.ts';
 
 test('tensors from nested arrays, booleans and TypedArrays', () => {
-  const a = tensor([[1, 2], [3, 4]]);
+  const a = tensor([
+    [1, 2],
+    [3, 4],
+  ]);
   assert.equal(a.dtype, 'float32');
   assert.deepEqual(a.shape, [2, 2]);
-  assert.deepEqual(a.toArray(), [[1, 2], [3, 4]]);
+  assert.deepEqual(a.toArray(), [
+    [1, 2],
+    [3, 4],
+  ]);
   assert.equal(tensor([true, false]).dtype, 'bool');
   assert.deepEqual(tensor([true, false]).toArray(), [true, false]);
   assert.equal(tensor(new Int32Array([1, 2, 3])).dtype, 'int32');
@@ -38,7 +60,10 @@ test('factories follow PyTorch dtypes and values', () => {
   assert.equal(arange(0, 1, 0.25).dtype, 'float32');
   assert.deepEqual(arange(0, 1, 0.25).toArray(), [0, 0.25, 0.5, 0.75]);
   assert.deepEqual(linspace(0, 1, 3).toArray(), [0, 0.5, 1]);
-  assert.deepEqual(eye(2).toArray(), [[1, 0], [0, 1]]);
+  assert.deepEqual(eye(2).toArray(), [
+    [1, 0],
+    [0, 1],
+  ]);
   assert.equal(full([2], true).dtype, 'bool');
   assert.equal(randint(0, 5, [3]).dtype, 'int64');
   assert.equal(randperm(4).dtype, 'int64');
@@ -63,7 +88,10 @@ test('views share memory; in-place ops return the same Tensor', () => {
   assert.ok(row.sameStorage(x));
   const r = row.add_(5);
   assert.equal(r, row);
-  assert.deepEqual(x.toArray(), [[0, 0, 0], [5, 5, 5]]);
+  assert.deepEqual(x.toArray(), [
+    [0, 0, 0],
+    [5, 5, 5],
+  ]);
   assert.ok(!x.clone().sameStorage(x));
   assert.ok(x.transpose(0, 1).contiguous().isContiguous());
 });
@@ -105,7 +133,15 @@ test('grad modes and functional gradients', () => {
 });
 
 test('printing shows values for small tensors and the header always', () => {
-  assert.equal(String(tensor([[1, 2], [3, 4]])), 'Tensor([[1., 2.],\n        [3., 4.]], float32[2, 2])');
+  assert.equal(
+    String(
+      tensor([
+        [1, 2],
+        [3, 4],
+      ]),
+    ),
+    'Tensor([[1., 2.],\n        [3., 4.]], float32[2, 2])',
+  );
   assert.match(String(zeros([100, 100])), /^Tensor\(float32\[100, 100\]\)$/);
   assert.match(String(randn([2]).requiresGrad_()), /requiresGrad/);
 });
@@ -119,10 +155,19 @@ test('thread count is configurable', () => {
 });
 
 test('aminmax: minimum and maximum in one pass, overall and along a dim', () => {
-  const t = tensor([[3, -1, 2], [0, 5, -4]]);
+  const t = tensor([
+    [3, -1, 2],
+    [0, 5, -4],
+  ]);
   const all = t.aminmax();
   assert.deepEqual([all.min.item(), all.max.item()], [-4, 5]);
   const rows = t.aminmax(1, true);
   assert.deepEqual(rows.min.shape, [2, 1]);
-  assert.deepEqual([rows.min.toArray(), rows.max.toArray()], [[[-1], [-4]], [[3], [5]]]);
+  assert.deepEqual(
+    [rows.min.toArray(), rows.max.toArray()],
+    [
+      [[-1], [-4]],
+      [[3], [5]],
+    ],
+  );
 });

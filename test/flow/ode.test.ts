@@ -20,7 +20,8 @@ test('Heun is second order and dopri5 meets its tolerance with fewer evaluations
   // dz/dt = -z·t on t in [0, 1]: z(1) = z0·exp(-1/2)
   const v = (z: ReturnType<typeof tensor>, t: number) => z.mul(-t);
   const exact = Math.exp(-0.5);
-  const err = (sampler: 'euler' | 'heun', steps: number) => Math.abs(tidy(() => solve(v, tensor([1], { dtype: 'float64' }), 0, 1, { sampler, steps }).z.item()) - exact);
+  const err = (sampler: 'euler' | 'heun', steps: number) =>
+    Math.abs(tidy(() => solve(v, tensor([1], { dtype: 'float64' }), 0, 1, { sampler, steps }).z.item()) - exact);
   const e1 = err('heun', 32);
   const e2 = err('heun', 64);
   assert.ok(e1 / e2 > 3.5 && e1 / e2 < 4.5, `Heun error ratio ${e1 / e2} (expected ~4: second order)`);

@@ -11,7 +11,14 @@ import { encodePng, imageGrid, readImage, readImages, writeImage } from '../../s
 const dir = mkdtempSync(join(tmpdir(), 'reptok-image-'));
 
 test('PNG round trip is exact for values on the 8-bit grid', async () => {
-  const img = tidy(() => arange(0, 3 * 4 * 5).reshape(3, 4, 5).mul(4).to('float32').div(127.5).sub(1));
+  const img = tidy(() =>
+    arange(0, 3 * 4 * 5)
+      .reshape(3, 4, 5)
+      .mul(4)
+      .to('float32')
+      .div(127.5)
+      .sub(1),
+  );
   const path = join(dir, 'a.png');
   await writeImage(path, img);
   const back = await readImage(path);
@@ -23,12 +30,16 @@ test('PNG round trip is exact for values on the 8-bit grid', async () => {
 });
 
 test('SVGs rasterise on white at the requested size; resizing and square crops', async () => {
-  const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 36 36"><circle cx="18" cy="18" r="10" fill="#ff0000"/></svg>';
+  const svg =
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 36 36"><circle cx="18" cy="18" r="10" fill="#ff0000"/></svg>';
   const path = join(dir, 'c.svg');
   writeFileSync(path, svg);
   const img = await readImage(path, { size: 32, density: 300 });
   assert.deepEqual(img.shape, [3, 32, 32]);
-  assert.ok(img.select(1, 0).select(1, 0).allclose(img.select(1, 0).select(1, 0).mul(0).add(1)), 'transparent corners become white');
+  assert.ok(
+    img.select(1, 0).select(1, 0).allclose(img.select(1, 0).select(1, 0).mul(0).add(1)),
+    'transparent corners become white',
+  );
   const centre = img.select(1, 16).select(1, 16).toArray() as number[];
   assert.ok(centre[0]! > 0.9 && centre[1]! < -0.9, 'the circle is red');
   const wide = join(dir, 'wide.png');

@@ -58,8 +58,15 @@ test('writes are atomic: a failed save leaves the previous file and no temporary
   const disposed = randn([2]);
   disposed.dispose();
   assert.throws(() => saveSafetensors(path, { a: tensor([9]), b: disposed }), /dispose/);
-  assert.ok(loadSafetensors(path).tensors.get('a')!.equal(tensor([1, 2, 3])));
-  assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+  assert.ok(
+    loadSafetensors(path)
+      .tensors.get('a')!
+      .equal(tensor([1, 2, 3])),
+  );
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.includes('.tmp-')),
+    [],
+  );
 });
 
 function damaged(name: string, bytes: Buffer): string {
@@ -83,24 +90,39 @@ test('damaged files give errors naming the file and the problem', () => {
   const cases: [string, Buffer, RegExp][] = [
     ['empty', Buffer.alloc(0), /fewer than the 8-byte header length/],
     ['tiny', Buffer.from([1, 2, 3]), /fewer than the 8-byte/],
-    ['huge-header', Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]), Buffer.alloc(16)]), /header claims .* bytes \(limit/],
+    [
+      'huge-header',
+      Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]), Buffer.alloc(16)]),
+      /header claims .* bytes \(limit/,
+    ],
     ['truncated-header', bytes.subarray(0, 8 + headerLen - 5), /header claims \d+ bytes but the file has only/],
     ['truncated-data', bytes.subarray(0, bytes.length - 10), /ends at byte .* only \d+ bytes \(truncated/],
     ['bad-json', withHeader({}).fill(0x7b, 9, 10), /not valid JSON/],
-    ['bad-dtype', withHeader({ ...header, w: { ...header.w, dtype: 'F8_E4M3' } }), /dtype "F8_E4M3", which reptok does not read/],
+    [
+      'bad-dtype',
+      withHeader({ ...header, w: { ...header.w, dtype: 'F8_E4M3' } }),
+      /dtype "F8_E4M3", which reptok does not read/,
+    ],
     ['bad-shape', withHeader({ ...header, w: { ...header.w, shape: [8, -1] } }), /invalid shape/],
-    ['size-mismatch', withHeader({ ...header, w: { ...header.w, shape: [8, 9] } }), /needs 288 bytes but its data_offsets span 256/],
+    [
+      'size-mismatch',
+      withHeader({ ...header, w: { ...header.w, shape: [8, 9] } }),
+      /needs 288 bytes but its data_offsets span 256/,
+    ],
     ['bad-offsets', withHeader({ ...header, w: { ...header.w, data_offsets: [10] } }), /invalid data_offsets/],
     ['bad-metadata', withHeader({ ...header, __metadata__: { a: 1 } }), /__metadata__\.a is not a string/],
   ];
   for (const [name, buf, pattern] of cases) {
     const p = damaged(`${name}.safetensors`, buf);
-    assert.throws(() => loadSafetensors(p), (e: Error) => {
-      assert.ok(e instanceof SafetensorsError, `${name}: ${e.name}`);
-      assert.ok(e.message.startsWith(p), `${name}: message names the file`);
-      assert.match(e.message, pattern, name);
-      return true;
-    });
+    assert.throws(
+      () => loadSafetensors(p),
+      (e: Error) => {
+        assert.ok(e instanceof SafetensorsError, `${name}: ${e.name}`);
+        assert.ok(e.message.startsWith(p), `${name}: message names the file`);
+        assert.match(e.message, pattern, name);
+        return true;
+      },
+    );
   }
   assert.throws(() => loadSafetensors(join(dir, 'missing.safetensors')), /ENOENT/);
   assert.ok(!existsSync(join(dir, 'missing.safetensors')));

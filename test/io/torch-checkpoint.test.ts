@@ -47,23 +47,38 @@ test('loadStateDictFile picks the state dict and flattens nested checkpoints', (
 test('an official torch-hub .pth loads into DINOv2 and matches the fixture outputs', () => {
   const fx = loadFixture('dinov2/reg-tiny');
   const model = loadDinov2(join(DATA, 'dinov2-reg-tiny.pth'), { overrides: { numHeads: 3 } }).eval();
-  tidy(() => noGrad(() => {
-    const out = model.forwardFeatures(fx.cases.get('square224.pixel_values')!);
-    assertClose(out.xNormClstoken, fx.cases.get('square224.x_norm_clstoken')!, fx.config.tolerance, 'cls token from .pth weights');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const out = model.forwardFeatures(fx.cases.get('square224.pixel_values')!);
+      assertClose(
+        out.xNormClstoken,
+        fx.cases.get('square224.x_norm_clstoken')!,
+        fx.config.tolerance,
+        'cls token from .pth weights',
+      );
+    }),
+  );
 });
 
 test('a pickle that would run code is refused, naming the global, and nothing runs', () => {
-  assert.throws(() => loadTorchCheckpoint(join(DATA, 'malicious.pth')), (e: Error) => {
-    assert.ok(e instanceof UnpicklingError);
-    assert.match(e.message, /refusing to load global '(posix|os)\.system'/);
-    return true;
-  });
+  assert.throws(
+    () => loadTorchCheckpoint(join(DATA, 'malicious.pth')),
+    (e: Error) => {
+      assert.ok(e instanceof UnpicklingError);
+      assert.match(e.message, /refusing to load global '(posix|os)\.system'/);
+      return true;
+    },
+  );
   assert.equal(existsSync('/tmp/reptok-pickle-exploit'), false);
   // the same refusal for other code paths: builtins.eval through REDUCE, INST, and unknown classes
-  const evalPickle = Buffer.concat([Buffer.from('\x80\x02cbuiltins\neval\nq\x00X\x04\x00\x00\x001+1q\x01\x85q\x02Rq\x03.', 'latin1')]);
+  const evalPickle = Buffer.concat([
+    Buffer.from('\x80\x02cbuiltins\neval\nq\x00X\x04\x00\x00\x001+1q\x01\x85q\x02Rq\x03.', 'latin1'),
+  ]);
   assert.throws(() => unpickle(evalPickle, { globals: {} }), /refusing to load global 'builtins\.eval'/);
-  assert.throws(() => unpickle(Buffer.from('(ios\nsystem\n.', 'latin1'), { globals: {} }), /refusing to instantiate 'os\.system'/);
+  assert.throws(
+    () => unpickle(Buffer.from('(ios\nsystem\n.', 'latin1'), { globals: {} }),
+    /refusing to instantiate 'os\.system'/,
+  );
 });
 
 test('damaged and foreign files are clear errors', () => {
@@ -71,6 +86,9 @@ test('damaged and foreign files are clear errors', () => {
   const notZip = join(dir, 'legacy.pth');
   writeFileSync(notZip, Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc]));
   assert.throws(() => loadTorchCheckpoint(notZip), /not a zip-format torch\.save file.*legacy/);
-  assert.throws(() => unpickle(Buffer.from([0x80, 0x02, 0x5d]), { globals: {}, source: 'x.pkl' }), /x\.pkl: truncated pickle/);
+  assert.throws(
+    () => unpickle(Buffer.from([0x80, 0x02, 0x5d]), { globals: {}, source: 'x.pkl' }),
+    /x\.pkl: truncated pickle/,
+  );
   assert.throws(() => unpickle(Buffer.from([0xff]), { globals: {} }), /unknown or unsupported pickle opcode 0xff/);
 });

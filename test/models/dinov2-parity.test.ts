@@ -4,12 +4,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { noGrad, tidy } from '../../src/index.ts';
-import { dinov2ConfigFromHub, detectDinov2Layout, inferDinov2Config, loadDinov2 } from '../../src/models/dinov2-weights.ts';
+import {
+  dinov2ConfigFromHub,
+  detectDinov2Layout,
+  inferDinov2Config,
+  loadDinov2,
+} from '../../src/models/dinov2-weights.ts';
 import { loadSafetensors } from '../../src/io/index.ts';
 import { assertClose, loadFixture } from '../helpers.ts';
 
 const OUTPUTS = ['x_norm_clstoken', 'x_norm_regtokens', 'x_norm_patchtokens', 'x_prenorm'] as const;
-const FIELD = { x_norm_clstoken: 'xNormClstoken', x_norm_regtokens: 'xNormRegtokens', x_norm_patchtokens: 'xNormPatchtokens', x_prenorm: 'xPrenorm' } as const;
+const FIELD = {
+  x_norm_clstoken: 'xNormClstoken',
+  x_norm_regtokens: 'xNormRegtokens',
+  x_norm_patchtokens: 'xNormPatchtokens',
+  x_prenorm: 'xPrenorm',
+} as const;
 
 function caseNames(cases: Map<string, unknown>): string[] {
   return [...new Set([...cases.keys()].map((k) => k.split('.')[0]!))];
@@ -28,10 +38,13 @@ for (const name of ['dinov2/reg-tiny', 'dinov2/classic-tiny']) {
     const names = caseNames(fx.cases);
     assert.deepEqual(names.sort(), ['native518', 'rect', 'square224']);
     for (const cs of names) {
-      tidy(() => noGrad(() => {
-        const out = model.forwardFeatures(fx.cases.get(`${cs}.pixel_values`)!);
-        for (const o of OUTPUTS) assertClose(out[FIELD[o]], fx.cases.get(`${cs}.${o}`)!, fx.config.tolerance, `${name} ${cs} ${o}`);
-      }));
+      tidy(() =>
+        noGrad(() => {
+          const out = model.forwardFeatures(fx.cases.get(`${cs}.pixel_values`)!);
+          for (const o of OUTPUTS)
+            assertClose(out[FIELD[o]], fx.cases.get(`${cs}.${o}`)!, fx.config.tolerance, `${name} ${cs} ${o}`);
+        }),
+      );
     }
     model.dispose();
   });
@@ -42,13 +55,20 @@ test('dinov2/hf-reg-tiny: the Hub (transformers) layout loads into the same mode
   assert.equal(detectDinov2Layout(loadSafetensors(fx.weightsPath).tensors.keys()), 'hub');
   const model = loadDinov2(fx.weightsPath, { config: dinov2ConfigFromHub(fx.config.hf_config) }).eval();
   for (const cs of caseNames(fx.cases)) {
-    tidy(() => noGrad(() => {
-      const out = model.forwardFeatures(fx.cases.get(`${cs}.pixel_values`)!);
-      // transformers' last_hidden_state is the final-LayerNorm output of all tokens; pooler_output its [cls]
-      const all = model.norm.forward(out.xPrenorm);
-      assertClose(all, fx.cases.get(`${cs}.last_hidden_state`)!, fx.config.tolerance, `${cs} last_hidden_state`);
-      assertClose(out.xNormClstoken, fx.cases.get(`${cs}.pooler_output`)!, fx.config.tolerance, `${cs} pooler_output`);
-    }));
+    tidy(() =>
+      noGrad(() => {
+        const out = model.forwardFeatures(fx.cases.get(`${cs}.pixel_values`)!);
+        // transformers' last_hidden_state is the final-LayerNorm output of all tokens; pooler_output its [cls]
+        const all = model.norm.forward(out.xPrenorm);
+        assertClose(all, fx.cases.get(`${cs}.last_hidden_state`)!, fx.config.tolerance, `${cs} last_hidden_state`);
+        assertClose(
+          out.xNormClstoken,
+          fx.cases.get(`${cs}.pooler_output`)!,
+          fx.config.tolerance,
+          `${cs} pooler_output`,
+        );
+      }),
+    );
   }
 });
 
@@ -61,8 +81,23 @@ test('both layouts of the same weights give identical models', () => {
 test('the architecture is inferred from the weights (registers, resize method, depth, FFN)', () => {
   const sd = loadSafetensors(loadFixture('dinov2/classic-tiny').weightsPath).tensors;
   const c = inferDinov2Config(sd);
-  assert.deepEqual({ ...c, numHeads: 3 }, {
-    imgSize: 518, patchSize: 14, inChans: 3, embedDim: 48, depth: 2, numHeads: 3, mlpRatio: 4, ffn: 'mlp', qkvBias: true,
-    initValues: 1, numRegisterTokens: 0, interpolateAntialias: false, interpolateOffset: 0.1, layerNormEps: 1e-6,
-  });
+  assert.deepEqual(
+    { ...c, numHeads: 3 },
+    {
+      imgSize: 518,
+      patchSize: 14,
+      inChans: 3,
+      embedDim: 48,
+      depth: 2,
+      numHeads: 3,
+      mlpRatio: 4,
+      ffn: 'mlp',
+      qkvBias: true,
+      initValues: 1,
+      numRegisterTokens: 0,
+      interpolateAntialias: false,
+      interpolateOffset: 0.1,
+      layerNormEps: 1e-6,
+    },
+  );
 });

@@ -16,10 +16,21 @@ const c = (k: string) => fx.cases.get(k)!;
 
 function load(): MLPMixer1D {
   const m = fx.config.mixer;
-  const model = noGrad(() => new MLPMixer1D({
-    tokenDim: m.channels, nTokens: m.n_channels, dim: m.dim, depth: m.depth, expansionFactor: m.expansion_factor,
-    expansionFactorToken: m.expansion_factor_token, numClasses: m.num_classes, classDropoutProb: m.class_dropout_prob, nExtraTokens: 0, dropout: 0,
-  }));
+  const model = noGrad(
+    () =>
+      new MLPMixer1D({
+        tokenDim: m.channels,
+        nTokens: m.n_channels,
+        dim: m.dim,
+        depth: m.depth,
+        expansionFactor: m.expansion_factor,
+        expansionFactorToken: m.expansion_factor_token,
+        numClasses: m.num_classes,
+        classDropoutProb: m.class_dropout_prob,
+        nExtraTokens: 0,
+        dropout: 0,
+      }),
+  );
   model.loadStateDict(loadStateDictFile(fx.weightsPath), { context: fx.weightsPath });
   assert.equal(model.nullLabel, m.null_label);
   return model.eval();
@@ -27,42 +38,60 @@ function load(): MLPMixer1D {
 
 test('forward (eval mode) matches', () => {
   const model = load();
-  tidy(() => noGrad(() => assertClose(model.forward(c('forward.x'), c('forward.t'), { y: c('forward.y') }), c('forward.v'), tol, 'forward.v')));
+  tidy(() =>
+    noGrad(() =>
+      assertClose(
+        model.forward(c('forward.x'), c('forward.t'), { y: c('forward.y') }),
+        c('forward.v'),
+        tol,
+        'forward.v',
+      ),
+    ),
+  );
 });
 
 test('classifier-free guidance with the null label matches', () => {
   const model = load();
-  tidy(() => noGrad(() => {
-    const v = guidedVelocity(classField(model, c('cfg.y')), c('cfg.x'), c('cfg.t'), c('cfg.cfg_scale').item());
-    assertClose(v, c('cfg.v'), tol, 'cfg.v');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const v = guidedVelocity(classField(model, c('cfg.y')), c('cfg.x'), c('cfg.t'), c('cfg.cfg_scale').item());
+      assertClose(v, c('cfg.v'), tol, 'cfg.v');
+    }),
+  );
 });
 
 test('Euler generation with a guidance interval matches', () => {
   const model = load();
-  tidy(() => noGrad(() => {
-    const interval = c('generate.t_interval').toArray() as [number, number];
-    const steps = c('generate.steps').item();
-    const { z, nfe } = generate(classField(model, c('generate.y')), c('generate.noise'), { steps, guidance: { scale: c('generate.cfg_scale').item(), interval } });
-    assertClose(z, c('generate.out'), tol, 'generate.out');
-    assert.equal(nfe, steps);
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const interval = c('generate.t_interval').toArray() as [number, number];
+      const steps = c('generate.steps').item();
+      const { z, nfe } = generate(classField(model, c('generate.y')), c('generate.noise'), {
+        steps,
+        guidance: { scale: c('generate.cfg_scale').item(), interval },
+      });
+      assertClose(z, c('generate.out'), tol, 'generate.out');
+      assert.equal(nfe, steps);
+    }),
+  );
 });
 
 test('training and validation losses match', () => {
   const model = load();
-  tidy(() => noGrad(() => {
-    const y = c('loss.y');
-    const v = (x: ReturnType<typeof c>, t: ReturnType<typeof c>) => model.forward(x, t, { y });
-    const out = flowLoss(v, c('loss.x1'), { x0: c('loss.x0'), t: c('loss.t') });
-    assertClose(out.xt, c('loss.x_t'), tol, 'x_t');
-    assertClose(out.ut, c('loss.u_t'), tol, 'u_t');
-    assertClose(out.loss.reshape(1), c('loss.loss'), tol, 'loss');
-    const segments = c('loss.val_segments').shape[0]!;
-    const val = validationLoss(v, c('loss.x1'), { x0: c('loss.x0'), segments });
-    assertClose(val.segments, c('loss.val_segments'), tol, 'val_segments');
-    assertClose(val.loss.reshape(1), c('loss.val_loss'), tol, 'val_loss');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const y = c('loss.y');
+      const v = (x: ReturnType<typeof c>, t: ReturnType<typeof c>) => model.forward(x, t, { y });
+      const out = flowLoss(v, c('loss.x1'), { x0: c('loss.x0'), t: c('loss.t') });
+      assertClose(out.xt, c('loss.x_t'), tol, 'x_t');
+      assertClose(out.ut, c('loss.u_t'), tol, 'u_t');
+      assertClose(out.loss.reshape(1), c('loss.loss'), tol, 'loss');
+      const segments = c('loss.val_segments').shape[0]!;
+      const val = validationLoss(v, c('loss.x1'), { x0: c('loss.x0'), segments });
+      assertClose(val.segments, c('loss.val_segments'), tol, 'val_segments');
+      assertClose(val.loss.reshape(1), c('loss.val_loss'), tol, 'val_loss');
+    }),
+  );
 });
 
 test('label dropout replaces labels by the null label in training mode only', () => {

@@ -20,19 +20,34 @@ test('images in [-1, 1] -> RepTok preprocessing -> DINOv2 cls token matches Comp
   const all = loadSafetensors(fx.weightsPath).tensors;
   const sd = new Map([...all].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
   const d = fx.config.dino;
-  const model = new DinoVisionTransformer(inferDinov2Config(sd, { numHeads: d.num_heads, interpolateAntialias: d.interpolate_antialias, interpolateOffset: d.interpolate_offset }));
+  const model = new DinoVisionTransformer(
+    inferDinov2Config(sd, {
+      numHeads: d.num_heads,
+      interpolateAntialias: d.interpolate_antialias,
+      interpolateOffset: d.interpolate_offset,
+    }),
+  );
   model.loadStateDict(sd);
-  tidy(() => noGrad(() => {
-    const token = model.forward(reptokPreprocess(fx.cases.get('train.images')!, d.model_size));
-    assertClose(token, fx.cases.get('train.token')!, fx.config.tolerance, 'token');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const token = model.forward(reptokPreprocess(fx.cases.get('train.images')!, d.model_size));
+      assertClose(token, fx.cases.get('train.token')!, fx.config.tolerance, 'token');
+    }),
+  );
 });
 
 test('center crop offsets round halves to even like torchvision; large images are average-pooled first', () => {
-  const x = arange(0, 5 * 8).reshape(1, 1, 5, 8).float();
+  const x = arange(0, 5 * 8)
+    .reshape(1, 1, 5, 8)
+    .float();
   // (8 − 5) / 2 = 1.5 rounds to 2 (Python's round)
   assert.deepEqual(centerCrop(x, 5, 5).select(2, 0).flatten().toArray(), [2, 3, 4, 5, 6]);
-  assert.deepEqual(centerCrop(arange(0, 7).reshape(1, 1, 1, 7).float(), 1, 6).flatten().toArray(), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(
+    centerCrop(arange(0, 7).reshape(1, 1, 1, 7).float(), 1, 6)
+      .flatten()
+      .toArray(),
+    [0, 1, 2, 3, 4, 5],
+  );
   const big = randn([1, 3, 130, 120]);
   const expected = F.interpolate(F.avgPool2d(centerCrop(big, 120, 120), 2), { size: [56, 56], mode: 'bilinear' });
   assert.ok(betterResize(big, 56).allclose(expected));

@@ -12,26 +12,50 @@ import { WordTokenizer } from '../../src/models/text/word-tokenizer.ts';
 import { flowLoss, generate } from '../../src/flow/token-flow.ts';
 
 const D = 8;
-const centre = { red: tensor(Array.from({ length: D }, (_, i) => (i % 2 ? 1.5 : -1.5))), blue: tensor(Array.from({ length: D }, (_, i) => (i % 2 ? -1.5 : 1.5))) };
+const centre = {
+  red: tensor(Array.from({ length: D }, (_, i) => (i % 2 ? 1.5 : -1.5))),
+  blue: tensor(Array.from({ length: D }, (_, i) => (i % 2 ? -1.5 : 1.5))),
+};
 const captions = ['a red dot', 'red', 'something red', 'a blue dot', 'blue', 'something blue'];
 
 function build(): TextToImage {
   manualSeed(0);
   const tokenizer = WordTokenizer.fromCaptions(captions, { maxLength: 6 });
   const text = new SmallTextEncoder(tokenizer, { width: 32, depth: 1, heads: 2, maxLength: 6 });
-  return noGrad(() => new TextToImage({ tokenDim: D, nTokens: 1, dim: 48, depth: 2, heads: 2, expansionFactor: 2, expansionFactorToken: 2, textDim: 32, textDropoutProb: 0.2 }, text));
+  return noGrad(
+    () =>
+      new TextToImage(
+        {
+          tokenDim: D,
+          nTokens: 1,
+          dim: 48,
+          depth: 2,
+          heads: 2,
+          expansionFactor: 2,
+          expansionFactorToken: 2,
+          textDim: 32,
+          textDropoutProb: 0.2,
+        },
+        text,
+      ),
+  );
 }
 
 /** Fraction of samples closer to their caption's centre than to the other one. */
 function accuracy(model: TextToImage, prompts: string[], scale: number, g: Generator): number {
-  return tidy(() => noGrad(() => {
-    const { z } = generate(model.field(prompts), randn([prompts.length, 1, D], { generator: g }), { steps: 10, guidance: { scale } });
-    const x = z.squeeze(1);
-    const dRed = x.sub(centre.red).norm(2, -1);
-    const dBlue = x.sub(centre.blue).norm(2, -1);
-    const isRed = tensor(prompts.map((p) => p.includes('red')));
-    return dRed.lt(dBlue).eq(isRed).float().mean().item();
-  }));
+  return tidy(() =>
+    noGrad(() => {
+      const { z } = generate(model.field(prompts), randn([prompts.length, 1, D], { generator: g }), {
+        steps: 10,
+        guidance: { scale },
+      });
+      const x = z.squeeze(1);
+      const dRed = x.sub(centre.red).norm(2, -1);
+      const dBlue = x.sub(centre.blue).norm(2, -1);
+      const isRed = tensor(prompts.map((p) => p.includes('red')));
+      return dRed.lt(dBlue).eq(isRed).float().mean().item();
+    }),
+  );
 }
 
 test('captions steer generated tokens to their cluster; guidance strengthens the effect', () => {
@@ -43,7 +67,9 @@ test('captions steer generated tokens to their cluster; guidance strengthens the
     tidy(() => {
       const idx = randn([B], { generator: g }).gt(0).toArray() as boolean[];
       const prompts = idx.map((red, i) => captions[(red ? 0 : 3) + (i % 3)]!);
-      const x1 = cat(idx.map((red) => (red ? centre.red : centre.blue).add(randn([D], { generator: g }).mul(0.1)).reshape(1, 1, D)));
+      const x1 = cat(
+        idx.map((red) => (red ? centre.red : centre.blue).add(randn([D], { generator: g }).mul(0.1)).reshape(1, 1, D)),
+      );
       const text = model.encode(prompts, { train: true, generator: g });
       const { loss } = flowLoss((x, t) => model.generator.forward(x, t, text), x1, { generator: g });
       opt.zeroGrad();
@@ -66,6 +92,10 @@ test('prompts of any length are truncated and padded with masks, batched', () =>
   tidy(() => {
     const enc = model.textEncoder.encodeText(['', 'blue', long]);
     assert.deepEqual(enc.states.shape, [3, 6, 32]);
-    assert.deepEqual(enc.mask.toArray(), [[true, true, false, false, false, false], [true, true, true, false, false, false], [true, true, true, true, true, true]]);
+    assert.deepEqual(enc.mask.toArray(), [
+      [true, true, false, false, false, false],
+      [true, true, true, false, false, false],
+      [true, true, true, true, true, true],
+    ]);
   });
 });

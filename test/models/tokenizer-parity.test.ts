@@ -23,14 +23,31 @@ function fixtureConfig(): TokenizerConfig {
   const dec = fx.config.decoder;
   return {
     encoder: {
-      imgSize: 518, patchSize: d.patch_size, inChans: 3, embedDim: d.embed_dim, depth: d.depth, numHeads: d.num_heads, mlpRatio: 4, ffn: 'mlp',
-      qkvBias: true, initValues: 1, numRegisterTokens: d.num_register_tokens, interpolateAntialias: d.interpolate_antialias,
-      interpolateOffset: d.interpolate_offset, layerNormEps: d.layer_norm_eps,
+      imgSize: 518,
+      patchSize: d.patch_size,
+      inChans: 3,
+      embedDim: d.embed_dim,
+      depth: d.depth,
+      numHeads: d.num_heads,
+      mlpRatio: 4,
+      ffn: 'mlp',
+      qkvBias: true,
+      initValues: 1,
+      numRegisterTokens: d.num_register_tokens,
+      interpolateAntialias: d.interpolate_antialias,
+      interpolateOffset: d.interpolate_offset,
+      layerNormEps: d.layer_norm_eps,
     },
     encoderInputSize: d.model_size,
     trainable: 'cls',
     newRegisters: dec.nr_new_reg,
-    decoder: { width: dec.width, depth: dec.depth, dHead: dec.d_head, ffExpand: dec.ff_expand, patchSize: dec.patch_size },
+    decoder: {
+      width: dec.width,
+      depth: dec.depth,
+      dHead: dec.d_head,
+      ffExpand: dec.ff_expand,
+      patchSize: dec.patch_size,
+    },
     mapping: { width: dec.mapping.width, depth: dec.mapping.depth, dFF: dec.mapping.d_ff },
     space: 'pixel', // the fixture feeds latents directly (no VAE in it): a 4-channel "pixel" grid of 8×8
     imageSize: [dec.latent_shape[1], dec.latent_shape[2]],
@@ -50,7 +67,11 @@ function load(): RepTokTokenizer {
 test('training forward: token, losses, conditioning and velocity match', () => {
   const model = load();
   tidy(() => {
-    const out = model.loss(get('train.images'), { grid: get('train.latent'), noise: get('train.noise'), t: get('train.t') });
+    const out = model.loss(get('train.images'), {
+      grid: get('train.latent'),
+      noise: get('train.noise'),
+      t: get('train.t'),
+    });
     assertClose(out.token, get('train.token'), tol, 'token');
     assertClose(out.cos, get('train.cos_loss'), tol, 'cos_loss');
     assertClose(out.zt, get('train.z_t'), tol, 'z_t');
@@ -68,7 +89,11 @@ test('gradients of the total loss match for every trainable parameter', () => {
   const trainable: string[] = fx.config.trainable;
   const ours = new Set(model.trainableParameters().map(([n]) => n));
   assert.deepEqual([...ours].sort(), [...trainable].sort(), 'the same parameters train');
-  tidy(() => model.loss(get('train.images'), { grid: get('train.latent'), noise: get('train.noise'), t: get('train.t') }).total.backward());
+  tidy(() =>
+    model
+      .loss(get('train.images'), { grid: get('train.latent'), noise: get('train.noise'), t: get('train.t') })
+      .total.backward(),
+  );
   const params = new Map(model.namedParameters());
   const gtol = { atol: tol.grad_atol, rtol: tol.grad_rtol };
   for (const name of trainable) {
@@ -90,8 +115,15 @@ test('4-step Euler sampling from the given noise matches', () => {
 test('one optimisation step changes exactly the trainable parameters; the frozen ViT stays bit-identical', () => {
   const model = load();
   const before = new Map([...model.stateDict()].map(([k, v]) => [k, v.clone()]));
-  const opt = new AdamW(model.trainableParameters().map(([, p]) => p), { lr: 1e-2, weightDecay: 0 });
-  tidy(() => model.loss(get('train.images'), { grid: get('train.latent'), noise: get('train.noise'), t: get('train.t') }).total.backward());
+  const opt = new AdamW(
+    model.trainableParameters().map(([, p]) => p),
+    { lr: 1e-2, weightDecay: 0 },
+  );
+  tidy(() =>
+    model
+      .loss(get('train.images'), { grid: get('train.latent'), noise: get('train.noise'), t: get('train.t') })
+      .total.backward(),
+  );
   opt.step();
   const trainable = new Set(model.trainableParameters().map(([n]) => n));
   for (const [k, v] of model.stateDict()) {
@@ -104,7 +136,13 @@ test('one optimisation step changes exactly the trainable parameters; the frozen
 
 test('a checkpoint whose target differs from the encoder is refused in shared-target mode', () => {
   const sd = loadStateDictFile(fx.weightsPath);
-  sd.set('encoder.dino.target_model.blocks.0.norm1.weight', sd.get('encoder.dino.target_model.blocks.0.norm1.weight')!.add(1));
+  sd.set(
+    'encoder.dino.target_model.blocks.0.norm1.weight',
+    sd.get('encoder.dino.target_model.blocks.0.norm1.weight')!.add(1),
+  );
   const model = new RepTokTokenizer(fixtureConfig());
-  assert.throws(() => model.loadReferenceStateDict(sd), /frozen target differs from the encoder at 'encoder\.dino\.target_model\.blocks\.0\.norm1\.weight'.*last:N/);
+  assert.throws(
+    () => model.loadReferenceStateDict(sd),
+    /frozen target differs from the encoder at 'encoder\.dino\.target_model\.blocks\.0\.norm1\.weight'.*last:N/,
+  );
 });

@@ -11,13 +11,16 @@ import { RepTokTokenizer, reptokPixel, reptokXL, type TokenizerConfig } from '..
 function tiny(overrides: Partial<TokenizerConfig> = {}): RepTokTokenizer {
   manualSeed(0);
   const base = reptokPixel(28, 1);
-  return noGrad(() => new RepTokTokenizer({
-    ...base,
-    encoder: { ...base.encoder, embedDim: 32, depth: 2, numHeads: 2, patchSize: 7 },
-    decoder: { width: 32, depth: 1, dHead: 16, ffExpand: 2, patchSize: [2, 2] },
-    mapping: { width: 16, depth: 1, dFF: 32 },
-    ...overrides,
-  }));
+  return noGrad(
+    () =>
+      new RepTokTokenizer({
+        ...base,
+        encoder: { ...base.encoder, embedDim: 32, depth: 2, numHeads: 2, patchSize: 7 },
+        decoder: { width: 32, depth: 1, dHead: 16, ffExpand: 2, patchSize: [2, 2] },
+        mapping: { width: 16, depth: 1, dFF: 32 },
+        ...overrides,
+      }),
+  );
 }
 
 const images = (c = 1, h = 28, w = 28) => rand([2, c, h, w]).mul(2).sub(1);
@@ -25,22 +28,38 @@ const images = (c = 1, h = 28, w = 28) => rand([2, c, h, w]).mul(2).sub(1);
 test("trainable 'last:1' keeps a full frozen target and trains the [cls] embedding and the last block", () => {
   const tok = tiny({ trainable: 'last:1' }).train();
   assert.ok(tok.dino.targetModel instanceof DinoVisionTransformer);
-  const names = tok.trainableParameters().map(([n]) => n).filter((n) => n.startsWith('encoder.dino.model.'));
+  const names = tok
+    .trainableParameters()
+    .map(([n]) => n)
+    .filter((n) => n.startsWith('encoder.dino.model.'));
   assert.ok(names.includes('encoder.dino.model.cls_token'));
   assert.ok(names.every((n) => n === 'encoder.dino.model.cls_token' || n.startsWith('encoder.dino.model.blocks.1.')));
   const target = new Map([...tok.dino.targetModel.stateDict()].map(([k, v]) => [k, v.clone()]));
-  const opt = new AdamW(tok.trainableParameters().map(([, p]) => p), { lr: 1e-2 });
+  const opt = new AdamW(
+    tok.trainableParameters().map(([, p]) => p),
+    { lr: 1e-2 },
+  );
   tidy(() => tok.loss(images()).total.backward());
   opt.step();
-  for (const [k, v] of tok.dino.targetModel.stateDict()) assert.ok(v.equal(target.get(k)!), `target ${k} must stay frozen`);
-  assert.ok(!tok.dino.model.blocks.at(1).norm1.weight!.equal(target.get('blocks.1.norm1.weight')!), 'the last block trains');
+  for (const [k, v] of tok.dino.targetModel.stateDict())
+    assert.ok(v.equal(target.get(k)!), `target ${k} must stay frozen`);
+  assert.ok(
+    !tok.dino.model.blocks.at(1).norm1.weight!.equal(target.get('blocks.1.norm1.weight')!),
+    'the last block trains',
+  );
   // the cosine loss is 0 for identical networks and grows once they differ
   assert.ok(tidy(() => tok.loss(images()).cos.mean().item()) > 0);
 });
 
 test("trainable 'params:...' names encoder parameters; unknown names and specs are errors", () => {
   const tok = tiny({ trainable: 'params:cls_token,norm.weight' });
-  assert.deepEqual(tok.trainableParameters().map(([n]) => n).filter((n) => n.startsWith('encoder.dino.model.')), ['encoder.dino.model.cls_token', 'encoder.dino.model.norm.weight']);
+  assert.deepEqual(
+    tok
+      .trainableParameters()
+      .map(([n]) => n)
+      .filter((n) => n.startsWith('encoder.dino.model.')),
+    ['encoder.dino.model.cls_token', 'encoder.dino.model.norm.weight'],
+  );
   assert.throws(() => tiny({ trainable: 'params:nope' }), /no parameters nope/);
   assert.throws(() => tiny({ trainable: 'everything' }), /'cls', 'last:N' or 'params:a,b'/);
 });
@@ -58,7 +77,10 @@ test('pixel space: gray images encode (the ViT sees three copies) and decode on 
     assert.ok(tok.decode(token, { sampler: 'dopri5', atol: 1e-2, rtol: 1e-2 }).nfe >= 7);
     const wide = tiny({ imageSize: [16, 24] }).eval();
     assert.deepEqual(wide.decode(wide.encode(images(1, 16, 24)), { steps: 2 }).images.shape, [2, 1, 16, 24]);
-    assert.throws(() => wide.velocity(randn([2, 1, 15, 24]), rand([2]), wide.dino.adapt(token)), /not a multiple of the patch size/);
+    assert.throws(
+      () => wide.velocity(randn([2, 1, 15, 24]), rand([2]), wide.dino.adapt(token)),
+      /not a multiple of the patch size/,
+    );
   });
 });
 
@@ -75,17 +97,22 @@ test('the same noise decodes to the same image; different noise to a different o
 
 test('RGB pixel preset trains end to end: the loss falls on a fixed batch', () => {
   const tok = tiny({ imageChannels: 3, imageSize: [28, 28] }).train();
-  const opt = new AdamW(tok.trainableParameters().map(([, p]) => p), { lr: 3e-3 });
+  const opt = new AdamW(
+    tok.trainableParameters().map(([, p]) => p),
+    { lr: 3e-3 },
+  );
   const batch = images(3);
   const losses: number[] = [];
   for (let i = 0; i < 30; i++) {
-    losses.push(tidy(() => {
-      const { total } = tok.loss(batch, { noise: randn([2, 3, 28, 28]) });
-      opt.zeroGrad();
-      total.backward();
-      opt.step();
-      return total.item();
-    }));
+    losses.push(
+      tidy(() => {
+        const { total } = tok.loss(batch, { noise: randn([2, 3, 28, 28]) });
+        opt.zeroGrad();
+        total.backward();
+        opt.step();
+        return total.item();
+      }),
+    );
   }
   const head = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
   const tail = losses.slice(-5).reduce((a, b) => a + b) / 5;
@@ -96,9 +123,17 @@ test('the paper configuration has a ≈571M-parameter decoder (transformer + tim
   // count our modules for depths 1 and 2 at the paper's width and extrapolate to depth 28 (building 571M
   // parameters in a unit test would take gigabytes)
   const count = (depth: number): number => {
-    const c = reptokXL({ space: 'pixel', imageChannels: 4, imageSize: [32, 32], vae: null, encoder: { ...reptokXL().encoder, depth: 1 } });
+    const c = reptokXL({
+      space: 'pixel',
+      imageChannels: 4,
+      imageSize: [32, 32],
+      vae: null,
+      encoder: { ...reptokXL().encoder, depth: 1 },
+    });
     const tok = noGrad(() => new RepTokTokenizer({ ...c, decoder: { ...c.decoder, depth } }));
-    const n = [...tok.namedParameters()].filter(([k]) => !k.startsWith('encoder.')).reduce((s, [, p]) => s + p.numel, 0);
+    const n = [...tok.namedParameters()]
+      .filter(([k]) => !k.startsWith('encoder.'))
+      .reduce((s, [, p]) => s + p.numel, 0);
     tok.dispose();
     return n;
   };

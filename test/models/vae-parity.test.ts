@@ -18,34 +18,50 @@ function load(): AutoencoderKL {
 
 test('encode gives the posterior, decode the images (diffusers AutoencoderKL)', () => {
   const vae = load();
-  tidy(() => noGrad(() => {
-    const post = vae.encode(fx.cases.get('vae.images')!);
-    assertClose(post.mean, fx.cases.get('vae.posterior_mean')!, fx.config.tolerance, 'posterior mean');
-    assertClose(post.logvar, fx.cases.get('vae.posterior_logvar')!, fx.config.tolerance, 'posterior logvar');
-    assertClose(vae.decode(fx.cases.get('vae.latents')!), fx.cases.get('vae.decoded')!, fx.config.tolerance, 'decoded');
-    assertClose(vae.decode(post.mean), fx.cases.get('vae.roundtrip_mode')!, fx.config.tolerance, 'round trip (mode)');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const post = vae.encode(fx.cases.get('vae.images')!);
+      assertClose(post.mean, fx.cases.get('vae.posterior_mean')!, fx.config.tolerance, 'posterior mean');
+      assertClose(post.logvar, fx.cases.get('vae.posterior_logvar')!, fx.config.tolerance, 'posterior logvar');
+      assertClose(
+        vae.decode(fx.cases.get('vae.latents')!),
+        fx.cases.get('vae.decoded')!,
+        fx.config.tolerance,
+        'decoded',
+      );
+      assertClose(vae.decode(post.mean), fx.cases.get('vae.roundtrip_mode')!, fx.config.tolerance, 'round trip (mode)');
+    }),
+  );
 });
 
 test('tiled decoding covers the whole image and agrees with direct decoding away from tile seams', () => {
   const vae = load();
-  tidy(() => noGrad(() => {
-    const z = randn([1, 4, 12, 12]);
-    const direct = vae.decode(z);
-    const tiled = vae.decodeTiled(z);
-    assert.deepEqual(tiled.shape, direct.shape);
-    // tiles of sample_size / 4 = 8 latents; the first tile's top-left 24×24 pixels are not blended with any other
-    const tile = vae.decode(z.slice(2, 0, 8).slice(3, 0, 8));
-    assertClose(tiled.slice(2, 0, 24).slice(3, 0, 24), tile.slice(2, 0, 24).slice(3, 0, 24), { atol: 1e-5, rtol: 1e-5 }, 'first tile');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const z = randn([1, 4, 12, 12]);
+      const direct = vae.decode(z);
+      const tiled = vae.decodeTiled(z);
+      assert.deepEqual(tiled.shape, direct.shape);
+      // tiles of sample_size / 4 = 8 latents; the first tile's top-left 24×24 pixels are not blended with any other
+      const tile = vae.decode(z.slice(2, 0, 8).slice(3, 0, 8));
+      assertClose(
+        tiled.slice(2, 0, 24).slice(3, 0, 24),
+        tile.slice(2, 0, 24).slice(3, 0, 24),
+        { atol: 1e-5, rtol: 1e-5 },
+        'first tile',
+      );
+    }),
+  );
 });
 
 test('posterior samples are mean + std·ε', () => {
   const vae = load();
-  tidy(() => noGrad(() => {
-    const post = vae.encode(fx.cases.get('vae.images')!);
-    const s = AutoencoderKL.sample(post);
-    assert.deepEqual(s.shape, post.mean.shape);
-    assert.ok(!s.equal(post.mean));
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const post = vae.encode(fx.cases.get('vae.images')!);
+      const s = AutoencoderKL.sample(post);
+      assert.deepEqual(s.shape, post.mean.shape);
+      assert.ok(!s.equal(post.mean));
+    }),
+  );
 });

@@ -3,7 +3,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { F, Tensor, manualSeed, randn, tensor, zeros } from '../../src/index.ts';
-import { Conv2d, Embedding, GELU, LayerNorm, Linear, Module, ModuleList, Sequential, StateDictError, init } from '../../src/nn/index.ts';
+import {
+  Conv2d,
+  Embedding,
+  GELU,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+  Sequential,
+  StateDictError,
+  init,
+} from '../../src/nn/index.ts';
 
 class Block extends Module {
   readonly norm1: LayerNorm;
@@ -32,7 +43,16 @@ class Net extends Module {
 
 test('state-dict keys follow the registered (PyTorch) names', () => {
   const keys = [...new Net().stateDict().keys()];
-  assert.deepEqual(keys.slice(0, 8), ['blocks.0.gamma', 'blocks.0.steps', 'blocks.0.norm1.weight', 'blocks.0.norm1.bias', 'blocks.0.mlp.0.weight', 'blocks.0.mlp.0.bias', 'blocks.0.mlp.2.weight', 'blocks.0.mlp.2.bias']);
+  assert.deepEqual(keys.slice(0, 8), [
+    'blocks.0.gamma',
+    'blocks.0.steps',
+    'blocks.0.norm1.weight',
+    'blocks.0.norm1.bias',
+    'blocks.0.mlp.0.weight',
+    'blocks.0.mlp.0.bias',
+    'blocks.0.mlp.2.weight',
+    'blocks.0.mlp.2.bias',
+  ]);
   assert.ok(!keys.some((k) => k.includes('cache')), 'non-persistent buffers stay out');
   assert.equal(keys.length, 16);
 });
@@ -47,14 +67,17 @@ test('loadStateDict copies values and reports every problem at once', () => {
   sd.delete('blocks.1.gamma');
   sd.set('blocks.9.extra', zeros([1]));
   sd.set('blocks.0.norm1.weight', zeros([5]));
-  assert.throws(() => b.loadStateDict(sd, { context: 'net.safetensors' }), (e: StateDictError) => {
-    assert.ok(e instanceof StateDictError);
-    assert.deepEqual(e.missing, ['blocks.1.gamma']);
-    assert.deepEqual(e.unexpected, ['blocks.9.extra']);
-    assert.deepEqual(e.mismatched, [{ key: 'blocks.0.norm1.weight', expected: [4], got: [5] }]);
-    assert.match(e.message, /^net\.safetensors: the state dict does not fit/);
-    return true;
-  });
+  assert.throws(
+    () => b.loadStateDict(sd, { context: 'net.safetensors' }),
+    (e: StateDictError) => {
+      assert.ok(e instanceof StateDictError);
+      assert.deepEqual(e.missing, ['blocks.1.gamma']);
+      assert.deepEqual(e.unexpected, ['blocks.9.extra']);
+      assert.deepEqual(e.mismatched, [{ key: 'blocks.0.norm1.weight', expected: [4], got: [5] }]);
+      assert.match(e.message, /^net\.safetensors: the state dict does not fit/);
+      return true;
+    },
+  );
   sd.set('blocks.0.norm1.weight', zeros([4]));
   const r = b.loadStateDict(sd, { strict: false });
   assert.deepEqual(r, { missing: ['blocks.1.gamma'], unexpected: ['blocks.9.extra'] });
@@ -90,7 +113,10 @@ test('default initialisation equals PyTorch for the same seed', () => {
   // torch.manual_seed(0); l = torch.nn.Linear(3, 2); l.weight.tolist(), l.bias.tolist()  (PyTorch 1.13)
   manualSeed(0);
   const l = new Linear(3, 2);
-  const expectedW = tensor([[-0.004322517663240433, 0.3097158372402191, -0.4751853346824646], [-0.4248946011066437, -0.2223689705133438, 0.15482072532176971]]);
+  const expectedW = tensor([
+    [-0.004322517663240433, 0.3097158372402191, -0.4751853346824646],
+    [-0.4248946011066437, -0.2223689705133438, 0.15482072532176971],
+  ]);
   const expectedB = tensor([-0.011439144611358643, 0.45777493715286255]);
   assert.ok(l.weight.equal(expectedW), String(l.weight));
   assert.ok(l.bias!.equal(expectedB), String(l.bias));

@@ -81,7 +81,9 @@ test('gradient-norm clipping matches clip_grad_norm_ (norms and resulting parame
   const m = model();
   const norms = train(m, new AdamW(m.parameters(), { lr: 1e-2 }), 0.5);
   const expected = ref.get('adamw_clip.grad_norms')!.toArray() as number[];
-  norms.forEach((n, i) => assert.ok(Math.abs(n - expected[i]!) <= 1e-6 * Math.max(1, expected[i]!), `step ${i}: norm ${n} vs ${expected[i]}`));
+  norms.forEach((n, i) =>
+    assert.ok(Math.abs(n - expected[i]!) <= 1e-6 * Math.max(1, expected[i]!), `step ${i}: norm ${n} vs ${expected[i]}`),
+  );
   expectParams(m, 'adamw_clip');
 });
 
@@ -94,7 +96,10 @@ test('optimizer state round-trips through stateDict/loadStateDict and continues 
   b.loadStateDict(a.stateDict());
   const optB = new AdamW(b.parameters(), { lr: 1e-2, weightDecay: 0.1 });
   optB.loadStateDict(optA.stateDict());
-  for (const [m, opt] of [[a, optA], [b, optB]] as const) {
+  for (const [m, opt] of [
+    [a, optA],
+    [b, optB],
+  ] as const) {
     tidy(() => {
       const loss = F.mseLoss(m.forward(ref.get('xs')!.select(0, 0)), ref.get('ys')!.select(0, 0));
       opt.zeroGrad();

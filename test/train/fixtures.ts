@@ -24,16 +24,74 @@ export async function syntheticFolder(): Promise<string> {
   return root;
 }
 
-const encoder = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 2, ffn: 'mlp', qkvBias: true, initValues: 1, numRegisterTokens: 2, interpolateAntialias: true, interpolateOffset: 0, layerNormEps: 1e-6 };
+const encoder = {
+  imgSize: 16,
+  patchSize: 4,
+  inChans: 3,
+  embedDim: 32,
+  depth: 2,
+  numHeads: 2,
+  mlpRatio: 2,
+  ffn: 'mlp',
+  qkvBias: true,
+  initValues: 1,
+  numRegisterTokens: 2,
+  interpolateAntialias: true,
+  interpolateOffset: 0,
+  layerNormEps: 1e-6,
+};
 const cacheDir = mkdtempSync(join(tmpdir(), 'reptok-cache-'));
-const common = { batchSize: 8, logEvery: 1, valEvery: 1000, sampleEvery: 1000, checkpointEvery: 1000, warmupSteps: 2, threads: 1, prefetch: 2 };
+const common = {
+  batchSize: 8,
+  logEvery: 1,
+  valEvery: 1000,
+  sampleEvery: 1000,
+  checkpointEvery: 1000,
+  warmupSteps: 2,
+  threads: 1,
+  prefetch: 2,
+};
 
 export const tinyConfigs = (data: string, files: { encoder?: string; tokenizer?: string } = {}) => ({
-  ssl: { ...common, data, encoder, imageSize: 16, localCrops: 2, localSize: 8, head: { hidden: 32, bottleneck: 8, outDim: 32 }, eval: { knnK: 5, probeEpochs: 2, maxTrain: 40, maxTest: 8 } },
-  tokenizer: {
-    ...common, data, encoderWeights: files.encoder ?? '', val: { images: 4, steps: 2, segments: 2 },
-    tokenizer: { encoder, encoderInputSize: 16, decoder: { width: 32, depth: 1, dHead: 16, ffExpand: 2, patchSize: [4, 4] }, mapping: { width: 16, depth: 1, dFF: 32 }, imageSize: [16, 16], imageChannels: 3 },
+  ssl: {
+    ...common,
+    data,
+    encoder,
+    imageSize: 16,
+    localCrops: 2,
+    localSize: 8,
+    head: { hidden: 32, bottleneck: 8, outDim: 32 },
+    eval: { knnK: 5, probeEpochs: 2, maxTrain: 40, maxTest: 8 },
   },
-  generator: { ...common, data, cacheDir, tokenizer: files.tokenizer ?? '', generator: { dim: 32, depth: 1 }, val: { tokens: 4, steps: 2, samplesPerClass: 2, segments: 2 } },
-  t2i: { ...common, data, cacheDir, tokenizer: files.tokenizer ?? '', t2i: { dim: 32, depth: 1, heads: 2 }, text: { width: 16, depth: 1, heads: 2, maxLength: 10 }, val: { tokens: 4, steps: 2, prompts: ['left', 'right'] } },
+  tokenizer: {
+    ...common,
+    data,
+    encoderWeights: files.encoder ?? '',
+    val: { images: 4, steps: 2, segments: 2 },
+    tokenizer: {
+      encoder,
+      encoderInputSize: 16,
+      decoder: { width: 32, depth: 1, dHead: 16, ffExpand: 2, patchSize: [4, 4] },
+      mapping: { width: 16, depth: 1, dFF: 32 },
+      imageSize: [16, 16],
+      imageChannels: 3,
+    },
+  },
+  generator: {
+    ...common,
+    data,
+    cacheDir,
+    tokenizer: files.tokenizer ?? '',
+    generator: { dim: 32, depth: 1 },
+    val: { tokens: 4, steps: 2, samplesPerClass: 2, segments: 2 },
+  },
+  t2i: {
+    ...common,
+    data,
+    cacheDir,
+    tokenizer: files.tokenizer ?? '',
+    t2i: { dim: 32, depth: 1, heads: 2 },
+    text: { width: 16, depth: 1, heads: 2, maxLength: 10 },
+    val: { tokens: 4, steps: 2, prompts: ['left', 'right'] },
+  },
 });

@@ -16,7 +16,12 @@ import { generatorStage, t2iStage } from '../../src/train/stages/generator.ts';
 import type { Stage, StageContext } from '../../src/train/trainer.ts';
 import { syntheticFolder, tinyConfigs } from './fixtures.ts';
 
-const PRESET: Record<StageName, string> = { ssl: 'fmnist-ssl', tokenizer: 'fmnist-tokenizer', generator: 'fmnist-generator', t2i: 'emoji-t2i' };
+const PRESET: Record<StageName, string> = {
+  ssl: 'fmnist-ssl',
+  tokenizer: 'fmnist-tokenizer',
+  generator: 'fmnist-generator',
+  t2i: 'emoji-t2i',
+};
 
 function configFor(stage: StageName, overrides: object): any {
   const file = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'config.json');
@@ -24,25 +29,42 @@ function configFor(stage: StageName, overrides: object): any {
   return resolveTrainConfig(stage, PRESET[stage], { file });
 }
 
-async function fitsFixedBatch(stage: StageName, config: any, factory: (ctx: StageContext<any>) => Promise<Stage<any, any>>, steps: number): Promise<[number, number]> {
+async function fitsFixedBatch(
+  stage: StageName,
+  config: any,
+  factory: (ctx: StageContext<any>) => Promise<Stage<any, any>>,
+  steps: number,
+): Promise<[number, number]> {
   manualSeed(0);
-  const ctx: StageContext<any> = { config, out: mkdtempSync(join(tmpdir(), `reptok-${stage}-`)), generator: new Generator({ seed: 0 }), step: 0, log: () => {}, ema: null };
+  const ctx: StageContext<any> = {
+    config,
+    out: mkdtempSync(join(tmpdir(), `reptok-${stage}-`)),
+    generator: new Generator({ seed: 0 }),
+    step: 0,
+    log: () => {},
+    ema: null,
+  };
   const s = await factory(ctx);
   const source = s.batches({ epoch: 0, index: 0 });
   const batch = await source.next();
   source.close();
-  const opt = new AdamW(s.model.parameters().filter((p) => p.requiresGrad), { lr: 3e-3, weightDecay: 0 });
+  const opt = new AdamW(
+    s.model.parameters().filter((p) => p.requiresGrad),
+    { lr: 3e-3, weightDecay: 0 },
+  );
   const losses: number[] = [];
   for (let i = 0; i < steps; i++) {
     ctx.step = i;
     ctx.generator.manualSeed(1); // the same noise and times every step: only the weights change
-    losses.push(tidy(() => {
-      const { loss } = s.step(batch, ctx);
-      opt.zeroGrad();
-      loss.backward();
-      opt.step();
-      return loss.item();
-    }));
+    losses.push(
+      tidy(() => {
+        const { loss } = s.step(batch, ctx);
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+        return loss.item();
+      }),
+    );
   }
   s.dispose?.();
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
@@ -53,7 +75,11 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   const data = `folder:${await syntheticFolder()}`;
   const run = async (stage: StageName, files: object = {}, overrides: object = {}) => {
     const out = mkdtempSync(join(tmpdir(), `reptok-run-${stage}-`));
-    const r = await train(stage, configFor(stage, { ...(tinyConfigs(data, files) as any)[stage], ...overrides }), { out, steps: 2, log: () => {} });
+    const r = await train(stage, configFor(stage, { ...(tinyConfigs(data, files) as any)[stage], ...overrides }), {
+      out,
+      steps: 2,
+      log: () => {},
+    });
     return r.final!;
   };
   const cfgs = (files: object = {}) => tinyConfigs(data, files) as any;
@@ -63,12 +89,22 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   const ssl = await run('ssl');
   assert.ok(typeof ssl.knn_ssl === 'number' && typeof ssl.knn_pixels === 'number');
 
-  const [t0, t1] = await fitsFixedBatch('tokenizer', configFor('tokenizer', cfgs({ encoder: ssl.encoder }).tokenizer), tokenizerStage, 25);
+  const [t0, t1] = await fitsFixedBatch(
+    'tokenizer',
+    configFor('tokenizer', cfgs({ encoder: ssl.encoder }).tokenizer),
+    tokenizerStage,
+    25,
+  );
   assert.ok(t1 < 0.8 * t0, `tokenizer loss ${t0} -> ${t1}`);
   const tok = await run('tokenizer', { encoder: ssl.encoder });
   assert.ok(Number.isFinite(tok.test_psnr as number));
 
-  const [g0, g1] = await fitsFixedBatch('generator', configFor('generator', cfgs({ tokenizer: tok.tokenizer }).generator), generatorStage, 25);
+  const [g0, g1] = await fitsFixedBatch(
+    'generator',
+    configFor('generator', cfgs({ tokenizer: tok.tokenizer }).generator),
+    generatorStage,
+    25,
+  );
   assert.ok(g1 < 0.8 * g0, `generator loss ${g0} -> ${g1}`);
   const [x0, x1] = await fitsFixedBatch('t2i', configFor('t2i', cfgs({ tokenizer: tok.tokenizer }).t2i), t2iStage, 25);
   assert.ok(x1 < 0.8 * x0, `t2i loss ${x0} -> ${x1}`);
@@ -81,6 +117,9 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   const bf16 = { precision: 'bf16' };
   assert.ok(typeof (await run('ssl', {}, bf16)).knn_ssl === 'number');
   assert.ok(Number.isFinite((await run('tokenizer', { encoder: ssl.encoder }, bf16)).test_psnr as number));
-  assert.match(String((await run('generator', { tokenizer: tok.tokenizer }, bf16)).generator), /generator\.safetensors$/);
+  assert.match(
+    String((await run('generator', { tokenizer: tok.tokenizer }, bf16)).generator),
+    /generator\.safetensors$/,
+  );
   assert.ok(await run('t2i', { tokenizer: tok.tokenizer }, bf16));
 });

@@ -20,11 +20,26 @@ function configFile(data: string, extra: object = {}): string {
   return file;
 }
 
-const trainArgs = (out: string, config: string, ...more: string[]) => ['train', 'tokenizer', '--preset', 'fmnist-tokenizer', '--out', out, '--config', config, ...more];
-const runCli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
+const trainArgs = (out: string, config: string, ...more: string[]) => [
+  'train',
+  'tokenizer',
+  '--preset',
+  'fmnist-tokenizer',
+  '--out',
+  out,
+  '--config',
+  config,
+  ...more,
+];
+const runCli = (args: string[]) =>
+  spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
 
 /** Starts the CLI and kills it with `signal` once `file` exists. */
-function killWhen(args: string[], file: string, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+function killWhen(
+  args: string[],
+  file: string,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CI: '1' } });
     let stderr = '';
@@ -80,9 +95,14 @@ test('Ctrl-C writes a checkpoint and exits cleanly; --resume continues from it',
 test('a non-finite loss stops the run with the step, the last good checkpoint and advice', async () => {
   const data = `folder:${await syntheticFolder()}`;
   const out = tmp('reptok-nan-');
-  const r = runCli(trainArgs(out, configFile(data, { lr: 1e12, clipGrad: 0, warmupSteps: 0, checkpointEvery: 1 }), '--steps', '50'));
+  const r = runCli(
+    trainArgs(out, configFile(data, { lr: 1e12, clipGrad: 0, warmupSteps: 0, checkpointEvery: 1 }), '--steps', '50'),
+  );
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /the loss became (NaN|Infinity|-Infinity) at step \d+; training stopped\. The last good checkpoint is .*step-\d{8}\.safetensors\.\nTry a lower learning rate/);
+  assert.match(
+    r.stderr,
+    /the loss became (NaN|Infinity|-Infinity) at step \d+; training stopped\. The last good checkpoint is .*step-\d{8}\.safetensors\.\nTry a lower learning rate/,
+  );
 });
 
 test('an existing run folder is not overwritten without --resume or --force', async () => {

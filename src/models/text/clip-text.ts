@@ -26,15 +26,29 @@ export interface ClipTextConfig {
 export function clipTextConfigFromHub(hf: Record<string, any>): ClipTextConfig {
   const c = hf.text_config ?? hf; // CLIPModel configs nest the text tower
   return {
-    vocabSize: c.vocab_size, hiddenSize: c.hidden_size, intermediateSize: c.intermediate_size, numLayers: c.num_hidden_layers,
-    numHeads: c.num_attention_heads, maxPositions: c.max_position_embeddings ?? 77, act: c.hidden_act ?? 'quick_gelu',
-    layerNormEps: c.layer_norm_eps ?? 1e-5, eosTokenId: c.eos_token_id ?? 2,
+    vocabSize: c.vocab_size,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numLayers: c.num_hidden_layers,
+    numHeads: c.num_attention_heads,
+    maxPositions: c.max_position_embeddings ?? 77,
+    act: c.hidden_act ?? 'quick_gelu',
+    layerNormEps: c.layer_norm_eps ?? 1e-5,
+    eosTokenId: c.eos_token_id ?? 2,
   };
 }
 
 /** openai/clip-vit-large-patch14's text tower (the SD 1.x text encoder): 12 layers, width 768. */
 export const CLIP_VIT_L14_TEXT: ClipTextConfig = {
-  vocabSize: 49408, hiddenSize: 768, intermediateSize: 3072, numLayers: 12, numHeads: 12, maxPositions: 77, act: 'quick_gelu', layerNormEps: 1e-5, eosTokenId: 49407,
+  vocabSize: 49408,
+  hiddenSize: 768,
+  intermediateSize: 3072,
+  numLayers: 12,
+  numHeads: 12,
+  maxPositions: 77,
+  act: 'quick_gelu',
+  layerNormEps: 1e-5,
+  eosTokenId: 49407,
 };
 
 class ClipAttention extends Module {
@@ -42,7 +56,10 @@ class ClipAttention extends Module {
   readonly kProj: Linear;
   readonly vProj: Linear;
   readonly outProj: Linear;
-  constructor(dim: number, readonly heads: number) {
+  constructor(
+    dim: number,
+    readonly heads: number,
+  ) {
     super();
     this.kProj = this.module('k_proj', new Linear(dim, dim));
     this.vProj = this.module('v_proj', new Linear(dim, dim));
@@ -53,7 +70,12 @@ class ClipAttention extends Module {
     const [B, L, D] = x.shape as [number, number, number];
     const split = (t: Tensor): Tensor => t.reshape(B, L, this.heads, D / this.heads).transpose(1, 2); // (B, H, L, d)
     return tidy(() => {
-      const o = F.scaledDotProductAttention(split(this.qProj.forward(x)), split(this.kProj.forward(x)), split(this.vProj.forward(x)), { mask });
+      const o = F.scaledDotProductAttention(
+        split(this.qProj.forward(x)),
+        split(this.kProj.forward(x)),
+        split(this.vProj.forward(x)),
+        { mask },
+      );
       return this.outProj.forward(o.transpose(1, 2).reshape(B, L, D));
     });
   }
@@ -62,7 +84,11 @@ class ClipAttention extends Module {
 class ClipMlp extends Module {
   readonly fc1: Linear;
   readonly fc2: Linear;
-  constructor(dim: number, hidden: number, readonly act: ClipTextConfig['act']) {
+  constructor(
+    dim: number,
+    hidden: number,
+    readonly act: ClipTextConfig['act'],
+  ) {
     super();
     this.fc1 = this.module('fc1', new Linear(dim, hidden));
     this.fc2 = this.module('fc2', new Linear(hidden, dim));
@@ -105,7 +131,11 @@ class ClipEmbeddings extends Module {
     this.positionEmbedding = this.module('position_embedding', new Embedding(c.maxPositions, c.hiddenSize));
   }
   forward(ids: Tensor): Tensor {
-    return tidy(() => this.tokenEmbedding.forward(ids).add(this.positionEmbedding.forward(arange(ids.shape[1]!, undefined, 1, { device: ids.device }))));
+    return tidy(() =>
+      this.tokenEmbedding
+        .forward(ids)
+        .add(this.positionEmbedding.forward(arange(ids.shape[1]!, undefined, 1, { device: ids.device }))),
+    );
   }
 }
 
@@ -156,7 +186,9 @@ export class ClipTextModel extends Module implements TextEncoder {
     return tidy(() => {
       // causal mask plus padding mask on the keys, additive (−inf where masked)
       const causal = full([L, L], true, { device: ids.device }).tril();
-      const keys = attentionMask ? attentionMask.to('bool').reshape(B, 1, 1, L) : full([B, 1, 1, L], true, { device: ids.device });
+      const keys = attentionMask
+        ? attentionMask.to('bool').reshape(B, 1, 1, L)
+        : full([B, 1, 1, L], true, { device: ids.device });
       const mask = causal.logicalAnd(keys); // (B, 1, L, L)
       let h = this.textModel.embeddings.forward(ids);
       for (const layer of this.textModel.encoder.layers) h = layer.forward(h, mask);
@@ -168,14 +200,19 @@ export class ClipTextModel extends Module implements TextEncoder {
   }
 
   encodeText(prompts: string[]): TextEncoding {
-    if (!this.tokenizer) throw new Error('ClipTextModel: no tokenizer loaded (load the model with loadClipTextModel(folder), or set .tokenizer)');
+    if (!this.tokenizer)
+      throw new Error(
+        'ClipTextModel: no tokenizer loaded (load the model with loadClipTextModel(folder), or set .tokenizer)',
+      );
     const { ids, mask } = this.tokenizer.batch(prompts);
-    return noGrad(() => tidy(() => {
-      const idsT = tensor(ids.flat(), { dtype: 'int64', shape: [prompts.length, ids[0]!.length] });
-      const maskT = tensor(mask.flat(), { shape: [prompts.length, ids[0]!.length] });
-      const out = this.forward(idsT, maskT);
-      return { states: out.lastHiddenState, mask: maskT, pooled: out.pooled };
-    }));
+    return noGrad(() =>
+      tidy(() => {
+        const idsT = tensor(ids.flat(), { dtype: 'int64', shape: [prompts.length, ids[0]!.length] });
+        const maskT = tensor(mask.flat(), { shape: [prompts.length, ids[0]!.length] });
+        const out = this.forward(idsT, maskT);
+        return { states: out.lastHiddenState, mask: maskT, pooled: out.pooled };
+      }),
+    );
   }
 }
 
@@ -190,7 +227,8 @@ export function clipTextStateDict(sd: StateDict): StateDict {
  */
 export function loadClipTextModel(dir: string): ClipTextModel {
   const configPath = join(dir, 'config.json');
-  if (!existsSync(configPath)) throw new Error(`${dir}: no config.json (a CLIPTextModel or CLIPModel folder is expected)`);
+  if (!existsSync(configPath))
+    throw new Error(`${dir}: no config.json (a CLIPTextModel or CLIPModel folder is expected)`);
   const model = noGrad(() => new ClipTextModel(clipTextConfigFromHub(JSON.parse(readFileSync(configPath, 'utf8')))));
   const weights = ['model.safetensors', 'pytorch_model.bin'].map((f) => join(dir, f)).find(existsSync);
   if (!weights) throw new Error(`${dir}: no model.safetensors or pytorch_model.bin`);
@@ -199,4 +237,3 @@ export function loadClipTextModel(dir: string): ClipTextModel {
   model.requiresGrad_(false).eval();
   return model;
 }
-

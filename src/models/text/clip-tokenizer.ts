@@ -28,7 +28,10 @@ const BYTE_CHARS = bytesToUnicode();
 const PATTERN = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
 
 function clean(text: string): string {
-  const unescaped = text.replace(/&(amp|lt|gt|quot|#39|#x27);/g, (m) => ({ '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'", '&#x27;': "'" })[m]!);
+  const unescaped = text.replace(
+    /&(amp|lt|gt|quot|#39|#x27);/g,
+    (m) => ({ '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'", '&#x27;': "'" })[m]!,
+  );
   return unescaped.replace(/\s+/g, ' ').trim().toLowerCase();
 }
 
@@ -45,7 +48,11 @@ export class ClipTokenizer {
   readonly eosId: number;
   readonly padId: number;
 
-  constructor(vocab: Record<string, number>, merges: [string, string][], o: { bos?: string; eos?: string; pad?: string; maxLength?: number } = {}) {
+  constructor(
+    vocab: Record<string, number>,
+    merges: [string, string][],
+    o: { bos?: string; eos?: string; pad?: string; maxLength?: number } = {},
+  ) {
     this.#vocab = new Map(Object.entries(vocab));
     this.#ranks = new Map(merges.map(([a, b], i) => [`${a} ${b}`, i]));
     const id = (t: string): number => {
@@ -65,16 +72,27 @@ export class ClipTokenizer {
   static fromFolder(dir: string): ClipTokenizer {
     const cfgPath = join(dir, 'tokenizer_config.json');
     const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, 'utf8')) : {};
-    const name = (v: unknown): string | undefined => (typeof v === 'string' ? v : (v as { content?: string } | undefined)?.content);
-    const special = { bos: name(cfg.bos_token), eos: name(cfg.eos_token), pad: name(cfg.pad_token), maxLength: cfg.model_max_length > 1e6 ? undefined : cfg.model_max_length };
+    const name = (v: unknown): string | undefined =>
+      typeof v === 'string' ? v : (v as { content?: string } | undefined)?.content;
+    const special = {
+      bos: name(cfg.bos_token),
+      eos: name(cfg.eos_token),
+      pad: name(cfg.pad_token),
+      maxLength: cfg.model_max_length > 1e6 ? undefined : cfg.model_max_length,
+    };
     if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
       const vocab = JSON.parse(readFileSync(join(dir, 'vocab.json'), 'utf8'));
-      const merges = readFileSync(join(dir, 'merges.txt'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#version')).map((l) => l.split(' ') as [string, string]);
+      const merges = readFileSync(join(dir, 'merges.txt'), 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#version'))
+        .map((l) => l.split(' ') as [string, string]);
       return new ClipTokenizer(vocab, merges, special);
     }
     if (existsSync(join(dir, 'tokenizer.json'))) {
       const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
-      const merges = (tj.model.merges as (string | [string, string])[]).map((m) => (typeof m === 'string' ? (m.split(' ') as [string, string]) : m));
+      const merges = (tj.model.merges as (string | [string, string])[]).map((m) =>
+        typeof m === 'string' ? (m.split(' ') as [string, string]) : m,
+      );
       return new ClipTokenizer(tj.model.vocab, merges, special);
     }
     throw new Error(`${dir}: no CLIP tokenizer files (expected tokenizer.json, or vocab.json and merges.txt)`);
@@ -90,7 +108,7 @@ export class ClipTokenizer {
       let bestRank = Infinity;
       for (let i = 0; i + 1 < word.length; i++) {
         const r = this.#ranks.get(`${word[i]} ${word[i + 1]}`);
-        if (r !== undefined && r < bestRank) (bestRank = r), (best = i);
+        if (r !== undefined && r < bestRank) ((bestRank = r), (best = i));
       }
       if (best < 0) break;
       const [a, b] = [word[best]!, word[best + 1]!];

@@ -21,7 +21,10 @@ export class SmallTextEncoder extends Module implements TextEncoder {
   readonly norm: LayerNorm;
   readonly trainable = true;
 
-  constructor(readonly tokenizer: WordTokenizer, readonly config: SmallTextConfig) {
+  constructor(
+    readonly tokenizer: WordTokenizer,
+    readonly config: SmallTextConfig,
+  ) {
     super();
     this.tokenEmbedding = this.module('token_embedding', new Embedding(tokenizer.vocab.length, config.width));
     this.positionEmbedding = this.module('position_embedding', new Embedding(config.maxLength, config.width));
@@ -29,7 +32,10 @@ export class SmallTextEncoder extends Module implements TextEncoder {
       this.tokenEmbedding.weight.mul_(0.02);
       this.positionEmbedding.weight.mul_(0.02);
     });
-    this.blocks = this.module('blocks', new ModuleList(Array.from({ length: config.depth }, () => new TransformerBlock(config.width, config.heads))));
+    this.blocks = this.module(
+      'blocks',
+      new ModuleList(Array.from({ length: config.depth }, () => new TransformerBlock(config.width, config.heads))),
+    );
     this.norm = this.module('norm', new LayerNorm(config.width));
   }
 
@@ -44,7 +50,9 @@ export class SmallTextEncoder extends Module implements TextEncoder {
   forward(ids: Tensor, mask: Tensor): { states: Tensor; pooled: Tensor } {
     const [B, L] = ids.shape as [number, number];
     return tidy(() => {
-      let h = this.tokenEmbedding.forward(ids).add(this.positionEmbedding.forward(arange(L, undefined, 1, { device: ids.device })));
+      let h = this.tokenEmbedding
+        .forward(ids)
+        .add(this.positionEmbedding.forward(arange(L, undefined, 1, { device: ids.device })));
       const keyMask = mask.reshape(B, 1, 1, L);
       for (const b of this.blocks) h = b.forward(h, { mask: keyMask });
       const states = this.norm.forward(h);

@@ -15,17 +15,27 @@ export class WordTokenizer {
   readonly eosId = 2;
   readonly unkId = 3;
 
-  constructor(vocab: string[], readonly maxLength = 16) {
-    if (SPECIAL.some((s, i) => vocab[i] !== s)) throw new Error(`WordTokenizer: the vocabulary must start with ${SPECIAL.join(', ')}`);
+  constructor(
+    vocab: string[],
+    readonly maxLength = 16,
+  ) {
+    if (SPECIAL.some((s, i) => vocab[i] !== s))
+      throw new Error(`WordTokenizer: the vocabulary must start with ${SPECIAL.join(', ')}`);
     this.vocab = [...vocab];
     this.#ids = new Map(vocab.map((w, i) => [w, i]));
   }
 
   /** Builds the vocabulary from captions (most frequent first, ties alphabetical). */
-  static fromCaptions(captions: Iterable<string>, o: { minCount?: number; maxVocab?: number; maxLength?: number } = {}): WordTokenizer {
+  static fromCaptions(
+    captions: Iterable<string>,
+    o: { minCount?: number; maxVocab?: number; maxLength?: number } = {},
+  ): WordTokenizer {
     const counts = new Map<string, number>();
     for (const c of captions) for (const w of words(c)) counts.set(w, (counts.get(w) ?? 0) + 1);
-    const kept = [...counts].filter(([, n]) => n >= (o.minCount ?? 1)).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([w]) => w);
+    const kept = [...counts]
+      .filter(([, n]) => n >= (o.minCount ?? 1))
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+      .map(([w]) => w);
     return new WordTokenizer([...SPECIAL, ...kept.slice(0, (o.maxVocab ?? 50_000) - SPECIAL.length)], o.maxLength);
   }
 

@@ -97,7 +97,16 @@ class DinoHead extends Module {
   readonly lastLayer: Tensor; // (outDim, bottleneck)
   constructor(inDim: number, c: SslConfig['head']) {
     super();
-    this.mlp = this.module('mlp', new Sequential(new Linear(inDim, c.hidden), new GELU(), new Linear(c.hidden, c.hidden), new GELU(), new Linear(c.hidden, c.bottleneck)));
+    this.mlp = this.module(
+      'mlp',
+      new Sequential(
+        new Linear(inDim, c.hidden),
+        new GELU(),
+        new Linear(c.hidden, c.hidden),
+        new GELU(),
+        new Linear(c.hidden, c.bottleneck),
+      ),
+    );
     this.lastLayer = this.param('last_layer', randn([c.outDim, c.bottleneck]).mul_(0.02));
   }
   forward(x: Tensor): Tensor {
@@ -149,7 +158,14 @@ export function koleoLoss(x: Tensor, eps = 1e-8): Tensor {
     const z = F.normalize(x.float(), 2, -1, eps); // (N, D)
     const n = z.shape[0]!;
     const nearest = noGrad(() => z.mm(z.transpose(0, 1)).sub(eye(n).mul(2)).argmax(1)); // (N,) self excluded
-    return z.sub(z.index([nearest])).add(eps).norm(2, -1).add(eps).log().neg().mean();
+    return z
+      .sub(z.index([nearest]))
+      .add(eps)
+      .norm(2, -1)
+      .add(eps)
+      .log()
+      .neg()
+      .mean();
   });
 }
 
@@ -171,22 +187,35 @@ class SslModel extends Module {
 const labelsOf = (d: ImageArray, n: number): Tensor => tensor(d.labels.subarray(0, n), { dtype: 'int64' });
 
 /** cls features of a data set's images, from a backbone, in batches (no augmentation). */
-export function extractFeatures(backbone: DinoVisionTransformer | null, d: ImageArray, count: number, batch = 256): Tensor {
-  return noGrad(() => tidy(() => {
-    const parts: Tensor[] = [];
-    for (let i = 0; i < count; i += batch) {
-      parts.push(tidy(() => {
-        const imgs = imagesTensor(d, Int32Array.from({ length: Math.min(batch, count - i) }, (_, k) => i + k));
-        return backbone ? backbone.forward(encoderInput(imgs)) : imgs.flatten(1);
-      }));
-    }
-    return cat(parts);
-  }));
+export function extractFeatures(
+  backbone: DinoVisionTransformer | null,
+  d: ImageArray,
+  count: number,
+  batch = 256,
+): Tensor {
+  return noGrad(() =>
+    tidy(() => {
+      const parts: Tensor[] = [];
+      for (let i = 0; i < count; i += batch) {
+        parts.push(
+          tidy(() => {
+            const imgs = imagesTensor(
+              d,
+              Int32Array.from({ length: Math.min(batch, count - i) }, (_, k) => i + k),
+            );
+            return backbone ? backbone.forward(encoderInput(imgs)) : imgs.flatten(1);
+          }),
+        );
+      }
+      return cat(parts);
+    }),
+  );
 }
 
 export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslConfig, Batch>> {
   const c = ctx.config;
-  if (c.centering !== 'sinkhorn' && c.centering !== 'ema') throw new ConfigError(`centering must be 'sinkhorn' or 'ema', got '${c.centering}'`);
+  if (c.centering !== 'sinkhorn' && c.centering !== 'ema')
+    throw new ConfigError(`centering must be 'sinkhorn' or 'ema', got '${c.centering}'`);
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: c.imageSize, log: ctx.log });
   const model = noGrad(() => new SslModel(c));
   const jitter = { hflip: c.hflip, brightness: c.brightness, contrast: c.contrast, saturation: c.saturation };
@@ -197,48 +226,81 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
 
   return {
     model,
-    batches: (position) => new DataLoader(train, { batchSize: c.batchSize, views, seed: c.seed, prefetch: c.prefetch, position }),
+    batches: (position) =>
+      new DataLoader(train, { batchSize: c.batchSize, views, seed: c.seed, prefetch: c.prefetch, position }),
     step: (batch) => {
       const globals = cat(batch.views.slice(0, 2)); // (2B, C, H, W)
       const t = noGrad(() => model.teacher.forward(globals).logits.float()); // (2B, K)
       const g = model.student.forward(globals);
       const s = [g.logits, ...(c.localCrops ? [model.student.forward(cat(batch.views.slice(2))).logits] : [])];
-      const studentOut = cat(s).float().div(c.studentTemp).chunk(2 + c.localCrops); // per view (B, K)
-      const targets = noGrad(() => (c.centering === 'sinkhorn' ? sinkhornKnopp(t, c.teacherTemp) : t.sub(model.center).div(c.teacherTemp).softmax(-1))).chunk(2);
+      const studentOut = cat(s)
+        .float()
+        .div(c.studentTemp)
+        .chunk(2 + c.localCrops); // per view (B, K)
+      const targets = noGrad(() =>
+        c.centering === 'sinkhorn'
+          ? sinkhornKnopp(t, c.teacherTemp)
+          : t.sub(model.center).div(c.teacherTemp).softmax(-1),
+      ).chunk(2);
       let dino = tensor(0);
       let terms = 0;
-      targets.forEach((q, iq) => studentOut.forEach((sv, v) => {
-        if (v === iq) return;
-        dino = dino.add(q.mul(sv.logSoftmax(-1)).sum(-1).neg().mean());
-        terms++;
-      }));
+      targets.forEach((q, iq) =>
+        studentOut.forEach((sv, v) => {
+          if (v === iq) return;
+          dino = dino.add(q.mul(sv.logSoftmax(-1)).sum(-1).neg().mean());
+          terms++;
+        }),
+      );
       dino = dino.div(terms);
       const koleo = c.koleoWeight ? g.cls.chunk(2).reduce((acc, x) => acc.add(koleoLoss(x)), tensor(0)) : null;
       if (c.centering === 'ema') {
         teacherOut?.dispose();
         teacherOut = keep(t.mean(0, true)); // outlives the step's scope: the centre update uses it
       }
-      const metrics: Record<string, number> = { entropy: noGrad(() => targets[0]!.mul(targets[0]!.clampMin(1e-12).log()).sum(-1).neg().mean().item()) };
+      const metrics: Record<string, number> = {
+        entropy: noGrad(() => targets[0]!.mul(targets[0]!.clampMin(1e-12).log()).sum(-1).neg().mean().item()),
+      };
       if (koleo) metrics.koleo = koleo.item();
       return { loss: koleo ? dino.add(koleo.mul(c.koleoWeight)) : dino, metrics };
     },
-    afterStep: (ctx2) => noGrad(() => tidy(() => {
-      // teacher = m·teacher + (1 − m)·student with m cosine-scheduled towards 1; centre = EMA of teacher outputs
-      const [m0, m1] = c.teacherMomentum;
-      const m = m1 - (m1 - m0) * (Math.cos((Math.PI * ctx2.step) / c.steps) + 1) / 2;
-      const st = model.student.stateDict();
-      for (const [k, p] of model.teacher.stateDict()) p.mul_(m).add_(st.get(k)!, 1 - m);
-      if (teacherOut) model.center.mul_(c.centerMomentum).add_(teacherOut, 1 - c.centerMomentum);
-    })),
-    validate: async () => noGrad(() => tidy(() => {
-      const [nTrain, nTest] = [Math.min(train.n, c.eval.maxTrain, c.eval.valTrain), Math.min(test.n, c.eval.maxTest, c.eval.valTest)];
-      const [ytr, yte] = [labelsOf(train, nTrain), labelsOf(test, nTest)];
-      const backbone = model.teacher.backbone.eval();
-      return { val_knn: knnAccuracy(extractFeatures(backbone, train, nTrain), ytr, extractFeatures(backbone, test, nTest), yte, { k: c.eval.knnK, classes: train.classes.length }) };
-    })),
+    afterStep: (ctx2) =>
+      noGrad(() =>
+        tidy(() => {
+          // teacher = m·teacher + (1 − m)·student with m cosine-scheduled towards 1; centre = EMA of teacher outputs
+          const [m0, m1] = c.teacherMomentum;
+          const m = m1 - ((m1 - m0) * (Math.cos((Math.PI * ctx2.step) / c.steps) + 1)) / 2;
+          const st = model.student.stateDict();
+          for (const [k, p] of model.teacher.stateDict()) p.mul_(m).add_(st.get(k)!, 1 - m);
+          if (teacherOut) model.center.mul_(c.centerMomentum).add_(teacherOut, 1 - c.centerMomentum);
+        }),
+      ),
+    validate: async () =>
+      noGrad(() =>
+        tidy(() => {
+          const [nTrain, nTest] = [
+            Math.min(train.n, c.eval.maxTrain, c.eval.valTrain),
+            Math.min(test.n, c.eval.maxTest, c.eval.valTest),
+          ];
+          const [ytr, yte] = [labelsOf(train, nTrain), labelsOf(test, nTest)];
+          const backbone = model.teacher.backbone.eval();
+          return {
+            val_knn: knnAccuracy(
+              extractFeatures(backbone, train, nTrain),
+              ytr,
+              extractFeatures(backbone, test, nTest),
+              yte,
+              { k: c.eval.knnK, classes: train.classes.length },
+            ),
+          };
+        }),
+      ),
     finish: async () => {
       const path = join(ctx.out, 'encoder.safetensors');
-      saveSafetensors(path, model.teacher.backbone.stateDict(), { format: 'dinov2', config: JSON.stringify(c.encoder), source: 'reptok train ssl' });
+      saveSafetensors(path, model.teacher.backbone.stateDict(), {
+        format: 'dinov2',
+        config: JSON.stringify(c.encoder),
+        source: 'reptok train ssl',
+      });
       ctx.log(`exported the teacher's backbone (official DINOv2 layout) to ${path}`);
       const final = await evaluateEncoder(model.teacher.backbone, train, test, c, ctx.log);
       return { encoder: path, ...final };
@@ -251,18 +313,30 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
 }
 
 /** k-NN (k = 20) and linear-probe accuracy of an encoder, raw pixels and an untrained network of the same shape. */
-export async function evaluateEncoder(backbone: DinoVisionTransformer, train: ImageArray, test: ImageArray, c: SslConfig, log: (m: string) => void): Promise<Record<string, number>> {
+export async function evaluateEncoder(
+  backbone: DinoVisionTransformer,
+  train: ImageArray,
+  test: ImageArray,
+  c: SslConfig,
+  log: (m: string) => void,
+): Promise<Record<string, number>> {
   const nTrain = Math.min(train.n, c.eval.maxTrain);
   const nTest = Math.min(test.n, c.eval.maxTest);
   const [ytr, yte] = [labelsOf(train, nTrain), labelsOf(test, nTest)];
   const classes = train.classes.length;
   const untrained = noGrad(() => new DinoVisionTransformer(c.encoder).initWeights().eval());
   const out: Record<string, number> = {};
-  for (const [name, net] of [['ssl', backbone.eval()], ['untrained', untrained], ['pixels', null]] as const) {
+  for (const [name, net] of [
+    ['ssl', backbone.eval()],
+    ['untrained', untrained],
+    ['pixels', null],
+  ] as const) {
     const [ftr, fte] = [extractFeatures(net, train, nTrain), extractFeatures(net, test, nTest)];
     out[`knn_${name}`] = knnAccuracy(ftr, ytr, fte, yte, { k: c.eval.knnK, classes });
     out[`probe_${name}`] = linearProbeAccuracy(ftr, ytr, fte, yte, { classes, epochs: c.eval.probeEpochs });
-    log(`${name}: k-NN (k=${c.eval.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, linear probe ${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`);
+    log(
+      `${name}: k-NN (k=${c.eval.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, linear probe ${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`,
+    );
     ftr.dispose();
     fte.dispose();
   }
@@ -271,4 +345,3 @@ export async function evaluateEncoder(backbone: DinoVisionTransformer, train: Im
   yte.dispose();
   return out;
 }
-

@@ -11,9 +11,16 @@ test('text/clip-tiny: hidden states and pooled output match CLIPTextModel', () =
   const fx = loadFixture('text/clip-tiny');
   const model = noGrad(() => new ClipTextModel(clipTextConfigFromHub(fx.config.hf_config)));
   model.loadStateDict(clipTextStateDict(loadSafetensors(fx.weightsPath).tensors), { context: fx.weightsPath });
-  tidy(() => noGrad(() => {
-    const out = model.forward(fx.cases.get('text.input_ids')!, fx.cases.get('text.attention_mask')!);
-    assertClose(out.lastHiddenState, fx.cases.get('text.last_hidden_state')!, fx.config.tolerance, 'last_hidden_state');
-    assertClose(out.pooled, fx.cases.get('text.pooler_output')!, fx.config.tolerance, 'pooler_output');
-  }));
+  tidy(() =>
+    noGrad(() => {
+      const out = model.forward(fx.cases.get('text.input_ids')!, fx.cases.get('text.attention_mask')!);
+      assertClose(
+        out.lastHiddenState,
+        fx.cases.get('text.last_hidden_state')!,
+        fx.config.tolerance,
+        'last_hidden_state',
+      );
+      assertClose(out.pooled, fx.cases.get('text.pooler_output')!, fx.config.tolerance, 'pooler_output');
+    }),
+  );
 });

@@ -13,8 +13,20 @@ import { WordTokenizer } from '../../../src/models/text/word-tokenizer.ts';
 function miniClip(): { vocab: Record<string, number>; merges: [string, string][] } {
   const printable = [...Array(94).keys()].map((i) => String.fromCharCode(33 + i)); // '!'..'~' are their own byte symbols
   const symbols = [...printable, 'Ã', '©', 'Ġ'];
-  const merges: [string, string][] = [['c', 'a'], ['ca', 't</w>'], ['a', '</w>'], ['d', 'o'], ['do', 'g</w>']];
-  const tokens = [...symbols, ...symbols.map((s) => `${s}</w>`), ...merges.map(([a, b]) => a + b), '<|startoftext|>', '<|endoftext|>'];
+  const merges: [string, string][] = [
+    ['c', 'a'],
+    ['ca', 't</w>'],
+    ['a', '</w>'],
+    ['d', 'o'],
+    ['do', 'g</w>'],
+  ];
+  const tokens = [
+    ...symbols,
+    ...symbols.map((s) => `${s}</w>`),
+    ...merges.map(([a, b]) => a + b),
+    '<|startoftext|>',
+    '<|endoftext|>',
+  ];
   return { vocab: Object.fromEntries(tokens.map((t, i) => [t, i])), merges };
 }
 
@@ -42,7 +54,10 @@ test('CLIP tokenizer files: vocab.json + merges.txt and tokenizer.json give the 
   writeFileSync(join(a, 'vocab.json'), JSON.stringify(vocab));
   writeFileSync(join(a, 'merges.txt'), `#version: 0.2\n${merges.map((m) => m.join(' ')).join('\n')}\n`);
   const b = mkdtempSync(join(tmpdir(), 'clip-tok-'));
-  writeFileSync(join(b, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab, merges: merges.map((m) => m.join(' ')) } }));
+  writeFileSync(
+    join(b, 'tokenizer.json'),
+    JSON.stringify({ model: { type: 'BPE', vocab, merges: merges.map((m) => m.join(' ')) } }),
+  );
   writeFileSync(join(b, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 5, pad_token: '!' }));
   const ta = ClipTokenizer.fromFolder(a);
   const tb = ClipTokenizer.fromFolder(b);
