@@ -72,7 +72,8 @@ test('FD(x, x) = 0, FD ignores sample order, and singular covariances give no Na
   const fd = frechetDistance(x, y);
   assert.ok(Number.isFinite(fd) && fd > 0, `FD is ${fd}`);
   const shuffled = y.indexSelect(0, tensor([...Array(60).keys()].reverse(), { dtype: 'int64' }));
-  near(frechetDistance(x, shuffled), fd, 1e-9, 'FD after reordering');
+  // Rank-deficient covariances: √λ of round-off-sized eigenvalues (≈1e-14) moves the trace by ≈1e-7.
+  near(frechetDistance(x, shuffled), fd, 1e-8, 'FD after reordering');
 });
 
 test('Gaussian statistics and FD do not depend on the chunk size or the thread count', () => {
