@@ -4,6 +4,7 @@ import type { CommonConfig } from './config.ts';
 import { resolveConfig } from './config.ts';
 import { runStage, type RunOptions, type RunResult, type Stage, type StageContext } from './trainer.ts';
 import { sslPreset, sslStage, type SslConfig } from './stages/ssl.ts';
+import { classifierPreset, classifierStage, type ClassifierStageConfig } from './stages/classifier.ts';
 import { tokenizerPreset, tokenizerStage, type TokenizerStageConfig } from './stages/tokenizer.ts';
 import {
   generatorPreset,
@@ -14,11 +15,12 @@ import {
   type T2IStageConfig,
 } from './stages/generator.ts';
 
-export const STAGES = ['ssl', 'tokenizer', 'generator', 't2i'] as const;
+export const STAGES = ['ssl', 'tokenizer', 'generator', 't2i', 'classifier'] as const;
 export type StageName = (typeof STAGES)[number];
 
 export const PRESETS: Record<string, () => CommonConfig> = {
   'fmnist-ssl': () => sslPreset('fashion-mnist'),
+  'fmnist-classifier': () => classifierPreset('fashion-mnist'),
   'fmnist-tokenizer': () => tokenizerPreset('fashion-mnist'),
   'fmnist-generator': () => generatorPreset('fashion-mnist'),
   'emoji-ssl': () => sslPreset('emoji'),
@@ -37,6 +39,7 @@ const STAGE_IMPL: Record<StageName, (ctx: StageContext<any>) => Promise<Stage<an
   tokenizer: (ctx) => tokenizerStage(ctx as StageContext<TokenizerStageConfig>),
   generator: (ctx) => generatorStage(ctx as StageContext<GeneratorStageConfig>),
   t2i: (ctx) => t2iStage(ctx as StageContext<T2IStageConfig>),
+  classifier: (ctx) => classifierStage(ctx as StageContext<ClassifierStageConfig>),
 };
 
 export function resolveTrainConfig(
