@@ -3,8 +3,8 @@
 // class and whether a class-conditional sample shows the requested class; its penultimate features are the space
 // for Fréchet distances and precision/recall on data sets that no pretrained network covers (Fashion-MNIST,
 // emoji). GroupNorm rather than BatchNorm: features must not depend on the batch they are computed in.
-import { Tensor, F, noGrad, tidy } from '../engine/index.ts';
-import { Conv2d, GELU, GroupNorm, Linear, Module, Sequential, type StateDict } from '../nn/index.ts';
+import { Tensor, F, noGrad, tidy, type StateDict } from '../engine/index.ts';
+import { Conv2d, GELU, GroupNorm, Linear, Module, Sequential } from '../nn/index.ts';
 import { SafetensorsFile, loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 
 export interface ClassifierConfig {
