@@ -1,8 +1,12 @@
 // Images on disk <-> tensors, through sharp (libvips): PNG, JPEG, WebP, GIF, TIFF, SVG and more.
 // Tensors are float (C, H, W) in [-1, 1] — the range RepTok works in — or batches (B, C, H, W).
+// Files are written atomically (a temporary name, then a rename), so a crash never leaves half an image.
+import { writeSync } from 'node:fs';
+import { extname } from 'node:path';
 import sharp from 'sharp';
 
 import { Tensor, cat, fromBytes, noGrad, ones, stack, tidy } from '../engine/index.ts';
+import { atomicWrite } from './atomic.ts';
 
 export interface ReadImageOptions {
   /** 3 (RGB, default) or 1 (gray). Transparent images are composited on `background`. */
@@ -69,10 +73,64 @@ export async function encodePng(img: Tensor): Promise<Buffer> {
     .toBuffer();
 }
 
-/** Writes a float (C, H, W) tensor in [-1, 1] to an image file (format from the extension). */
+const FORMATS: Record<string, keyof sharp.FormatEnum> = {
+  '.png': 'png',
+  '.jpg': 'jpeg',
+  '.jpeg': 'jpeg',
+  '.webp': 'webp',
+  '.gif': 'gif',
+  '.tif': 'tiff',
+  '.tiff': 'tiff',
+  '.avif': 'avif',
+};
+
+/** The output format for a file name, from its extension. */
+function formatOf(path: string, allowed: string[] = Object.keys(FORMATS)): keyof sharp.FormatEnum {
+  const ext = extname(path).toLowerCase();
+  const format = allowed.includes(ext) ? FORMATS[ext] : undefined;
+  if (!format) throw new Error(`${path}: cannot write '${ext || 'no extension'}'; use one of ${allowed.join(', ')}`);
+  return format;
+}
+
+const writeBytes = (path: string, bytes: Buffer): void => atomicWrite(path, (fd) => void writeSync(fd, bytes));
+
+/** Writes a float (C, H, W) tensor in [-1, 1] to an image file (format from the extension), atomically. */
 export async function writeImage(path: string, img: Tensor): Promise<void> {
+  const format = formatOf(path);
   const { data, height, width, channels } = toBytes(img);
-  await sharp(data, { raw: { width, height, channels: channels as 1 | 3 } }).toFile(path);
+  writeBytes(
+    path,
+    await sharp(data, { raw: { width, height, channels: channels as 1 | 3 } })
+      .toFormat(format)
+      .toBuffer(),
+  );
+}
+
+/**
+ * Writes frames (N, C, H, W) in [-1, 1] as an animation (.gif or .webp), each shown `delayMs`, looping forever
+ * unless `loop` says how many times. Atomic like writeImage.
+ */
+export async function writeAnimation(
+  path: string,
+  frames: Tensor,
+  o: { delayMs?: number; loop?: number } = {},
+): Promise<void> {
+  const format = formatOf(path, ['.gif', '.webp']) as 'gif' | 'webp';
+  if (frames.ndim !== 4 || (frames.shape[1] !== 1 && frames.shape[1] !== 3))
+    throw new RangeError(`expected frames (N, 1|3, H, W), got shape [${frames.shape.join(', ')}]`);
+  const [N, , H, W] = frames.shape as [number, number, number, number];
+  // the frames stacked vertically are one tall RGB image; pageHeight tells libvips where each frame starts
+  const tall = tidy(() =>
+    frames
+      .expand(N, 3, H, W)
+      .permute(1, 0, 2, 3)
+      .reshape(3, N * H, W),
+  );
+  const { data } = toBytes(tall);
+  tall.dispose();
+  const options = { delay: Array(N).fill(o.delayMs ?? 100), loop: o.loop ?? 0 };
+  const img = sharp(data, { raw: { width: W, height: N * H, channels: 3, pageHeight: H } });
+  writeBytes(path, await (format === 'gif' ? img.gif(options) : img.webp(options)).toBuffer());
 }
 
 /** Tiles images (B, C, H, W) into one (C, H', W') grid with `nrow` images per row and a `padding`-pixel border. */

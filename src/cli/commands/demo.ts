@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import { Generator, cat, noGrad, randn, tensor, tidy } from '../../engine/index.ts';
 import { imageGrid, writeImage } from '../../io/image.ts';
 import { loadTokenizer, smallVit } from '../../models/tokenizer.ts';
-import { MLPMixer1D, classField } from '../../models/generator.ts';
+import { classField, loadGenerator } from '../../models/generator.ts';
 import { generate } from '../../flow/token-flow.ts';
-import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
 import { loadFashionMnist, FASHION_MNIST_CLASSES } from '../../data/fashion-mnist.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
@@ -115,12 +114,7 @@ export async function run({ options }: Parsed): Promise<void> {
 
   // the picture: test images, their reconstructions, generated samples per class
   const tok = loadTokenizer(join(out, 'tokenizer', 'tokenizer.safetensors'));
-  const genPath = join(out, 'generator', 'generator.safetensors');
-  const meta = SafetensorsFile.open(genPath);
-  const gen = noGrad(() => new MLPMixer1D(JSON.parse(meta.metadata.config!)));
-  meta.close();
-  gen.loadStateDict(loadSafetensors(genPath).tensors, { context: genPath });
-  gen.eval();
+  const gen = loadGenerator(join(out, 'generator', 'generator.safetensors'));
   const test = loadFashionMnist('test');
   const picture = noGrad(() =>
     tidy(() => {

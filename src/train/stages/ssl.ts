@@ -12,8 +12,8 @@ import { join } from 'node:path';
 
 import { F, Tensor, cat, eye, keep, noGrad, randn, tensor, tidy, zeros } from '../../engine/index.ts';
 import { GELU, Linear, Module, Sequential } from '../../nn/index.ts';
-import { saveSafetensors } from '../../io/safetensors.ts';
 import { DinoVisionTransformer, type Dinov2Config } from '../../models/dinov2.ts';
+import { saveEncoder } from '../../models/dinov2-weights.ts';
 import { encoderInput } from '../../models/preprocess.ts';
 import { smallVit } from '../../models/tokenizer.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
@@ -23,7 +23,7 @@ import { knnAccuracy } from '../../eval/knn.ts';
 import { linearProbeAccuracy } from '../../eval/linear-probe.ts';
 import { COMMON_DEFAULTS, ConfigError, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
-import type { Stage, StageContext } from '../trainer.ts';
+import { dataInfo, trainingInfo, type Stage, type StageContext } from '../trainer.ts';
 
 export interface SslConfig extends CommonConfig {
   stage: 'ssl';
@@ -296,11 +296,7 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
       ),
     finish: async () => {
       const path = join(ctx.out, 'encoder.safetensors');
-      saveSafetensors(path, model.teacher.backbone.stateDict(), {
-        format: 'dinov2',
-        config: JSON.stringify(c.encoder),
-        source: 'reptok train ssl',
-      });
+      saveEncoder(path, model.teacher.backbone, { data: dataInfo(ctx, train), training: trainingInfo(ctx) });
       ctx.log(`exported the teacher's backbone (official DINOv2 layout) to ${path}`);
       const final = await evaluateEncoder(model.teacher.backbone, train, test, c, ctx.log);
       return { encoder: path, ...final };
