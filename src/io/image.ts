@@ -116,20 +116,19 @@ export async function writeAnimation(
   o: { delayMs?: number; loop?: number } = {},
 ): Promise<void> {
   const format = formatOf(path, ['.gif', '.webp']) as 'gif' | 'webp';
-  if (frames.ndim !== 4 || (frames.shape[1] !== 1 && frames.shape[1] !== 3))
-    throw new RangeError(`expected frames (N, 1|3, H, W), got shape [${frames.shape.join(', ')}]`);
-  const [N, , H, W] = frames.shape as [number, number, number, number];
-  // the frames stacked vertically are one tall RGB image; pageHeight tells libvips where each frame starts
-  const tall = tidy(() =>
-    frames
-      .expand(N, 3, H, W)
-      .permute(1, 0, 2, 3)
-      .reshape(3, N * H, W),
+  if (frames.ndim !== 4) throw new RangeError(`expected frames (N, C, H, W), got shape [${frames.shape.join(', ')}]`);
+  const N = frames.shape[0]!;
+  // each frame as a PNG, then libvips joins them into the pages of one animated image
+  const pngs = await Promise.all(
+    Array.from({ length: N }, (_, i) => {
+      const frame = frames.select(0, i);
+      const png = encodePng(frame); // reads the pixels before its first await
+      frame.dispose();
+      return png;
+    }),
   );
-  const { data } = toBytes(tall);
-  tall.dispose();
   const options = { delay: Array(N).fill(o.delayMs ?? 100), loop: o.loop ?? 0 };
-  const img = sharp(data, { raw: { width: W, height: N * H, channels: 3, pageHeight: H } });
+  const img = sharp(pngs, { join: { animated: true } });
   writeBytes(path, await (format === 'gif' ? img.gif(options) : img.webp(options)).toBuffer());
 }
 
