@@ -41,7 +41,7 @@ export const tinyTokenizer = (): RepTokTokenizer =>
       ),
   ).eval();
 
-const mixer = { nTokens: 1, dim: 32, depth: 1, expansionFactor: 2, expansionFactorToken: 2, dropout: 0 };
+const mixer = { nTokens: 1, dim: 32, depth: 1, tokenMlpRatio: 2, channelMlpRatio: 2, dropout: 0 };
 
 export const tinyGenerator = (): MLPMixer1D =>
   noGrad(

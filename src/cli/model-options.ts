@@ -77,7 +77,7 @@ export function modelSources(o: Parsed['options'], log: (m: string) => void): Re
   // a generator records the tokenizer it was trained on: use it when none is given, and say so
   const gen = (sources.generator ?? sources.t2i) as string | undefined;
   if (!sources.tokenizer && !sources.checkpoint && gen) {
-    const recorded = peekModelFile(gen).extra.tokenizer;
+    const recorded = peekModelFile(gen).extra.tokenizerFile;
     if (!recorded || !existsSync(recorded))
       throw new Error(
         `no tokenizer given: pass --tokenizer FILE${recorded ? ` (${gen} was trained with ${recorded}, which is not there)` : ''}`,

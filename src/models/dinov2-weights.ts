@@ -2,8 +2,7 @@
 // safetensors (facebook/dinov2-*, facebook/dinov2-with-registers-*, transformers' key layout). The layout is
 // detected from the keys; the Hub layout is converted by one key map (and q/k/v are fused into qkv). And our own
 // encoders (`reptok train ssl`): self-describing files in the official layout (saveEncoder / loadEncoder).
-import { Tensor, cat, noGrad } from '../engine/index.ts';
-import type { StateDict } from '../nn/index.ts';
+import { Tensor, cat, noGrad, type StateDict } from '../engine/index.ts';
 import { loadStateDictFile } from '../io/checkpoint-file.ts';
 import { readSafetensorsMetadata } from '../io/safetensors.ts';
 import { looksLikeZip } from '../io/zip.ts';

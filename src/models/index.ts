@@ -3,6 +3,7 @@ export {
   DinoVisionTransformer,
   DINOV2_PRESETS,
   dinov2,
+  smallVit,
   type Dinov2Config,
   type Dinov2Features,
   type Dinov2Preset,
@@ -35,7 +36,6 @@ export {
   reptokXL,
   reptokMid,
   reptokPixel,
-  smallVit,
   saveTokenizer,
   loadTokenizer,
   loadTokenizerFile,
@@ -46,7 +46,7 @@ export {
   type TokenizerLoss,
 } from './tokenizer.ts';
 export { DecoderTransformer, type DecoderConfig } from './decoder.ts';
-export { ConditionEncoder, type TrainableSpec } from './token-encoder.ts';
+export { TokenEncoder, type TrainableSpec } from './token-encoder.ts';
 export { AutoencoderKL, SD_VAE, vaeConfigFromDiffusers, type VaeConfig, type Posterior } from './vae.ts';
 export {
   MLPMixer1D,

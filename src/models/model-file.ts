@@ -11,8 +11,7 @@
 //
 // Each model has its save/load pair next to its class (saveTokenizer/loadTokenizer in tokenizer.ts, ...); this file
 // holds what they share. safetensors metadata values are strings, so the structured entries are JSON.
-import type { Tensor } from '../engine/index.ts';
-import type { StateDict } from '../nn/index.ts';
+import type { StateDict, Tensor } from '../engine/index.ts';
 import {
   loadSafetensors,
   readSafetensorsMetadata,

@@ -149,7 +149,7 @@ export class RepTok {
   }
   /** Width D of a token. */
   get tokenDim(): number {
-    return this.tokenizer.config.encoder.embedDim;
+    return this.tokenizer.tokenDim;
   }
   /** The class-conditional generator's class names (indices as strings where its file names none). */
   get classes(): string[] {
