@@ -5,7 +5,14 @@
 // emoji). GroupNorm rather than BatchNorm: features must not depend on the batch they are computed in.
 import { Tensor, F, noGrad, tidy, type StateDict } from '../engine/index.ts';
 import { Conv2d, GELU, GroupNorm, Linear, Module, Sequential } from '../nn/index.ts';
-import { SafetensorsFile, loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
+import {
+  readModelFile,
+  sourceName,
+  writeModelFile,
+  type ModelDescription,
+  type ModelSource,
+  type SaveOptions,
+} from './model-file.ts';
 
 export interface ClassifierConfig {
   imageChannels: number;
@@ -61,30 +68,25 @@ export class Classifier extends Module {
 // Model file
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Writes a classifier with its config and class names in the file's metadata. */
-export function saveClassifier(
-  path: string,
-  net: Classifier,
-  o: { weights?: StateDict; classes: string[]; extra?: Record<string, string> },
-): void {
-  if (o.classes.length !== net.config.numClasses)
-    throw new Error(`saveClassifier: ${o.classes.length} class names for ${net.config.numClasses} classes`);
-  saveSafetensors(path, o.weights ?? net.stateDict(), {
-    format: 'reptok-classifier',
-    config: JSON.stringify(net.config),
-    classes: JSON.stringify(o.classes),
-    ...o.extra,
-  });
+/** Writes the classifier as a self-describing model file; its class names belong in `o.data.classes`. */
+export function saveClassifier(path: string, net: Classifier, o: SaveOptions = {}): void {
+  const classes = o.data?.classes;
+  if (!classes || classes.length !== net.config.numClasses)
+    throw new Error(`saveClassifier: ${classes?.length ?? 0} class names for ${net.config.numClasses} classes`);
+  writeModelFile(path, 'classifier', net.config, o.weights ?? net.stateDict(), o);
 }
 
-/** A classifier written by `saveClassifier` (or trained by `reptok train classifier`), in eval mode. */
-export function loadClassifier(path: string): { net: Classifier; classes: string[] } {
-  const file = SafetensorsFile.open(path);
-  const meta = file.metadata;
-  file.close();
-  if (meta.format !== 'reptok-classifier' || !meta.config || !meta.classes)
-    throw new Error(`${path}: not a reptok classifier (no 'reptok-classifier' config in its metadata)`);
-  const net = noGrad(() => new Classifier(JSON.parse(meta.config!) as ClassifierConfig));
-  net.loadStateDict(loadSafetensors(path).tensors, { context: path });
-  return { net: net.eval(), classes: JSON.parse(meta.classes) as string[] };
+/** A classifier written by `saveClassifier` (or `reptok train classifier`), in eval mode, with its description. */
+export function loadClassifierFile(source: ModelSource): ModelDescription<ClassifierConfig> & { model: Classifier } {
+  const { weights, ...description } = readModelFile<ClassifierConfig>(source, 'classifier');
+  const model = noGrad(() => new Classifier(description.config));
+  try {
+    model.loadStateDict(weights, { context: sourceName(source) });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    for (const t of weights.values()) t.dispose();
+  }
+  return { ...description, model: model.eval() };
 }

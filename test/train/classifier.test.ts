@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 
 import { manualSeed, randn, Generator } from '../../src/engine/index.ts';
 import { resolveTrainConfig, train } from '../../src/train/presets.ts';
-import { Classifier, loadClassifier, saveClassifier } from '../../src/models/classifier.ts';
+import { Classifier, loadClassifierFile, saveClassifier } from '../../src/models/classifier.ts';
 import { classify } from '../../src/eval/classify.ts';
 import { syntheticFolder } from './fixtures.ts';
 
@@ -38,10 +38,11 @@ test('reptok train classifier learns a separable data set and exports a loadable
   const config = resolveTrainConfig('classifier', 'fmnist-classifier', { file });
   const r = await train('classifier', config, { out: join(dir, 'run'), steps: 40, log: () => {} });
   assert.ok((r.final!.test_accuracy as number) >= 0.9, `test accuracy ${r.final!.test_accuracy}`);
-  const { net, classes } = loadClassifier(r.final!.classifier as string);
-  assert.deepEqual(classes, ['left', 'right']);
-  assert.deepEqual(net.config, { widths: [8, 8, 16], imageChannels: 3, numClasses: 2 });
-  net.dispose();
+  const { model, data, training } = loadClassifierFile(r.final!.classifier as string);
+  assert.deepEqual(data.classes, ['left', 'right']);
+  assert.equal(training?.step, 40);
+  assert.deepEqual(model.config, { widths: [8, 8, 16], imageChannels: 3, numClasses: 2 });
+  model.dispose();
 });
 
 test('classifier features do not depend on the chunk size; files round-trip; bad files are named', () => {
@@ -53,11 +54,11 @@ test('classifier features do not depend on the chunk size; files round-trip; bad
   assert.ok(a.features.sub(b.features).abs().max().item() < 1e-5);
   assert.ok(a.predictions.equal(b.predictions));
   const path = join(mkdtempSync(join(tmpdir(), 'reptok-classifier-')), 'c.safetensors');
-  saveClassifier(path, net, { classes: ['a', 'b', 'c'] });
-  const back = loadClassifier(path);
-  assert.ok(classify(back.net, x).features.equal(b.features));
-  assert.throws(() => saveClassifier(path, net, { classes: ['a'] }), /1 class names for 3 classes/);
+  saveClassifier(path, net, { data: { classes: ['a', 'b', 'c'] } });
+  const back = loadClassifierFile(path);
+  assert.ok(classify(back.model, x).features.equal(b.features));
+  assert.throws(() => saveClassifier(path, net, { data: { classes: ['a'] } }), /1 class names for 3 classes/);
   const other = join(dirname(path), 'other.safetensors');
   writeFileSync(other, Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, ...Buffer.from('{}      ')]));
-  assert.throws(() => loadClassifier(other), /other\.safetensors: not a reptok classifier/);
+  assert.throws(() => loadClassifierFile(other), /other\.safetensors: expected a reptok classifier/);
 });

@@ -31,6 +31,7 @@ const USES: Record<ModelKind, string[]> = {
   tokenizer: ['reptok encode', 'reptok decode', 'reptok reconstruct', 'reptok interpolate'],
   generator: ['reptok sample (with its tokenizer)'],
   t2i: ['reptok generate (with its tokenizer)'],
+  classifier: ['reptok eval --classifier FILE (the reference classifier of the metrics)'],
 };
 
 /** A one-line summary of a model's architecture. */
@@ -45,6 +46,8 @@ function architecture(kind: ModelKind, c: any): string {
       return `MLP-Mixer ${c.dim} wide, ${c.depth} blocks, over tokens of width ${c.tokenDim}; ${c.numClasses ? `${c.numClasses} classes` : 'unconditional'}`;
     case 't2i':
       return `text-to-token mixer ${c.t2i.dim} wide, ${c.t2i.depth} blocks with cross-attention (${c.t2i.heads} heads), over tokens of width ${c.t2i.tokenDim}; text encoder ${c.text.width} wide, ${c.text.depth} blocks, ${c.text.maxLength} words`;
+    case 'classifier':
+      return `CNN ${c.widths.join('/')} channels over ${c.imageChannels}-channel images -> ${c.numClasses} classes; features of width ${c.widths[2]}`;
   }
 }
 

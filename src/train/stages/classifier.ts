@@ -11,7 +11,7 @@ import { imagesTensor, type ImageArray } from '../../data/image-array.ts';
 import { accuracy, classify } from '../../eval/classify.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
-import type { Stage, StageContext } from '../trainer.ts';
+import { dataInfo, trainingInfo, type Stage, type StageContext } from '../trainer.ts';
 
 export interface ClassifierStageConfig extends CommonConfig {
   stage: 'classifier';
@@ -94,8 +94,8 @@ export async function classifierStage(ctx: StageContext<ClassifierStageConfig>):
       const path = join(ctx.out, 'classifier.safetensors');
       saveClassifier(path, net, {
         weights: ctx.ema?.shadow ?? net.stateDict(),
-        classes: train.classes,
-        extra: { source: 'reptok train classifier', data: c.data, steps: String(c.steps) },
+        data: dataInfo(ctx, train),
+        training: trainingInfo(ctx),
       });
       const all = firstImages(test, test.n);
       try {
