@@ -16,6 +16,8 @@ import { Generator, Tensor, cat, keep, noGrad, randn, tensor, tidy } from '../en
 import { validationLoss } from '../flow/token-flow.ts';
 import { classField } from '../models/generator.ts';
 import type { Classifier } from '../models/classifier.ts';
+import type { DinoVisionTransformer } from '../models/dinov2.ts';
+import { betterResize, encoderInput } from '../models/preprocess.ts';
 import type { RepTok } from '../pipeline/reptok.ts';
 import { imagesTensor, type ImageArray } from '../data/image-array.ts';
 import { frechetDistance } from './frechet.ts';
@@ -71,6 +73,16 @@ export interface FeatureSpace {
 export const classifierFeatures = (net: Classifier, name = 'reference classifier'): FeatureSpace => ({
   name: `${name} (penultimate layer, ${net.featureDim} dims)`,
   embed: (images) => net.embed(images),
+});
+
+/** An encoder's [cls] output as the feature space (an SSL encoder, or a DINOv2 for FD-DINOv2), at `inputSize`. */
+export const encoderFeatures = (vit: DinoVisionTransformer, name: string, inputSize: number): FeatureSpace => ({
+  name: `${name} ([cls], ${vit.config.embedDim} dims, ${inputSize} px input)`,
+  embed: (images) =>
+    tidy(() => {
+      const rgb = images.shape[1] === 1 ? images.expand(-1, 3, -1, -1) : images;
+      return vit.forward(encoderInput(rgb.shape[2] === inputSize ? rgb : betterResize(rgb, inputSize)));
+    }),
 });
 
 export interface EvalData {
