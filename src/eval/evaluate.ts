@@ -12,7 +12,7 @@
 // Features come from the reference classifier (src/models/classifier.ts) or any encoder that maps images to
 // vectors (an SSL encoder's or a DINOv2's [cls]). Every draw is seeded and every batch is a fixed-size chunk, so the
 // report depends on neither the batch size nor the thread count.
-import { Generator, Tensor, cat, keep, noGrad, randn, tensor, tidy } from '../engine/index.ts';
+import { F, Generator, Tensor, cat, keep, noGrad, randn, tensor, tidy } from '../engine/index.ts';
 import { validationLoss } from '../flow/token-flow.ts';
 import { classField } from '../models/generator.ts';
 import type { Classifier } from '../models/classifier.ts';
@@ -116,7 +116,19 @@ export interface EvalReport {
     flowValidationLoss: { mean: number; segments: number[] };
   };
   interpolation?: { paths: number; frames: number; meanStepRatio: number; maxStepRatio: number; even: number };
+  textToImage?: TextToImageReport;
   seconds: Record<string, number>;
+}
+
+export interface TextToImageReport {
+  /** Training captions used as prompts, and samples per prompt. */
+  prompts: number;
+  samplesPerPrompt: number;
+  /** Share of samples whose k nearest real training images (in the feature space) include one with the prompt as
+   * caption. */
+  captionRetrieval: number;
+  k: number;
+  heldOutPrompts: string[];
 }
 
 /** Pictures for the HTML page: (rows of) images in [-1, 1] with a caption each. */
@@ -124,6 +136,7 @@ export interface EvalPictures {
   reconstructions?: Tensor; // originals and reconstructions interleaved by row
   samples?: Tensor; // one row per class
   interpolations?: Tensor; // one row per path
+  prompts?: Tensor; // one row per held-out prompt
 }
 
 const stats = (xs: number[]): Stats => ({
@@ -342,6 +355,83 @@ function flowValidation(rt: RepTok, data: EvalData, n: number, p: EvalProtocol):
       const total = segs.reduce((a, b) => a.add(b)).div(n);
       const segments = total.toArray() as number[];
       return { mean: segments.reduce((a, b) => a + b, 0) / segments.length, segments };
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Text-to-image
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface TextToImageProtocol {
+  /** Training captions used as prompts (evenly spread over the training set). */
+  prompts: number;
+  samplesPerPrompt: number;
+  /** Nearest real images searched for the prompt's caption. */
+  k: number;
+  /** Prompts made of seen words but not training captions, shown as a grid. */
+  heldOutPrompts: string[];
+}
+
+export const DEFAULT_T2I_PROTOCOL: TextToImageProtocol = {
+  prompts: 100,
+  samplesPerPrompt: 4,
+  k: 5,
+  heldOutPrompts: ['red apple', 'cat face', 'blue heart', 'smiling sun', 'green book', 'flag: Japan'],
+};
+
+/**
+ * Text-to-image faithfulness without a text-image model: generate from training captions, and count how often a
+ * real image carrying the prompt as its caption is among the k nearest real training images of a sample (cosine
+ * similarity in `features`, e.g. the tokenizer's own token space). Held-out prompts are returned as pictures.
+ */
+export function evaluateTextToImage(
+  rt: RepTok,
+  features: FeatureSpace,
+  train: ImageArray,
+  protocol: EvalProtocol,
+  t2i: TextToImageProtocol = DEFAULT_T2I_PROTOCOL,
+): { report: TextToImageReport; pictures: Tensor } {
+  const captions = train.captions;
+  if (!captions) throw new Error('text-to-image evaluation needs a data set with captions');
+  const count = Math.min(t2i.prompts, train.n);
+  const prompts = Array.from({ length: count }, (_, i) => captions[Math.floor((i * train.n) / count)]!);
+  return noGrad(() =>
+    tidy(() => {
+      const real = F.normalize(
+        chunked(imagesTensor(train, range(train.n)), protocol.batchSize, (x) => features.embed(x)),
+        2,
+        1,
+      ); // (N, D)
+      const opts = {
+        guidance: protocol.guidance,
+        interval: protocol.interval,
+        steps: protocol.steps,
+        sampler: 'euler' as const,
+        batchSize: protocol.batchSize,
+      };
+      const { images, tokens } = rt.generate(prompts, { ...opts, n: t2i.samplesPerPrompt, seed: protocol.seed });
+      tokens.dispose();
+      const gen = F.normalize(
+        chunked(images.clamp(-1, 1), protocol.batchSize, (x) => features.embed(x)),
+        2,
+        1,
+      );
+      const nearest = gen.mm(real.transpose(0, 1)).topk(Math.min(t2i.k, train.n), 1).indices.toArray() as number[][];
+      const hits = nearest.filter((row, i) =>
+        row.some((j) => captions[j] === prompts[Math.floor(i / t2i.samplesPerPrompt)]),
+      ).length;
+      const held = rt.generate(t2i.heldOutPrompts, { ...opts, n: 8, seed: protocol.seed + 1 });
+      return {
+        report: {
+          prompts: count,
+          samplesPerPrompt: t2i.samplesPerPrompt,
+          captionRetrieval: hits / nearest.length,
+          k: t2i.k,
+          heldOutPrompts: t2i.heldOutPrompts,
+        },
+        pictures: keep(held.images.clamp(-1, 1)),
+      };
     }),
   );
 }

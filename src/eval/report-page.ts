@@ -30,7 +30,7 @@ export async function writeEvalReport(
   dir: string,
   report: EvalReport,
   pictures: EvalPictures,
-  o: { perRow: { reconstructions: number; samples: number; interpolations: number } },
+  o: { perRow: Record<keyof EvalPictures, number> },
 ): Promise<{ json: string; html: string }> {
   mkdirSync(dir, { recursive: true });
   const json = join(dir, 'report.json');
@@ -40,8 +40,9 @@ export async function writeEvalReport(
     reconstructions: 'held-out images (top) and their one-token reconstructions (bottom)',
     samples: 'class-conditional samples, one row per class',
     interpolations: 'slerp paths between held-out images, one row per path (first and last frame: reconstructions)',
+    prompts: `text-to-image samples, one row per held-out prompt: ${(report.textToImage?.heldOutPrompts ?? []).join(' · ')}`,
   } as const;
-  for (const key of ['reconstructions', 'samples', 'interpolations'] as const) {
+  for (const key of ['reconstructions', 'samples', 'interpolations', 'prompts'] as const) {
     const images = pictures[key];
     if (!images) continue;
     const grid = imageGrid(images, { nrow: o.perRow[key] });
@@ -73,6 +74,7 @@ ${table('Models', report.models)}
 ${table('Reconstruction', report.reconstruction)}
 ${table('Generation', report.generation)}
 ${table('Interpolation', report.interpolation)}
+${table('Text to image', report.textToImage)}
 ${table('Seconds', report.seconds)}
 ${figures.join('\n')}
 </body></html>

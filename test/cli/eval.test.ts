@@ -39,6 +39,23 @@ test('reptok eval writes report.json and an index.html whose images exist', asyn
   const human = await reptok(...args, ...small, '-o', out);
   assert.equal(human.code, 0, human.err);
   assert.match(human.out, /reconstruction \(2 images\): PSNR .* dB, SSIM/);
+  // with a text-to-image model: caption retrieval and a row per held-out prompt
+  const t2i = await reptok(
+    ...args,
+    ...small,
+    '--t2i',
+    files.t2i,
+    '--prompts',
+    '2',
+    '--prompt',
+    'a red square',
+    '-o',
+    out,
+  );
+  assert.equal(t2i.code, 0, t2i.err);
+  assert.match(t2i.out, /text-to-image \(2 prompts × 4\): a real image with the prompt as caption among the 5 nearest/);
+  assert.match(readFileSync(join(out, 'index.html'), 'utf8'), /src="prompts\.png"/);
+  assert.ok(existsSync(join(out, 'prompts.png')));
 });
 
 test('reptok eval refuses missing and mismatched inputs in one line', async () => {

@@ -3,13 +3,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { getNumThreads, manualSeed, setNumThreads } from '../../src/engine/index.ts';
+import { getNumThreads, manualSeed, setNumThreads, type Tensor } from '../../src/engine/index.ts';
 import { RepTok } from '../../src/pipeline/index.ts';
 import { Classifier } from '../../src/models/classifier.ts';
 import { imageArray } from '../../src/data/image-array.ts';
-import { DEFAULT_PROTOCOL, classifierFeatures, evaluate, type EvalReport } from '../../src/eval/evaluate.ts';
+import {
+  DEFAULT_PROTOCOL,
+  classifierFeatures,
+  evaluate,
+  evaluateTextToImage,
+  type EvalReport,
+} from '../../src/eval/evaluate.ts';
 import { Rng } from '../../src/data/prng.ts';
-import { saveTinyModels, TINY_CLASSES } from '../tiny-models.ts';
+import { saveTinyModels, TINY_CAPTIONS, TINY_CLASSES } from '../tiny-models.ts';
 
 function syntheticSplit(n: number, seed: number) {
   const rng = new Rng(seed);
@@ -19,6 +25,7 @@ function syntheticSplit(n: number, seed: number) {
     [n, 3, 16, 16],
     Array.from({ length: n }, (_, i) => i % 3),
     TINY_CLASSES,
+    Array.from({ length: n }, (_, i) => TINY_CAPTIONS[i % 3]!),
   );
 }
 
@@ -78,5 +85,26 @@ test('evaluate reports every section with its protocol, independent of batch siz
   assert.equal(na.length, nb.length);
   na.forEach((v, i) => assert.ok(Math.abs(v - nb[i]!) <= 1e-6 * Math.max(1, Math.abs(v)), `${i}: ${v} vs ${nb[i]}`));
   net.dispose();
+  rt.dispose();
+});
+
+test('text-to-image evaluation: caption retrieval among the nearest real images, held-out prompts as pictures', () => {
+  const files = saveTinyModels();
+  const rt = RepTok.load({ tokenizer: files.tokenizer, t2i: files.t2i });
+  const features = { name: "tokenizer's token space", embed: (x: Tensor) => rt.encode(x) };
+  const protocol = { ...DEFAULT_PROTOCOL, steps: 2, batchSize: 4 };
+  const t2i = { prompts: 3, samplesPerPrompt: 2, k: 2, heldOutPrompts: ['a red square'] };
+  const { report, pictures } = evaluateTextToImage(rt, features, syntheticSplit(9, 5), protocol, t2i);
+  assert.deepEqual(pictures.shape, [8, 3, 16, 16]);
+  assert.equal(report.prompts, 3);
+  assert.ok(report.captionRetrieval >= 0 && report.captionRetrieval <= 1);
+  // With k = all 9 images every sample finds its prompt's caption among its neighbours.
+  const all = evaluateTextToImage(rt, features, syntheticSplit(9, 5), protocol, { ...t2i, k: 9 });
+  assert.equal(all.report.captionRetrieval, 1);
+  for (const t of [pictures, all.pictures]) t.dispose();
+  assert.throws(
+    () => evaluateTextToImage(rt, features, { ...syntheticSplit(3, 1), captions: undefined }, protocol, t2i),
+    /needs a data set with captions/,
+  );
   rt.dispose();
 });

@@ -7,7 +7,9 @@ import { loadEncoderFile } from '../../models/dinov2-weights.ts';
 import { loadSplits } from '../../train/datasets.ts';
 import {
   DEFAULT_PROTOCOL,
+  DEFAULT_T2I_PROTOCOL,
   classifierFeatures,
+  evaluateTextToImage,
   encoderFeatures,
   evaluate,
   type EvalProtocol,
@@ -18,6 +20,7 @@ import { guidanceOptions } from './sample.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
 const P = DEFAULT_PROTOCOL;
+const T = DEFAULT_T2I_PROTOCOL;
 
 export const spec: CommandSpec = {
   name: 'eval',
@@ -52,6 +55,13 @@ export const spec: CommandSpec = {
     interval: { type: 'string', default: P.interval.join(','), help: 'times a,b where guidance applies', arg: 'A,B' },
     paths: { type: 'number', default: P.interpolationPaths, help: 'interpolation paths', arg: 'N' },
     frames: { type: 'number', default: P.interpolationFrames, help: 'frames per interpolation path', arg: 'N' },
+    prompts: {
+      type: 'number',
+      default: T.prompts,
+      help: 'training captions used as prompts (text-to-image)',
+      arg: 'N',
+    },
+    prompt: { type: 'list', default: [], help: 'a held-out prompt shown as a grid row (repeatable)', arg: 'TEXT' },
     seed: { type: 'number', default: P.seed, help: 'seed of every draw', arg: 'N' },
     'batch-size': {
       type: 'number',
@@ -127,6 +137,24 @@ export async function run({ options }: Parsed): Promise<void> {
       protocol,
       log,
     );
+    if (rt.t2i) {
+      log(`text-to-image: ${options.prompts} training captions as prompts`);
+      const t0 = performance.now();
+      const t2i = evaluateTextToImage(
+        rt,
+        enc ? features : { name: "the tokenizer's token space", embed: (x) => rt.encode(x) },
+        splits.train,
+        protocol,
+        {
+          ...T,
+          prompts: positiveInt(options, 'prompts'),
+          heldOutPrompts: options.prompt.length ? options.prompt : T.heldOutPrompts,
+        },
+      );
+      r.textToImage = t2i.report;
+      pictures.prompts = t2i.pictures;
+      r.seconds.textToImage = Math.round((performance.now() - t0) / 10) / 100;
+    }
     r.models.classifier = options.classifier;
     if (options.encoder) r.models.encoder = options.encoder;
     try {
@@ -135,6 +163,7 @@ export async function run({ options }: Parsed): Promise<void> {
           reconstructions: Math.min(10, protocol.reconstructionImages),
           samples: Math.min(10, protocol.samplesPerClass),
           interpolations: protocol.interpolationFrames,
+          prompts: 8,
         },
       });
       report(options, { ...r, files: paths }, summary(r, paths.html));
@@ -167,6 +196,11 @@ function summary(r: ReturnType<typeof evaluate>['report'], html: string): string
   if (it)
     lines.push(
       `  interpolation (${it.paths} paths × ${it.frames} frames): step/endpoint distance mean ${it.meanStepRatio.toFixed(3)}, max ${it.maxStepRatio.toFixed(3)} (even: ${it.even.toFixed(3)})`,
+    );
+  const t = r.textToImage;
+  if (t)
+    lines.push(
+      `  text-to-image (${t.prompts} prompts × ${t.samplesPerPrompt}): a real image with the prompt as caption among the ${t.k} nearest in ${pct(t.captionRetrieval)} of samples`,
     );
   lines.push(`report: ${html}`);
   return lines.join('\n');
