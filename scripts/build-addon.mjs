@@ -12,7 +12,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const target = join(root, 'build', 'Release', 'reptok.node');
 
 function newestSource() {
-  const files = ['binding.gyp', ...readdirSync(join(root, 'native')).map((f) => join('native', f))];
+  const native = readdirSync(join(root, 'native'), { recursive: true }).map((f) => join('native', String(f)));
+  const files = ['binding.gyp', ...native];
   return Math.max(...files.map((f) => statSync(join(root, f)).mtimeMs));
 }
 

@@ -1,8 +1,8 @@
-// Fused kernels (native/fused.cc) for chains that eager code runs as many small kernels, and linear layers on
-// oneDNN's sgemm (native/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU tensors
-// of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under autocast —
-// and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have
-// gradients; the fused backward is first-order only (create_graph through it is an error).
+// Fused kernels (native/kernels/) for chains that eager code runs as many small kernels, and linear layers on
+// oneDNN's sgemm (native/kernels/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU
+// tensors of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under
+// autocast — and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both
+// paths have gradients; the fused backward is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
 import { cat } from './ops.ts';
 import { ones } from './creation.ts';
@@ -29,9 +29,9 @@ const fusable = (ts: Tensor[]): boolean => {
 const onednnGemm = native.onednnGemm();
 
 /**
- * x @ weightᵀ + bias. CPU float32 runs oneDNN's sgemm with its own backward (see native/linear.cc) when this
- * libtorch ships oneDNN; everything else runs aten::linear — also layers with fewer than 16 inputs or outputs (the
- * generator's token mixing over 3 tokens: 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against
+ * x @ weightᵀ + bias. CPU float32 runs oneDNN's sgemm with its own backward (see native/kernels/linear.cc) when
+ * this libtorch ships oneDNN; everything else runs aten::linear — also layers with fewer than 16 inputs or outputs
+ * (the generator's token mixing over 3 tokens: 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against
  * aten::linear: tokenizer shapes 0.84-0.93×; the generator's 1152↔4608 layers 1.0-1.05× alone, yet its training
  * step 0.9× with oneDNN throughout (its backward products gain).
  */
