@@ -44,8 +44,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 }
 
 /**
- * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). The fused kernel takes `scale` as (W), or (B, 1, …, W)
- * for x (B, …, W) (a per-sample scale, as AdaRMSNorm makes it); other broadcastable shapes run the composite.
+ * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). The fused kernel takes `scale` as (W), or
+ * (B, 1, …, W) for x (B, …, W): a per-sample scale, as AdaRMSNorm makes it. Other broadcastable shapes run
+ * the composite.
  */
 export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
   const W = x.shape[x.ndim - 1]!;
@@ -67,7 +68,10 @@ export function swiglu(h: Tensor): Tensor {
   });
 }
 
-/** Rotates the first 2·d dims of x (…, e) by θ given as cos θ, sin θ (…, d): (x₁, x₂) -> (x₁ cos − x₂ sin, x₂ cos + x₁ sin). */
+/**
+ * Rotates the first 2·d dims of x (…, e) by θ given as cos θ, sin θ (…, d):
+ * (x₁, x₂) -> (x₁ cos − x₂ sin, x₂ cos + x₁ sin).
+ */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const d = cos.shape[cos.ndim - 1]!;
   return tidy(() => {
@@ -95,11 +99,11 @@ export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tenso
 }
 
 /**
- * softmax(q kᵀ · scale + mask) v over the last two dims, scale = 1/√e by default. `mask` is boolean (true = attend)
- * or additive (float); `isCausal` masks future positions. Unmasked (B, H, L, e) attention runs the fused kernel,
- * which reads q, k, v as the strided views they usually are and returns (B, H, Lq, e) as the transpose of a
- * contiguous (B, Lq, H, e), so `.transpose(1, 2).reshape(B, Lq, H·e)` costs no copy; everything else runs the
- * composite (libtorch 1.13 has no fused attention).
+ * softmax(q kᵀ · scale + mask) v over the last two dims, scale = 1/√e by default. `mask` is boolean
+ * (true = attend) or additive (float); `isCausal` masks future positions. Unmasked (B, H, L, e) attention runs the
+ * fused kernel, which reads q, k, v as the strided views they usually are and returns (B, H, Lq, e) as the
+ * transpose of a contiguous (B, Lq, H, e), so `.transpose(1, 2).reshape(B, Lq, H·e)` costs no copy; everything
+ * else runs the composite (libtorch 1.13 has no fused attention).
  */
 export function scaledDotProductAttention(
   q: Tensor,
