@@ -40,7 +40,8 @@ export async function writeEvalReport(
     reconstructions: 'held-out images (top) and their one-token reconstructions (bottom)',
     samples: 'class-conditional samples, one row per class',
     interpolations: 'slerp paths between held-out images, one row per path (first and last frame: reconstructions)',
-    prompts: `text-to-image samples, one row per held-out prompt: ${(report.textToImage?.heldOutPrompts ?? []).join(' · ')}`,
+    prompts:
+      'text-to-image samples, one row per held-out prompt: ' + (report.textToImage?.heldOutPrompts ?? []).join(' · '),
   } as const;
   for (const key of ['reconstructions', 'samples', 'interpolations', 'prompts'] as const) {
     const images = pictures[key];

@@ -25,9 +25,13 @@ const T = DEFAULT_T2I_PROTOCOL;
 export const spec: CommandSpec = {
   name: 'eval',
   summary:
-    "Measure a tokenizer and its class-conditional generator on a data set's test split: PSNR, SSIM, rFD and classifier agreement of reconstructions; class accuracy, FD, precision/recall and flow loss of samples; interpolation smoothness.",
+    "Measure a tokenizer and its class-conditional generator on a data set's test split: PSNR, SSIM, rFD and " +
+    'classifier agreement of reconstructions; class accuracy, FD, precision/recall and flow loss of samples; ' +
+    'interpolation smoothness; caption retrieval of text-to-image samples.',
   details:
-    "Classes and features come from a reference classifier (`reptok train classifier`); --encoder measures distances in an encoder's [cls] space instead (an SSL encoder, or a DINOv2 for FD-DINOv2). Every number is reported with its protocol (feature space, counts, split, sampling settings, seed).",
+    'Classes and features come from a reference classifier (`reptok train classifier`); --encoder measures ' +
+    "distances in an encoder's [cls] space instead (an SSL encoder, or a DINOv2 for FD-DINOv2). Every number is " +
+    'reported with its protocol (feature space, counts, split, sampling settings, seed). See docs/evaluation.md.',
   options: {
     classifier: { type: 'string', help: 'the reference classifier file (classifier.safetensors)', arg: 'FILE' },
     encoder: { type: 'string', help: "measure distances in this encoder's [cls] space", arg: 'FILE' },
@@ -80,8 +84,8 @@ export const spec: CommandSpec = {
   },
   examples: [
     'reptok eval --model runs/fmnist --classifier runs/fmnist-classifier/classifier.safetensors',
-    'reptok eval --tokenizer tok.safetensors --generator gen.safetensors --classifier clf.safetensors --images 10000 --json',
-    'reptok eval --model runs/fmnist --classifier clf.safetensors --encoder runs/fmnist-ssl/encoder.safetensors -o out/eval-ssl',
+    'reptok eval --tokenizer tok.safetensors --generator gen.safetensors --classifier clf.safetensors --json',
+    'reptok eval --model runs/fmnist --classifier clf.safetensors --encoder encoder.safetensors -o out/eval-ssl',
   ],
 };
 
@@ -185,22 +189,28 @@ function summary(r: ReturnType<typeof evaluate>['report'], html: string): string
   const rec = r.reconstruction;
   if (rec)
     lines.push(
-      `  reconstruction (${rec.images} images): PSNR ${rec.psnr.mean.toFixed(2)} dB, SSIM ${rec.ssim.mean.toFixed(3)}, rFD ${rec.rfd.toFixed(3)}, classifier agreement ${pct(rec.classifierAgreement)}`,
+      `  reconstruction (${rec.images} images): PSNR ${rec.psnr.mean.toFixed(2)} dB, ` +
+        `SSIM ${rec.ssim.mean.toFixed(3)}, rFD ${rec.rfd.toFixed(3)}, ` +
+        `classifier agreement ${pct(rec.classifierAgreement)}`,
     );
   const gen = r.generation;
   if (gen)
     lines.push(
-      `  generation (${gen.samples} samples): class accuracy ${pct(gen.accuracy)}, FD ${gen.fd.toFixed(3)} (train vs reference ${gen.fdTrainVsReference.toFixed(3)}), precision ${gen.precision.toFixed(3)}, recall ${gen.recall.toFixed(3)}, flow loss ${gen.flowValidationLoss.mean.toFixed(4)}`,
+      `  generation (${gen.samples} samples): class accuracy ${pct(gen.accuracy)}, FD ${gen.fd.toFixed(3)} ` +
+        `(train vs reference ${gen.fdTrainVsReference.toFixed(3)}), precision ${gen.precision.toFixed(3)}, ` +
+        `recall ${gen.recall.toFixed(3)}, flow loss ${gen.flowValidationLoss.mean.toFixed(4)}`,
     );
   const it = r.interpolation;
   if (it)
     lines.push(
-      `  interpolation (${it.paths} paths × ${it.frames} frames): step/endpoint distance mean ${it.meanStepRatio.toFixed(3)}, max ${it.maxStepRatio.toFixed(3)} (even: ${it.even.toFixed(3)})`,
+      `  interpolation (${it.paths} paths × ${it.frames} frames): step/endpoint distance ` +
+        `mean ${it.meanStepRatio.toFixed(3)}, max ${it.maxStepRatio.toFixed(3)} (even: ${it.even.toFixed(3)})`,
     );
   const t = r.textToImage;
   if (t)
     lines.push(
-      `  text-to-image (${t.prompts} prompts × ${t.samplesPerPrompt}): a real image with the prompt as caption among the ${t.k} nearest in ${pct(t.captionRetrieval)} of samples`,
+      `  text-to-image (${t.prompts} prompts × ${t.samplesPerPrompt}): a real image with the prompt as caption ` +
+        `among the ${t.k} nearest in ${pct(t.captionRetrieval)} of samples`,
     );
   lines.push(`report: ${html}`);
   return lines.join('\n');

@@ -13,7 +13,9 @@ import type { CommandSpec, Parsed } from '../args.ts';
 export const spec: CommandSpec = {
   name: 'info',
   summary:
-    'Without a file: print the runtime (libtorch version, threads, BLAS libraries in use, thread-wait settings, whether linear layers run on oneDNN and malloc is tuned, CUDA devices). With a file: what the file holds and can do.',
+    'Without a file: print the runtime (libtorch version, threads, BLAS libraries in use, thread-wait settings, ' +
+    'whether linear layers run on oneDNN and malloc is tuned, CUDA devices). With a file: what the file holds and ' +
+    'can do.',
   positionals: [{ name: 'file', help: 'a model or tokens file (.safetensors)', optional: true }],
   options: { json: { type: 'boolean', help: 'print one JSON object' } },
   examples: [
@@ -47,7 +49,7 @@ function architecture(kind: ModelKind, c: any): string {
     case 't2i':
       return `text-to-token mixer ${c.t2i.dim} wide, ${c.t2i.depth} blocks with cross-attention (${c.t2i.heads} heads), over tokens of width ${c.t2i.tokenDim}; text encoder ${c.text.width} wide, ${c.text.depth} blocks, ${c.text.maxLength} words`;
     case 'classifier':
-      return `CNN ${c.widths.join('/')} channels over ${c.imageChannels}-channel images -> ${c.numClasses} classes; features of width ${c.widths[2]}`;
+      return `CNN ${c.widths.join('/')} channels, ${c.imageChannels}-channel images -> ${c.numClasses} classes`;
   }
 }
 
