@@ -24,6 +24,7 @@ export const PRESETS: Record<string, () => CommonConfig> = {
   'fmnist-tokenizer': () => tokenizerPreset('fashion-mnist'),
   'fmnist-generator': () => generatorPreset('fashion-mnist'),
   'emoji-ssl': () => sslPreset('emoji'),
+  'emoji-classifier': () => classifierPreset('emoji'),
   'emoji-tokenizer': () => tokenizerPreset('emoji'),
   'emoji-generator': () => generatorPreset('emoji'),
   'emoji-t2i': () => t2iPreset('emoji'),
