@@ -85,7 +85,8 @@ export function evaluateEncoder(
     out[`knn_${name}`] = knnAccuracy(ftr, ytr, fte, yte, { k: o.knnK, classes });
     out[`probe_${name}`] = linearProbeAccuracy(ftr, ytr, fte, yte, { classes, epochs: o.probeEpochs });
     log(
-      `${name}: k-NN (k=${o.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, linear probe ${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`,
+      `${name}: k-NN (k=${o.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, ` +
+        `linear probe ${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`,
     );
     ftr.dispose();
     fte.dispose();

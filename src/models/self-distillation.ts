@@ -30,7 +30,9 @@ export interface SelfDistillationConfig {
 // Networks
 // ---------------------------------------------------------------------------------------------------------------
 
-/** DINO's projection head: MLP -> L2-normalised bottleneck -> a linear layer with unit-norm rows (weight norm, g = 1). */
+/**
+ * DINO's projection head: MLP -> L2-normalised bottleneck -> a linear layer with unit-norm rows (weight norm, g = 1).
+ */
 class DinoHead extends Module {
   readonly mlp: Sequential;
   readonly lastLayer: Tensor; // (outDim, bottleneck)

@@ -79,7 +79,8 @@ export async function tokenizerStage(
     encoder.dispose();
   } else {
     ctx.log(
-      'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass DINOv2 weights)',
+      'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass ' +
+        'DINOv2 weights)',
     );
   }
   if (tcfg.space === 'latent') {
@@ -89,7 +90,8 @@ export async function tokenizerStage(
   }
   tok.train();
   ctx.log(
-    `tokenizer: ${(tok.numParameters({ trainableOnly: true }) / 1e6).toFixed(2)}M trainable of ${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
+    `tokenizer: ${(tok.numParameters({ trainableOnly: true }) / 1e6).toFixed(2)}M trainable of ` +
+      `${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
   );
 
   // fixed validation material: held-out images and noise
@@ -144,7 +146,8 @@ export async function tokenizerStage(
         reconstructionPsnr(tok, test, n, { steps: c.val.steps, seed: c.seed + 2 }),
       );
       ctx.log(
-        `exported ${path} (EMA weights); test PSNR ${testPsnr.toFixed(2)} dB over ${n} held-out images (${c.val.steps} Euler steps)`,
+        `exported ${path} (EMA weights); test PSNR ${testPsnr.toFixed(2)} dB over ${n} held-out images ` +
+          `(${c.val.steps} Euler steps)`,
       );
       return { tokenizer: path, test_psnr: testPsnr, test_images: n, decode_steps: c.val.steps };
     },
