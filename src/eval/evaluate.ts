@@ -12,9 +12,8 @@
 // Features come from the reference classifier (src/models/classifier.ts) or any encoder that maps images to
 // vectors (an SSL encoder's or a DINOv2's [cls]). Every draw is seeded and every batch is a fixed-size chunk, so the
 // report depends on neither the batch size nor the thread count.
-import { F, Generator, Tensor, cat, keep, noGrad, randn, tensor, tidy } from '../engine/index.ts';
-import { validationLoss } from '../flow/token-flow.ts';
-import { classField } from '../models/generator.ts';
+import { F, Tensor, cat, keep, noGrad, tensor, tidy } from '../engine/index.ts';
+import { segmentedFlowLoss } from './generator.ts';
 import type { Classifier } from '../models/classifier.ts';
 import type { DinoVisionTransformer } from '../models/dinov2.ts';
 import { betterResize, encoderInput } from '../models/preprocess.ts';
@@ -341,20 +340,14 @@ function flowValidation(rt: RepTok, data: EvalData, n: number, p: EvalProtocol):
   return noGrad(() =>
     tidy(() => {
       const g = rt.generator!;
-      const images = imagesTensor(data.reference, range(n));
-      const x1 = chunked(images, p.batchSize, (x) => rt.encode(x)).unsqueeze(1); // (n, 1, D)
-      const y = tensor(data.reference.labels.subarray(0, n), { dtype: 'int64' });
-      const x0 = randn(x1.shape, { generator: new Generator({ seed: p.seed + 7 }) });
-      const segs: Tensor[] = [];
-      for (let i = 0; i < n; i += p.batchSize) {
-        const sl = (t: Tensor) => t.slice(0, i, i + p.batchSize);
-        const field = classField(g, sl(y));
-        const { segments } = validationLoss((x, t) => field.cond(x, t), sl(x1), { x0: sl(x0), segments: p.segments });
-        segs.push(segments.mul(sl(x1).shape[0]!));
-      }
-      const total = segs.reduce((a, b) => a.add(b)).div(n);
-      const segments = total.toArray() as number[];
-      return { mean: segments.reduce((a, b) => a + b, 0) / segments.length, segments };
+      const tokens = chunked(imagesTensor(data.reference, range(n)), p.batchSize, (x) => rt.encode(x)); // (n, D)
+      const labels = tensor(data.reference.labels.subarray(0, n), { dtype: 'int64' });
+      const out = segmentedFlowLoss((x, t, idx) => g.forward(x, t, { y: labels.indexSelect(0, idx) }), tokens, {
+        count: n,
+        segments: p.segments,
+        seed: p.seed + 7,
+      });
+      return { mean: out.val_loss!, segments: Array.from({ length: p.segments }, (_, k) => out[`val_t${k}`]!) };
     }),
   );
 }

@@ -11,7 +11,7 @@ import { imagesTensor, type ImageArray } from '../../data/image-array.ts';
 import { accuracy, classify } from '../../eval/classify.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
-import { dataInfo, trainingInfo, type Stage, type StageContext } from '../trainer.ts';
+import type { Stage, StageContext } from '../trainer.ts';
 
 export interface ClassifierStageConfig extends CommonConfig {
   stage: 'classifier';
@@ -59,19 +59,13 @@ export async function classifierStage(ctx: StageContext<ClassifierStageConfig>):
   const net = new Classifier({ ...c.classifier, imageChannels: train.c, numClasses: train.classes.length });
   ctx.log(`classifier: ${(net.numParameters() / 1e6).toFixed(2)}M parameters, ${train.classes.length} classes`);
   const val = firstImages(test, c.val.images);
-  const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
   const evaluate = (x: { images: Tensor; labels: Tensor }): number =>
-    withEma(() => {
-      net.eval();
-      try {
-        const { features, predictions } = classify(net, x.images);
-        features.dispose();
-        const acc = accuracy(predictions, x.labels);
-        predictions.dispose();
-        return acc;
-      } finally {
-        net.train();
-      }
+    ctx.evaluate(net, () => {
+      const { features, predictions } = classify(net, x.images);
+      features.dispose();
+      const acc = accuracy(predictions, x.labels);
+      predictions.dispose();
+      return acc;
     });
 
   return {
@@ -94,8 +88,8 @@ export async function classifierStage(ctx: StageContext<ClassifierStageConfig>):
       const path = join(ctx.out, 'classifier.safetensors');
       saveClassifier(path, net, {
         weights: ctx.ema?.shadow ?? net.stateDict(),
-        data: dataInfo(ctx, train),
-        training: trainingInfo(ctx),
+        data: ctx.dataInfo(train),
+        training: ctx.trainingInfo,
       });
       const all = firstImages(test, test.n);
       try {
