@@ -79,7 +79,7 @@ function trainFamily(family, recipes) {
 }
 
 function evaluateFamily({ outDir, fileOf }) {
-  if (!existsSync(fileOf('classifier')) && !dryRun) return null;
+  if (!dryRun && !['classifier', 'tokenizer'].every((m) => existsSync(fileOf(m)))) return null;
   const r = reptok([
     'eval',
     '--model',

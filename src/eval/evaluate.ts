@@ -102,7 +102,12 @@ export interface EvalReport {
     psnr: Stats;
     ssim: Stats;
     rfd: number;
+    /** Share of reconstructions classified as their source image's true label. */
     classifierAgreement: number;
+    /** Share of reconstructions classified as the classifier classifies their source image. */
+    predictionAgreement: number;
+    /** The classifier's accuracy on the source images themselves: the ceiling of classifierAgreement. */
+    classifierAccuracyOriginals: number;
   };
   generation?: {
     samples: number;
@@ -213,6 +218,7 @@ export function evaluate(
         const ssim = ssimPerImage(r01, o01).toArray() as number[];
         const labels = tensor(data.reference.labels.subarray(0, n), { dtype: 'int64' });
         const { predictions } = classify(classifier, recon.clamp(-1, 1), p.batchSize);
+        const onOriginals = classify(classifier, originals, p.batchSize).predictions;
         const shown = Math.min(n, 10);
         pictures.reconstructions = keep(cat([originals.slice(0, 0, shown), recon.slice(0, 0, shown)]));
         return {
@@ -221,6 +227,8 @@ export function evaluate(
           ssim: stats(ssim),
           rfd: frechetDistance(embed(originals), embed(recon.clamp(-1, 1))),
           classifierAgreement: accuracy(predictions, labels),
+          predictionAgreement: accuracy(predictions, onOriginals),
+          classifierAccuracyOriginals: accuracy(onOriginals, labels),
         };
       }),
     );

@@ -191,7 +191,8 @@ function summary(r: ReturnType<typeof evaluate>['report'], html: string): string
     lines.push(
       `  reconstruction (${rec.images} images): PSNR ${rec.psnr.mean.toFixed(2)} dB, ` +
         `SSIM ${rec.ssim.mean.toFixed(3)}, rFD ${rec.rfd.toFixed(3)}, ` +
-        `classifier agreement ${pct(rec.classifierAgreement)}`,
+        `classifier agreement ${pct(rec.classifierAgreement)} ` +
+        `(on the originals: ${pct(rec.classifierAccuracyOriginals)})`,
     );
   const gen = r.generation;
   if (gen)
