@@ -11,9 +11,12 @@ import sharp from 'sharp';
 
 import { Generator, rand, randn, readImage } from '../../src/index.ts';
 import { main } from '../../src/cli/main.ts';
+import { commandLine } from '../../src/cli/args.ts';
+import { peekModelFile } from '../../src/models/index.ts';
 import { saveTokens } from '../../src/pipeline/tokens-file.ts';
 import { ROOT } from '../helpers.ts';
 import { TINY_CLASSES, saveTinyModels } from '../tiny-models.ts';
+import { syntheticFolder, tinyConfigs } from '../train/fixtures.ts';
 
 const files = saveTinyModels();
 const dir = files.dir;
@@ -221,4 +224,17 @@ test('the reptok executable runs a command and reports a failure by its exit sta
   const bad = spawnSync(process.execPath, [bin, 'sample', ...M, '--class', 'dog'], { encoding: 'utf8' });
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+});
+
+test('reptok train records its command line in the model file it exports', async () => {
+  assert.equal(commandLine('train', ['ssl', '--set', "note=it's a b"]), `reptok train ssl --set 'note=it'\\''s a b'`);
+  const data = `folder:${await syntheticFolder()}`;
+  const config = join(dir, 'ssl.json');
+  writeFileSync(config, JSON.stringify(tinyConfigs(data).ssl));
+  const out = join(dir, 'ssl-run');
+  const args = ['ssl', '--preset', 'fmnist-ssl', '--config', config, '--out', out, '--steps', '1'];
+  const r = await reptok('train', ...args);
+  assert.equal(r.code, 0, r.err);
+  const d = peekModelFile(join(out, 'encoder.safetensors'), 'encoder');
+  assert.deepEqual([d.training?.command, d.training?.step], [commandLine('train', args), 1]);
 });
