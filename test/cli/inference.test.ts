@@ -35,14 +35,15 @@ for (const [i, p] of images.entries())
 async function reptok(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const [log, error] = [console.log, console.error];
+  const [log, error, write] = [console.log, console.error, process.stderr.write];
   console.log = (...a: unknown[]) => void out.push(a.join(' '));
   console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  process.stderr.write = ((chunk: string) => err.push(String(chunk).replace(/\n$/, '')) > 0) as typeof write;
   try {
     const code = await main(args);
     return { code, out: out.join('\n'), err: err.join('\n') };
   } finally {
-    [console.log, console.error] = [log, error];
+    [console.log, console.error, process.stderr.write] = [log, error, write];
   }
 }
 
@@ -71,6 +72,12 @@ test('encode -> tokens file; decode -> one decodable image per token; info descr
   noTemporaries(join(dir, 'decoded'));
   const info = await json('info', tokens);
   assert.deepEqual([info.kind, info.count, info.tokenDim], ['tokens', 2, 32]);
+  // tokens made by another tokenizer of the same width decode, with a note that says so
+  const foreign = join(dir, 'foreign-tokens.safetensors');
+  saveTokens(foreign, { tokens: randn([1, 32]), sources: [], tokenizer: 'elsewhere/tokenizer.safetensors' });
+  const r = await reptok('decode', foreign, ...M, '-o', join(dir, 'foreign'), '--steps', '1');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /note: these tokens were made by elsewhere\/tokenizer\.safetensors; decoded them with /);
 });
 
 test('reconstruct writes original | reconstruction pairs and their PSNR', async () => {
