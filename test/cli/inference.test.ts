@@ -5,14 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { Generator, rand, randn, readImage } from '../../src/index.ts';
 import { main } from '../../src/cli/main.ts';
 import { commandLine } from '../../src/cli/args.ts';
-import { peekModelFile } from '../../src/models/index.ts';
+import { loadGeneratorFile, peekModelFile, saveGenerator } from '../../src/models/index.ts';
 import { saveTokens } from '../../src/pipeline/tokens-file.ts';
 import { ROOT } from '../helpers.ts';
 import { TINY_CLASSES, saveTinyModels } from '../tiny-models.ts';
@@ -161,6 +161,38 @@ test('sample by class names and indices, or --all; generate from prompts', async
   );
   assert.deepEqual(g.prompts, ['a red circle', 'a blue square']);
   assert.equal((await sharp(g.output).metadata()).height, 2 * 18 + 2);
+});
+
+test('a generator alone finds the tokenizer it was trained with (recorded in its file), and says so', async () => {
+  const gdir = join(dir, 'gen-run');
+  mkdirSync(gdir);
+  const gen = join(gdir, 'generator.safetensors');
+  const m = loadGeneratorFile(files.generator);
+  saveGenerator(gen, m.model, { data: m.data, extra: { tokenizerFile: files.tokenizer } });
+  m.model.dispose();
+  const r = await reptok(
+    'sample',
+    '--model',
+    gdir,
+    '--class',
+    '0',
+    '--n',
+    '1',
+    '--steps',
+    '1',
+    '-o',
+    join(gdir, 's.png'),
+  );
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, new RegExp(`using the tokenizer .* was trained with: ${files.tokenizer}`));
+  const bad = await reptok('sample', '--generator', files.generator, '--class', '0');
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /no tokenizer given: pass --tokenizer FILE/);
+  const empty = await reptok('sample', '--model', join(dir, 'decoded'), '--all');
+  assert.match(
+    empty.err,
+    /decoded: no tokenizer\.safetensors, generator\.safetensors, t2i\.safetensors in this folder/,
+  );
 });
 
 test('info: architecture, parameters, dtype, data, training, version and uses of every model file', async () => {
