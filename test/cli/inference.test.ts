@@ -188,11 +188,9 @@ test('a generator alone finds the tokenizer it was trained with (recorded in its
   const bad = await reptok('sample', '--generator', files.generator, '--class', '0');
   assert.equal(bad.code, 1);
   assert.match(bad.err, /no tokenizer given: pass --tokenizer FILE/);
-  const empty = await reptok('sample', '--model', join(dir, 'decoded'), '--all');
-  assert.match(
-    empty.err,
-    /decoded: no tokenizer\.safetensors, generator\.safetensors, t2i\.safetensors in this folder/,
-  );
+  mkdirSync(join(dir, 'empty'));
+  const empty = await reptok('sample', '--model', join(dir, 'empty'), '--all');
+  assert.match(empty.err, /empty: no tokenizer\.safetensors, generator\.safetensors, t2i\.safetensors in this folder/);
 });
 
 test('info: architecture, parameters, dtype, data, training, version and uses of every model file', async () => {
