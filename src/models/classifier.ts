@@ -3,11 +3,10 @@
 // class and whether a class-conditional sample shows the requested class; its penultimate features are the space
 // for Fréchet distances and precision/recall on data sets that no pretrained network covers (Fashion-MNIST,
 // emoji). GroupNorm rather than BatchNorm: features must not depend on the batch they are computed in.
-import { Tensor, F, noGrad, tidy, type StateDict } from '../engine/index.ts';
+import { Tensor, F, tidy } from '../engine/index.ts';
 import { Conv2d, GELU, GroupNorm, Linear, Module, Sequential } from '../nn/index.ts';
 import {
-  readModelFile,
-  sourceName,
+  loadModelFile,
   writeModelFile,
   type ModelDescription,
   type ModelSource,
@@ -78,15 +77,5 @@ export function saveClassifier(path: string, net: Classifier, o: SaveOptions = {
 
 /** A classifier written by `saveClassifier` (or `reptok train classifier`), in eval mode, with its description. */
 export function loadClassifierFile(source: ModelSource): ModelDescription<ClassifierConfig> & { model: Classifier } {
-  const { weights, ...description } = readModelFile<ClassifierConfig>(source, 'classifier');
-  const model = noGrad(() => new Classifier(description.config));
-  try {
-    model.loadStateDict(weights, { context: sourceName(source) });
-  } catch (e) {
-    model.dispose();
-    throw e;
-  } finally {
-    for (const t of weights.values()) t.dispose();
-  }
-  return { ...description, model: model.eval() };
+  return loadModelFile<ClassifierConfig, Classifier>(source, 'classifier', (d) => new Classifier(d.config));
 }

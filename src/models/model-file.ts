@@ -11,7 +11,8 @@
 //
 // Each model has its save/load pair next to its class (saveTokenizer/loadTokenizer in tokenizer.ts, ...); this file
 // holds what they share. safetensors metadata values are strings, so the structured entries are JSON.
-import type { StateDict, Tensor } from '../engine/index.ts';
+import { noGrad, type StateDict, type Tensor } from '../engine/index.ts';
+import type { Module } from '../nn/index.ts';
 import {
   loadSafetensors,
   readSafetensorsMetadata,
@@ -151,6 +152,33 @@ export function describeModel<C>(
 /** Reads only a model file's description (the header; no weights). */
 export function peekModelFile<C = unknown>(source: ModelSource, kind?: ModelKind): ModelDescription<C> {
   return describeModel<C>(source, readSafetensorsMetadata(source), kind);
+}
+
+/**
+ * Reads a model file of `kind`, builds the model from its description and loads the weights into it, in eval mode.
+ * The file's tensors are freed either way; a model whose weights do not fit is disposed before the error propagates.
+ */
+export function loadModelFile<C, M extends Module>(
+  source: ModelSource,
+  kind: ModelKind,
+  build: (d: ModelDescription<C>) => M,
+  load: (model: M, weights: Map<string, Tensor>, context: string) => void = (m, w, context) =>
+    m.loadStateDict(w, { context }),
+): ModelDescription<C> & { model: M } {
+  const { weights, ...description } = readModelFile<C>(source, kind);
+  try {
+    const model = noGrad(() => build(description));
+    try {
+      load(model, weights, sourceName(source));
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    model.eval();
+    return { ...description, model };
+  } finally {
+    for (const t of weights.values()) t.dispose();
+  }
 }
 
 /** Reads a model file of the given kind: its description and its weights. */
