@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   interpolate: () => import('./commands/interpolate.ts'),
   sample: () => import('./commands/sample.ts'),
   generate: () => import('./commands/generate.ts'),
+  serve: () => import('./commands/serve.ts'),
 };
 
 function overview(): string {
@@ -36,6 +37,7 @@ function overview(): string {
     '  interpolate  the path between two images, as a strip or an animation',
     '  sample       class-conditional samples as a grid',
     '  generate     images from text prompts as a grid',
+    '  serve        the web demo: a page where you try the models in a browser',
     '  pull         download model files from the Hugging Face Hub (when online)',
     '  info         print the runtime (libtorch, threads, BLAS, CUDA), or what a model file holds',
     '',
