@@ -25,7 +25,7 @@ export async function loadSampleImages(rt: RepTok, o: { dir?: string; n: number 
   const folder = o.dir && join(o.dir, 'samples');
   if (folder && existsSync(folder)) {
     const { data } = await loadImageFolder(folder, { size: H, channels });
-    return { images: first(data), from: folder };
+    return { images: first(data), from: 'samples/ in the model folder' };
   }
   const name = rt.models.tokenizer.data.name;
   if (!name) return { images: null, why: 'the tokenizer file names no data set, and the model folder has no samples/' };
