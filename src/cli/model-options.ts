@@ -6,7 +6,7 @@ import { basename, join, resolve } from 'node:path';
 import { setNumThreads } from '../engine/index.ts';
 import { peekModelFile } from '../models/model-file.ts';
 import { RepTok, type RepTokSources } from '../pipeline/index.ts';
-import type { ModelSet } from '../server/jobs.ts';
+import type { ModelSet } from '../pipeline/model-set.ts';
 import { progressBar } from './progress-bar.ts';
 import { UsageError, type OptionSpec, type Parsed } from './args.ts';
 

@@ -210,6 +210,7 @@ export class InferencePool {
   }
 
   #timeoutMessage(): string {
-    return `the request took longer than the server's limit of ${(this.#o.timeoutMs / 1000).toFixed(1)} s; try fewer images or frames`;
+    const limit = (this.#o.timeoutMs / 1000).toFixed(1);
+    return `the request took longer than the server's limit of ${limit} s; try fewer images or frames`;
   }
 }

@@ -1,15 +1,6 @@
 // The work the web demo hands to its inference processes, and what comes back: plain data (numbers, strings,
 // PNG bytes, token vectors) that crosses a process boundary with structured clone.
-import type { RepTokSources } from '../pipeline/reptok.ts';
-
-/** One set of models the server offers (a model folder). */
-export interface ModelSet {
-  /** The name requests choose it by (the folder's name). */
-  name: string;
-  sources: RepTokSources;
-  /** The model folder, where its samples/ may be. */
-  dir?: string;
-}
+import type { ModelSet } from '../pipeline/model-set.ts';
 
 /** What the page needs to know about a model set: what it can do and with which inputs. */
 export interface ModelSetInfo {

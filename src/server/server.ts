@@ -4,7 +4,8 @@ import { serve } from '@hono/node-server';
 
 import { createApp, type AppOptions } from './app.ts';
 import { InferencePool } from './inference-pool.ts';
-import type { ModelSet, ModelSetInfo } from './jobs.ts';
+import type { ModelSet } from '../pipeline/model-set.ts';
+import type { ModelSetInfo } from './jobs.ts';
 
 export interface ServerOptions extends Omit<AppOptions, 'log'> {
   sets: ModelSet[];

@@ -58,7 +58,8 @@ export async function checkUpload(
   if (width * height > limits.maxPixels)
     throw new UploadError(
       413,
-      `the image declares ${width}×${height} pixels (${megapixels(width * height)}); the limit is ${megapixels(limits.maxPixels)}`,
+      `the image declares ${width}×${height} pixels (${megapixels(width * height)}); ` +
+        `the limit is ${megapixels(limits.maxPixels)}`,
     );
   return { format, width, height };
 }

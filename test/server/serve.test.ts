@@ -187,10 +187,9 @@ test('50 concurrent requests against 2 processes: all answered, the server stays
   assert.match(metrics, /reptok_requests_total\{route="\/api\/sample",status="503"\} \d+/);
   const rss = peakRss(s.proc.pid!);
   const total = [...rss.values()].reduce((a, b) => a + b, 0);
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
   t.diagnostic(`answers: ${JSON.stringify(counts)}`);
-  t.diagnostic(
-    `peak RSS: ${[...rss.values()].map((b) => `${(b / 2 ** 20).toFixed(0)} MiB`).join(' + ')} = ${(total / 2 ** 20).toFixed(0)} MiB (server + inference processes)`,
-  );
+  t.diagnostic(`peak RSS: ${[...rss.values()].map(mib).join(' + ')} = ${mib(total)} (server + inference processes)`);
   assert.equal(rss.size, 3, 'the server and its 2 inference processes');
   assert.ok(total < 3 * 2 ** 30, `peak RSS ${total} bytes`);
 });

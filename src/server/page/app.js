@@ -61,13 +61,14 @@ async function act(what, fn) {
   }
 }
 
-// ---- the model set ---------------------------------------------------------------------------------------------------
+// ---- the model set --------------------------------------------------------------------------------------------------
 
 function choose(name) {
   model = info.models.find((m) => m.name === name);
   const [h, w] = model.imageSize;
   $('model-info').textContent =
-    `${model.name}: ${w}×${h} ${model.channels === 1 ? 'gray' : 'colour'} images, tokens of ${model.tokenDim} numbers; ` +
+    `${model.name}: ${w}×${h} ${model.channels === 1 ? 'gray' : 'colour'} images, ` +
+    `tokens of ${model.tokenDim} numbers; ` +
     `${info.steps} ODE steps per decode.`;
   $('sample').hidden = model.classes.length === 0;
   $('generate').hidden = !model.prompts;
@@ -84,7 +85,7 @@ function choose(name) {
   for (const id of ['neighbours', 'sample-images', 'generate-images']) $(id).replaceChildren();
 }
 
-// ---- reconstruct -----------------------------------------------------------------------------------------------------
+// ---- reconstruct ----------------------------------------------------------------------------------------------------
 
 async function reconstruct(file) {
   await act('Reconstructing', async () => {
@@ -113,7 +114,7 @@ drop.addEventListener('drop', (e) => {
   if (e.dataTransfer.files[0]) reconstruct(e.dataTransfer.files[0]);
 });
 
-// ---- interpolate -----------------------------------------------------------------------------------------------------
+// ---- interpolate ----------------------------------------------------------------------------------------------------
 
 let frames = [];
 const ids = { a: null, b: null };
@@ -149,7 +150,7 @@ for (const k of ['a', 'b'])
 $('interpolate-frames').addEventListener('change', interpolate);
 $('interpolate-slider').addEventListener('input', showFrame);
 
-// ---- sample and generate ---------------------------------------------------------------------------------------------
+// ---- sample and generate --------------------------------------------------------------------------------------------
 
 $('sample-go').addEventListener('click', () =>
   act('Sampling', async () => {
@@ -177,7 +178,7 @@ $('generate-go').addEventListener('click', () =>
   }),
 );
 
-// ---- start -----------------------------------------------------------------------------------------------------------
+// ---- start ----------------------------------------------------------------------------------------------------------
 
 act('Loading', async () => {
   info = await call('/api/models');
