@@ -29,7 +29,7 @@ function overview(): string {
     "RepTok: images as one continuous token (a self-supervised ViT's [cls]), decoded by flow matching.",
     '',
     'Commands:',
-    '  demo         the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
+    '  demo         a page of what the shipped models do (--train: train short ones first, a few minutes)',
     '  train        train a stage: ssl | tokenizer | generator | t2i',
     '  encode       images -> one token each (a tokens file)',
     '  decode       a tokens file -> images',
