@@ -10,6 +10,7 @@ import { imagesTensor } from '../data/image-array.ts';
 import { psnr } from '../eval/metrics.ts';
 import { imageGrid, writeAnimation, writeImage } from '../io/image.ts';
 import type { ModelSet } from '../pipeline/model-set.ts';
+import { onHost } from '../pipeline/host.ts';
 import { RepTok } from '../pipeline/reptok.ts';
 import { loadSampleImages } from '../pipeline/sample-images.ts';
 
@@ -99,7 +100,7 @@ async function buildSet(set: ModelSet, rt: RepTok, o: DemoOptions): Promise<SetR
     // ---- reconstructions --------------------------------------------------------------------------------------------
     await part('One-token reconstructions', async () => {
       if (!originals) return { pictures: [], note: `No sample images: ${samples.images ? '' : samples.why}.` };
-      const recon = rt.reconstruct(originals, d);
+      const recon = onHost(rt.reconstruct(originals, d));
       const B = originals.shape[0]!;
       const perImage = Array.from({ length: B }, (_, i) =>
         tidy(() => psnr(recon.slice(0, i, i + 1), originals.slice(0, i, i + 1))),
@@ -126,7 +127,8 @@ async function buildSet(set: ModelSet, rt: RepTok, o: DemoOptions): Promise<SetR
       const pictures: Picture[] = [];
       for (let k = 0; k < pairs; k++) {
         const [a, b] = [originals.select(0, 2 * k), originals.select(0, 2 * k + 1)];
-        const { images, tokens } = rt.interpolate(a, b, { ...d, frames: o.frames });
+        const { images: frames, tokens } = rt.interpolate(a, b, { ...d, frames: o.frames });
+        const images = onHost(frames);
         const strip = grid(images, o.frames);
         pictures.push(await picture(`interpolation-${k}.png`, strip, `image ${2 * k + 1} → image ${2 * k + 2}`));
         if (k === 0) {
@@ -153,7 +155,8 @@ async function buildSet(set: ModelSet, rt: RepTok, o: DemoOptions): Promise<SetR
     await part('Class-conditional samples', async () => {
       const pictures: Picture[] = [];
       for (const [k, guidance] of o.guidanceScales.entries()) {
-        const { images, tokens } = rt.sample({ ...d, n: o.perClass, guidance });
+        const { images: sampled, tokens } = rt.sample({ ...d, n: o.perClass, guidance });
+        const images = onHost(sampled);
         // sample() returns the samples class by class; the picture has a column per class, a row per sample
         const byColumn = tidy(() =>
           images
@@ -176,7 +179,8 @@ async function buildSet(set: ModelSet, rt: RepTok, o: DemoOptions): Promise<SetR
       const guidance = o.guidanceScales.find((g) => g > 1) ?? o.guidanceScales[0]!;
       const pictures: Picture[] = [];
       for (const [k, prompt] of prompts.entries()) {
-        const { images, tokens } = rt.generate([prompt], { ...d, n: o.perClass, guidance });
+        const { images: generated, tokens } = rt.generate([prompt], { ...d, n: o.perClass, guidance });
+        const images = onHost(generated);
         pictures.push(await picture(`prompt-${k}.png`, grid(images, o.perClass), `“${prompt}”`));
         images.dispose();
         tokens.dispose();

@@ -5,6 +5,7 @@ import { setNumThreads, tensor, tidy, type Tensor } from '../engine/index.ts';
 import { imagesTensor } from '../data/image-array.ts';
 import { psnr } from '../eval/metrics.ts';
 import { encodePng } from '../io/image.ts';
+import { onHost } from '../pipeline/host.ts';
 import { RepTok } from '../pipeline/reptok.ts';
 import { loadSampleImages } from '../pipeline/sample-images.ts';
 import type { FromWorker, Job, JobResult, ModelSetInfo, Neighbour, ToWorker, WorkerInit } from './jobs.ts';
@@ -101,7 +102,7 @@ async function run(job: Job, deadline: number): Promise<JobResult> {
           token: tidy(() => Float32Array.from(tokens.select(0, 0).toArray() as number[])),
         };
         if (job.kind === 'encode') return result;
-        const recon = rt.decode(tokens, o);
+        const recon = onHost(rt.decode(tokens, o)); // the image read from the upload is on the host
         result.images = await pngs(recon);
         result.psnr = psnr(recon, image);
         recon.dispose();
