@@ -51,7 +51,7 @@ ${p.pictures
 </head>
 <body>
 <h1>RepTok <small>one continuous token per image</small></h1>
-<p>Every picture below was made by the shipped models in ${o.totalSeconds.toFixed(1)} s on this machine.
+<p>Every picture below was made by these models in ${o.totalSeconds.toFixed(1)} s on this machine.
 Try them yourself in the web demo: <code>${escape(o.serveCommand)}</code></p>
 <table>
 <tr><th>model</th><th>part</th><th>time</th></tr>

@@ -112,7 +112,8 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
   const serveCommand = `reptok serve --model ${explicit ? (o.model ?? 'DIR') : 'weights'}`;
   const index = join(o.out, 'index.html');
   writeFileSync(index, renderDemoPage(reports, { totalSeconds: seconds, serveCommand }));
-  const where = relative(process.cwd(), resolve(index)) || index;
+  const rel = relative(process.cwd(), resolve(index));
+  const where = rel.startsWith('..') ? resolve(index) : rel;
   const parts = reports.flatMap((r) =>
     r.parts.map((p) => `${r.name} ${p.title.toLowerCase()} ${p.seconds.toFixed(1)} s`),
   );
