@@ -130,15 +130,22 @@ export function modelFolders(dir: string): { name: string; dir: string }[] {
  * `fallback`), or the one set --tokenizer/--generator/--t2i name.
  */
 export function modelSets(o: Parsed['options'], fallback: string, log: (m: string) => void): ModelSet[] {
-  if (o.tokenizer || o.generator || o.t2i || (o.model && !statSync(o.model, { throwIfNoEntry: false })?.isDirectory()))
-    return [{ name: 'model', sources: modelSources(o, log), dir: o.model }];
+  if (o.tokenizer || o.generator || o.t2i || (o.model && statSync(o.model, { throwIfNoEntry: false })?.isFile())) {
+    // model files named one by one: the default folder is not part of them
+    const model = o.model === fallback ? undefined : o.model;
+    return [{ name: 'model', sources: modelSources({ ...o, model }, log), dir: model }];
+  }
   const dir: string = o.model ?? fallback;
   const folders = modelFolders(dir);
   if (folders.length === 0)
     throw new Error(
-      existsSync(dir)
+      (existsSync(dir)
         ? `${dir}: no ${FILE_NAMES.tokenizer} in this folder or its sub-folders (--model)`
-        : `${dir}: no such folder (--model)`,
+        : `${dir}: no such folder (--model)`) +
+        (dir === fallback
+          ? `; no models are shipped in ${fallback}/ yet: pass --model DIR with trained ones (docs/training.md), ` +
+            'or train small ones with `reptok demo --train` (then --generator out/demo/generator/generator.safetensors)'
+          : ''),
     );
   return folders.map((f) => ({ name: f.name, dir: f.dir, sources: modelSources({ ...o, model: f.dir }, log) }));
 }

@@ -85,7 +85,7 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
     throw new Error(
       [
         'no shipped models: weights/ holds no model folder (a folder with tokenizer.safetensors). Train them',
-        '(hours on 2 cores; see README, "Training"):',
+        '(hours on 2 cores; see docs/training.md):',
         '  reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
         '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok \\',
         '    --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
@@ -109,7 +109,10 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
     log,
   });
   const seconds = (performance.now() - t0) / 1000;
-  const serveCommand = `reptok serve --model ${explicit ? (o.model ?? 'DIR') : 'weights'}`;
+  const given = (['model', 'tokenizer', 'generator', 't2i'] as const).filter(
+    (k) => o[k] && o[k] !== spec.options[k]?.default,
+  );
+  const serveCommand = ['reptok serve', ...given.map((k) => `--${k} ${o[k]}`)].join(' ');
   const index = join(o.out, 'index.html');
   writeFileSync(index, renderDemoPage(reports, { totalSeconds: seconds, serveCommand }));
   const rel = relative(process.cwd(), resolve(index));
