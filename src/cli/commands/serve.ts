@@ -71,11 +71,6 @@ export async function run({ options: o }: Parsed): Promise<number> {
   const port = positiveInt(o, 'port', 0);
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const sets = modelSets(o, 'weights', log);
-  if (o.host !== '127.0.0.1' && o.host !== 'localhost' && o.host !== '::1')
-    log(
-      `WARNING: listening on ${o.host}: anyone who can reach this machine on port ${port} can use the demo and its ` +
-        'CPU. The server has no authentication; put it behind a proxy that adds some before exposing it.',
-    );
   log(`loading ${sets.map((s) => s.name).join(', ')} in ${concurrency} inference process(es) ...`);
   const server = await startServer({
     sets,
@@ -105,6 +100,12 @@ export async function run({ options: o }: Parsed): Promise<number> {
     const refs = m.references.count ? `${m.references.count} reference images` : 'no reference images';
     log(`  ${m.name}: ${m.imageSize.join('×')}×${m.channels}, ${can.join(', ')}; ${refs}`);
   }
+  if (o.host !== '127.0.0.1' && o.host !== 'localhost' && o.host !== '::1')
+    log(
+      `WARNING: listening on ${o.host}: anyone who can reach this machine on port ${new URL(server.url).port} ` +
+        'can use the demo and its CPU. The server has no authentication; put it behind a proxy that adds some ' +
+        'before exposing it.',
+    );
   console.log(`reptok serve: the web demo is at ${server.url} (Ctrl-C stops it)`);
   await new Promise<void>((resolve) => {
     const stop = () => {

@@ -28,8 +28,13 @@ async function call(path, body, contentType) {
 }
 
 const post = (path, json) => call(path, JSON.stringify({ model: model.name, ...json }), 'application/json');
-const upload = (path, file) =>
-  call(`${path}?model=${encodeURIComponent(model.name)}`, file, file.type || 'application/octet-stream');
+async function upload(path, file) {
+  // the server refuses it too; saying so here spares sending it
+  const limit = info.limits.maxBytes;
+  if (file.size > limit) throw new Error(`${file.name} is ${mib(file.size)}; the limit is ${mib(limit)}`);
+  return call(`${path}?model=${encodeURIComponent(model.name)}`, file, file.type || 'application/octet-stream');
+}
+const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 function timing(id, r) {
   const server = r.cached ? 'cached on the server' : `server: ${r.waitMs} ms in the queue, ${r.runMs} ms computing`;
