@@ -66,7 +66,8 @@ export function modelSources(o: Parsed['options'], log: (m: string) => void): Re
     if (statSync(o.model).isDirectory()) {
       for (const [kind, name] of Object.entries(FILE_NAMES))
         if (existsSync(join(o.model, name))) sources[kind as keyof typeof FILE_NAMES] = join(o.model, name);
-      if (!sources.tokenizer) throw new Error(`${o.model}: no ${FILE_NAMES.tokenizer} in this folder (--model)`);
+      if (!Object.keys(sources).some((k) => k in FILE_NAMES))
+        throw new Error(`${o.model}: no ${Object.values(FILE_NAMES).join(', ')} in this folder (--model)`);
     } else if (o.model.endsWith('.safetensors')) {
       sources[peekModelFile(o.model).kind as keyof typeof FILE_NAMES] = o.model;
     } else {
@@ -115,12 +116,13 @@ export function report(o: Parsed['options'], result: Record<string, unknown>, hu
   console.log(o.json ? JSON.stringify(result) : human);
 }
 
-/** A folder of model sets: one model folder (it holds a tokenizer) or a folder of them (like `weights/`). */
+/** A folder of model sets: one model folder (it holds a model file) or a folder of them (like `weights/`). */
 export function modelFolders(dir: string): { name: string; dir: string }[] {
-  if (existsSync(join(dir, FILE_NAMES.tokenizer))) return [{ name: basename(resolve(dir)), dir }];
+  const isModelFolder = (d: string) => Object.values(FILE_NAMES).some((f) => existsSync(join(d, f)));
+  if (isModelFolder(dir)) return [{ name: basename(resolve(dir)), dir }];
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return [];
   return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, FILE_NAMES.tokenizer)))
+    .filter((e) => e.isDirectory() && isModelFolder(join(dir, e.name)))
     .map((e) => ({ name: e.name, dir: join(dir, e.name) }))
     .sort((a, b) => a.name.localeCompare(b.name));
 }
@@ -140,7 +142,7 @@ export function modelSets(o: Parsed['options'], fallback: string, log: (m: strin
   if (folders.length === 0)
     throw new Error(
       (existsSync(dir)
-        ? `${dir}: no ${FILE_NAMES.tokenizer} in this folder or its sub-folders (--model)`
+        ? `${dir}: no model files (${Object.values(FILE_NAMES).join(', ')}) in this folder or its sub-folders (--model)`
         : `${dir}: no such folder (--model)`) +
         (dir === fallback
           ? `; no models are shipped in ${fallback}/ yet: pass --model DIR with trained ones (docs/training.md), ` +

@@ -20,7 +20,7 @@ import { PRESETS, train, type StageName } from '../../train/presets.ts';
 import { buildDemo } from '../../demo/build.ts';
 import { renderDemoPage } from '../../demo/html.ts';
 import { MODEL_OPTIONS, modelFolders, modelSets } from '../model-options.ts';
-import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 
 const { json: _json, ...MODELS } = MODEL_OPTIONS;
 
@@ -84,8 +84,8 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
   if (!explicit && modelFolders('weights').length === 0)
     throw new Error(
       [
-        'no shipped models: weights/ holds no model folder (a folder with tokenizer.safetensors). Train them',
-        '(hours on 2 cores; see docs/training.md):',
+        'no shipped models: weights/ holds no model folder (a folder with model files like tokenizer.safetensors).',
+        'Train them (hours on 2 cores; see docs/training.md):',
         '  reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
         '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok \\',
         '    --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
@@ -176,7 +176,7 @@ const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: stri
 ];
 
 /** The short training run and its picture. */
-async function runTraining({ options }: Parsed): Promise<void> {
+async function runTraining({ options, argv }: Parsed): Promise<void> {
   const out: string = options.out;
   const scale: number = options.scale;
   mkdirSync(out, { recursive: true });
@@ -202,6 +202,7 @@ async function runTraining({ options }: Parsed): Promise<void> {
     const r = await train(s.stage, config, {
       out: join(out, s.stage),
       force: true,
+      command: `${commandLine('demo', argv)} (stage ${s.stage}: preset ${s.preset}, shortened)`,
       log: (m) => (m.startsWith('config') || m.startsWith('runtime') ? undefined : log(m)),
     });
     times[s.stage] = (performance.now() - t0) / 1000;
