@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   sample: () => import('./commands/sample.ts'),
   generate: () => import('./commands/generate.ts'),
   eval: () => import('./commands/eval.ts'),
+  serve: () => import('./commands/serve.ts'),
 };
 
 function overview(): string {
@@ -29,7 +30,7 @@ function overview(): string {
     "RepTok: images as one continuous token (a self-supervised ViT's [cls]), decoded by flow matching.",
     '',
     'Commands:',
-    '  demo         the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
+    '  demo         a page of what the shipped models do (--train: train short ones first, a few minutes)',
     '  train        train a stage: ssl | tokenizer | generator | t2i | classifier',
     '  encode       images -> one token each (a tokens file)',
     '  decode       a tokens file -> images',
@@ -38,6 +39,7 @@ function overview(): string {
     '  sample       class-conditional samples as a grid',
     '  generate     images from text prompts as a grid',
     '  eval         measure a tokenizer and generator (PSNR, SSIM, FD, precision/recall, ...) with a report page',
+    '  serve        the web demo: a page where you try the models in a browser',
     '  pull         download model files from the Hugging Face Hub (when online)',
     '  info         print the runtime (libtorch, threads, BLAS, CUDA), or what a model file holds',
     '',

@@ -1,11 +1,12 @@
 // What every inference command shares: the options that say which models to load and how to run them, loading the
 // pipeline from them, and printing results (text, or one JSON object with --json).
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 
 import { setNumThreads } from '../engine/index.ts';
 import { peekModelFile } from '../models/model-file.ts';
 import { RepTok, type RepTokSources } from '../pipeline/index.ts';
+import type { ModelSet } from '../pipeline/model-set.ts';
 import { progressBar } from './progress-bar.ts';
 import { UsageError, type OptionSpec, type Parsed } from './args.ts';
 
@@ -113,4 +114,40 @@ export const bar = (o: Parsed['options']) => progressBar(!o.json);
 /** Prints a command's result: the JSON object with --json, else the human summary. */
 export function report(o: Parsed['options'], result: Record<string, unknown>, human: string): void {
   console.log(o.json ? JSON.stringify(result) : human);
+}
+
+/** A folder of model sets: one model folder (it holds a model file) or a folder of them (like `weights/`). */
+export function modelFolders(dir: string): { name: string; dir: string }[] {
+  const isModelFolder = (d: string) => Object.values(FILE_NAMES).some((f) => existsSync(join(d, f)));
+  if (isModelFolder(dir)) return [{ name: basename(resolve(dir)), dir }];
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return [];
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && isModelFolder(join(dir, e.name)))
+    .map((e) => ({ name: e.name, dir: join(dir, e.name) }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * The model sets a command that offers several (serve, demo) runs: every model folder under --model (default
+ * `fallback`), or the one set --tokenizer/--generator/--t2i name.
+ */
+export function modelSets(o: Parsed['options'], fallback: string, log: (m: string) => void): ModelSet[] {
+  if (o.tokenizer || o.generator || o.t2i || (o.model && statSync(o.model, { throwIfNoEntry: false })?.isFile())) {
+    // model files named one by one: the default folder is not part of them
+    const model = o.model === fallback ? undefined : o.model;
+    return [{ name: 'model', sources: modelSources({ ...o, model }, log), dir: model }];
+  }
+  const dir: string = o.model ?? fallback;
+  const folders = modelFolders(dir);
+  if (folders.length === 0)
+    throw new Error(
+      (existsSync(dir)
+        ? `${dir}: no model files (${Object.values(FILE_NAMES).join(', ')}) in this folder or its sub-folders (--model)`
+        : `${dir}: no such folder (--model)`) +
+        (dir === fallback
+          ? `; no models are shipped in ${fallback}/ yet: pass --model DIR with trained ones (docs/training.md), ` +
+            'or train small ones with `reptok demo --train` (then --generator out/demo/generator/generator.safetensors)'
+          : ''),
+    );
+  return folders.map((f) => ({ name: f.name, dir: f.dir, sources: modelSources({ ...o, model: f.dir }, log) }));
 }
