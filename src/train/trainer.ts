@@ -1,17 +1,18 @@
 // The trainer shared by every stage: the optimisation loop (AdamW with decay/no-decay groups, warm-up + cosine LR,
 // gradient accumulation and clipping, EMA), progress and metrics, periodic validation and samples, atomic
 // checkpoints with exact resume, a clean stop on Ctrl-C, and a clear stop on a non-finite loss.
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { Generator, Tensor, manualSeed, noGrad, runtimeInfo, setNumThreads, tidy } from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
-import { atomicWriteText } from '../io/atomic.ts';
-import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { atomicWriteText, removeStaleTemporaries } from '../io/atomic.ts';
+import { makeOutputDir } from '../io/out-dir.ts';
+import { loadLatestCheckpoint, saveCheckpoint, truncateMetrics } from './checkpoint.ts';
 import { Progress } from './progress.ts';
-import type { CommonConfig } from './config.ts';
+import { checkConfig, type CommonConfig } from './config.ts';
 import { withAutocast } from './autocast.ts';
 
 /** A source of batches whose position a checkpoint can store and restore. */
@@ -98,7 +99,8 @@ function prepareOutDir(out: string, o: RunOptions): void {
   }
   if (used && o.force && !o.resume)
     for (const f of readdirSync(out)) if (f.startsWith('step-') || f === 'metrics.jsonl') rmSync(join(out, f));
-  mkdirSync(out, { recursive: true });
+  makeOutputDir(out, 'run folder');
+  removeStaleTemporaries(out); // of checkpoint writes a kill interrupted
 }
 
 export async function runStage<C extends CommonConfig, B>(
@@ -107,11 +109,10 @@ export async function runStage<C extends CommonConfig, B>(
   o: RunOptions,
 ): Promise<RunResult> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
-  prepareOutDir(o.out, o);
-  if (config.threads > 0) setNumThreads(config.threads);
   const total = o.steps ?? config.steps;
-  const cfg = { ...config, steps: total };
-  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const cfg = checkConfig({ ...config, steps: total });
+  prepareOutDir(o.out, o);
+  if (cfg.threads > 0) setNumThreads(cfg.threads);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
@@ -137,26 +138,40 @@ export async function runStage<C extends CommonConfig, B>(
   const ema = cfg.emaDecay > 0 ? new EMA(stage.emaTarget ?? stage.model, cfg.emaDecay) : null;
   ctx.ema = ema;
 
-  // resume
+  // resume: from the newest checkpoint that loads (a damaged one is skipped with a warning)
   let start = 0;
   let position: BatchPosition = { epoch: 0, index: 0 };
-  const latest = o.resume ? listCheckpoints(o.out).at(-1) : undefined;
+  const latest = o.resume
+    ? loadLatestCheckpoint(
+        o.out,
+        (c, path) => {
+          stage.model.loadStateDict(c.model, { context: path });
+          if (ema && c.ema) ema.loadStateDict(c.ema);
+          opt.loadStateDict(c.optimizer);
+          ctx.generator.setState(c.rng.get('train')!);
+          Generator.default().setState(c.rng.get('global')!);
+          for (const t of [...c.model.values(), ...(c.ema?.values() ?? []), ...c.rng.values()]) t.dispose();
+          return { step: c.step, data: c.data };
+        },
+        log,
+      )
+    : null;
   let lastCheckpoint: string | null = latest?.path ?? null;
   if (o.resume && !latest) log(`no checkpoint in ${o.out}: starting from step 0`);
   if (latest) {
-    const c = loadCheckpoint(latest.path);
-    stage.model.loadStateDict(c.model, { context: latest.path });
-    if (ema && c.ema) ema.loadStateDict(c.ema);
-    opt.loadStateDict(c.optimizer);
-    ctx.generator.setState(c.rng.get('train')!);
-    Generator.default().setState(c.rng.get('global')!);
-    for (const t of [...c.model.values(), ...(c.ema?.values() ?? []), ...c.rng.values()]) t.dispose();
-    start = c.step;
-    position = c.data;
+    start = latest.result.step;
+    position = latest.result.data;
+    if (start > total)
+      throw new Error(
+        `${latest.path} is at step ${start}, past the ${total} steps of this run; pass --steps ${start} or more to continue it`,
+      );
+    truncateMetrics(join(o.out, 'metrics.jsonl'), start);
     log(`resumed from ${latest.path} at step ${start}`);
   }
 
   const source = stage.batches(position);
+  // the run has started: only now does the folder hold it (a failed start leaves no config.json behind)
+  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const checkpoint = (step: number): string => {
     const path = saveCheckpoint(
       o.out,

@@ -50,18 +50,17 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (!options.preset)
     throw new UsageError(`--preset is required; presets for '${stage}': ${presetsFor(stage).join(', ')}`, 'train');
   if (!options.out) throw new UsageError('--out DIR is required', 'train');
-  if (!(options.preset in PRESETS))
+  if (!Object.hasOwn(PRESETS, options.preset))
     throw new UsageError(
       `unknown preset '${options.preset}'; presets for '${stage}': ${presetsFor(stage).join(', ')}`,
       'train',
     );
-  const config = resolveTrainConfig(stage, options.preset, { file: options.config, sets: options.set });
-  const result = await train(stage, config, {
-    out: options.out,
-    resume: options.resume,
-    force: options.force,
+  const config = resolveTrainConfig(stage, options.preset, {
+    file: options.config,
+    sets: options.set,
     steps: options.steps,
   });
+  const result = await train(stage, config, { out: options.out, resume: options.resume, force: options.force });
   if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
   if (result.interrupted) process.exitCode = 130;
 }
