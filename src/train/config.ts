@@ -191,20 +191,23 @@ const NAME_RANGES: [RegExp, Range][] = [
 ];
 
 function checkNumber(key: string, v: number, r: Range | undefined): void {
-  const bad = (what: string): never => {
-    throw new ConfigError(`'${key}' must be ${what}, got ${v}${r?.why ? ` (${r.why})` : ''}`);
-  };
-  if (!Number.isFinite(v)) bad('a finite number');
-  if (!r) return;
-  if (r.integer && !Number.isSafeInteger(v)) bad(`an integer${r.max === undefined ? ` ≥ ${r.min}` : ''}`);
+  if (Number.isFinite(v) && (!r || inRange(v, r))) return;
+  const max = r?.max ?? Infinity;
+  const range = !r
+    ? ''
+    : max === Infinity
+      ? ` ${r.open ? '>' : '≥'} ${r.min}`
+      : ` in ${r.open ? '(' : '['}${r.min}, ${max}${r.open ? ')' : ']'}`;
+  const what = r?.integer ? `an integer${range}` : r ? range.slice(1) : 'a finite number';
+  throw new ConfigError(
+    `'${key}' must be ${Number.isFinite(v) ? what : 'a finite number'}, got ${v}${r?.why ? ` (${r.why})` : ''}`,
+  );
+}
+
+function inRange(v: number, r: Range): boolean {
   const max = r.max ?? Infinity;
-  const inside = r.open ? v > r.min && v < max : v >= r.min && v <= max;
-  if (!inside)
-    bad(
-      max === Infinity
-        ? `${r.open ? '>' : '≥'} ${r.min}`
-        : `in ${r.open ? '(' : '['}${r.min}, ${max}${r.open ? ')' : ']'}`,
-    );
+  if (r.integer && !Number.isSafeInteger(v)) return false;
+  return r.open ? v > r.min && v < max : v >= r.min && v <= max;
 }
 
 /**
