@@ -30,7 +30,10 @@ const describeInput = (input: string | Buffer): string => (typeof input === 'str
 /** Refuses an image whose header claims more than `maxPixels` pixels, before any pixel is decoded. */
 async function checkSize(input: string | Buffer, o: ReadImageOptions): Promise<void> {
   const limit = o.maxPixels ?? DEFAULT_MAX_PIXELS;
-  const { width = 0, height = 0 } = await sharp(input, { density: o.density ?? 72, limitInputPixels: false }).metadata();
+  const { width = 0, height = 0 } = await sharp(input, {
+    density: o.density ?? 72,
+    limitInputPixels: false,
+  }).metadata();
   if (width * height > limit)
     throw new Error(
       `${width}×${height} = ${width * height} pixels, more than the limit of ${limit} (raise it with the maxPixels option if the image is real)`,

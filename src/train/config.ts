@@ -187,7 +187,7 @@ const NAME_RANGES: [RegExp, Range][] = [
   [/^(samplesPerClass|evalSamplesPerClass|knnK|probeEpochs|maxTrain|maxTest|valTrain|valTest)$/, count(1)],
   [/^(localCrops|numRegisterTokens|newRegisters|nExtraTokens|minCount)$/, count(0)],
   [/(Prob|^hflip|Momentum|momentum|^brightness|^contrast|^saturation)$/, fraction],
-  [/^(expansionFactor|expansionFactorToken|ffExpand|mlpRatio|teacherTemp|studentTemp|scale)$/, { min: 0, open: true }],
+  [/^(tokenMlpRatio|channelMlpRatio|ffExpand|mlpRatio|teacherTemp|studentTemp|scale)$/, { min: 0, open: true }],
 ];
 
 function checkNumber(key: string, v: number, r: Range | undefined): void {
