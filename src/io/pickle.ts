@@ -278,7 +278,7 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
         const items = popMark();
         const l = top();
         if (!Array.isArray(l)) fail('APPENDS to a non-list');
-        (l as unknown[]).push(...items);
+        for (const x of items) (l as unknown[]).push(x); // (a spread of 100k+ items overflows the stack)
         break;
       } // APPENDS
       case 0x73: {
