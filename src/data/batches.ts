@@ -26,7 +26,8 @@ export function checkPosition(p: BatchPosition, n: number, batchSize: number): v
     throw new Error(`the data position ${JSON.stringify(p)} is not {epoch, index} of whole numbers`);
   if (p.index >= perEpoch)
     throw new Error(
-      `the data position ${JSON.stringify(p)} is past the ${perEpoch} batches of an epoch (${n} items in batches of ${batchSize}): was the checkpoint made with another data set or batch size?`,
+      `the data position ${JSON.stringify(p)} is past the ${perEpoch} batches of an epoch (${n} items in batches ` +
+        `of ${batchSize}): was the checkpoint made with another data set or batch size?`,
     );
 }
 
@@ -39,7 +40,9 @@ export function nextPosition(p: BatchPosition, n: number, batchSize: number): Ba
 
 const permutations = new Map<string, Int32Array>();
 
-/** The images of batch `index` in `epoch`: a seeded permutation of the data set per epoch (incomplete batches dropped). */
+/**
+ * The images of batch `index` in `epoch`: a seeded permutation of the data set per epoch (incomplete batches dropped).
+ */
 export function batchIndices(n: number, batchSize: number, seed: number, p: BatchPosition): Int32Array {
   const key = `${n}:${seed}:${p.epoch}`;
   let perm = permutations.get(key);

@@ -30,7 +30,8 @@ function flatten(path: string, root: unknown, out: StateDict): void {
     } else if (v instanceof Map) {
       if (seen.has(v))
         throw new Error(
-          `${path}: the dict at '${key}' appears more than once (or inside itself); refusing a shared or cyclic state dict`,
+          `${path}: the dict at '${key}' appears more than once (or inside itself); ` +
+            'refusing a shared or cyclic state dict',
         );
       if (depth >= FLATTEN_LIMITS.maxDepth)
         throw new Error(

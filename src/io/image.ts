@@ -36,7 +36,8 @@ async function checkSize(input: string | Buffer, o: ReadImageOptions): Promise<v
   }).metadata();
   if (width * height > limit)
     throw new Error(
-      `${width}×${height} = ${width * height} pixels, more than the limit of ${limit} (raise it with the maxPixels option if the image is real)`,
+      `${width}×${height} = ${width * height} pixels, more than the limit of ${limit} ` +
+        '(raise it with the maxPixels option if the image is real)',
     );
 }
 

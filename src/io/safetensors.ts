@@ -157,7 +157,8 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
     const dtype = typeof v.dtype === 'string' ? TO_DTYPE.get(v.dtype) : undefined;
     if (!dtype)
       fail(
-        `tensor '${name}' has dtype ${JSON.stringify(v.dtype)}, which reptok does not read (supported: ${[...TO_DTYPE.keys()].join(', ')})`,
+        `tensor '${name}' has dtype ${JSON.stringify(v.dtype)}, which reptok does not read (supported: ` +
+          `${[...TO_DTYPE.keys()].join(', ')})`,
       );
     const shape = v.shape;
     if (!Array.isArray(shape) || !shape.every((s) => Number.isSafeInteger(s) && (s as number) >= 0))
@@ -174,11 +175,13 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
     const need = (shape as number[]).reduce((a, b) => a * b, 1) * itemSize(dtype!);
     if (end - begin !== need)
       fail(
-        `tensor '${name}' (${v.dtype} [${(shape as number[]).join(', ')}]) needs ${need} bytes but its data_offsets span ${end - begin}`,
+        `tensor '${name}' (${v.dtype} [${(shape as number[]).join(', ')}]) needs ${need} bytes but its data_offsets ` +
+          `span ${end - begin}`,
       );
     if (end > dataSize)
       fail(
-        `tensor '${name}' ends at byte ${end} of the data section, which has only ${dataSize} bytes (truncated file?)`,
+        `tensor '${name}' ends at byte ${end} of the data section, which has only ${dataSize} bytes ` +
+          '(truncated file?)',
       );
     entries.set(name, { dtype: dtype!, shape: shape as number[], begin: dataStart + begin, end: dataStart + end });
   }
@@ -195,7 +198,8 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
   }
   if (at !== size)
     fail(
-      `${size - at} bytes after the last tensor (the data section has ${dataSize} bytes, the tensors cover ${at - dataStart}); a wrong header length or a damaged file`,
+      `${size - at} bytes after the last tensor (the data section has ${dataSize} bytes, the tensors cover ` +
+        `${at - dataStart}); a wrong header length or a damaged file`,
     );
   return { entries, metadata };
 }

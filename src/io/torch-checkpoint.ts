@@ -64,7 +64,8 @@ const isCounts = (v: unknown): v is number[] => Array.isArray(v) && v.length <= 
 export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unknown {
   if (!looksLikeZip(path)) {
     throw new Error(
-      `${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`,
+      `${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; ` +
+        `re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`,
     );
   }
   const maxExpanded = o.maxExpandedBytes ?? DEFAULT_MAX_EXPANDED_BYTES;
@@ -118,7 +119,8 @@ export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unk
       if (!(base instanceof TorchStorage)) throw new Error('_rebuild_tensor: the first argument is not a storage');
       if (!isCount(offset) || !isCounts(size) || !isCounts(stride) || size.length !== stride.length)
         throw new Error(
-          `_rebuild_tensor: malformed offset/size/stride ${describeArgs(offset)}, ${describeArgs(size)}, ${describeArgs(stride)}`,
+          `_rebuild_tensor: malformed offset/size/stride ${describeArgs(offset)}, ${describeArgs(size)}, ` +
+            describeArgs(stride),
         );
       const numel = size.reduce((a, b) => a * b, 1);
       const storageNumel = base.data.numel;
@@ -126,7 +128,8 @@ export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unk
         const last = size.reduce((a, n, i) => a + (n - 1) * stride[i]!, offset);
         if (!Number.isSafeInteger(last) || last >= storageNumel)
           throw new Error(
-            `a tensor of size [${size.join(', ')}] and strides [${stride.join(', ')}] at offset ${offset} reaches past its storage of ${storageNumel} elements`,
+            `a tensor of size [${size.join(', ')}] and strides [${stride.join(', ')}] at offset ${offset} ` +
+              `reaches past its storage of ${storageNumel} elements`,
           );
       }
       if (offset === 0 && numel === storageNumel && isContiguous(size, stride))
@@ -134,7 +137,8 @@ export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unk
       const bytes = numel * itemSize(base.data.dtype);
       if (copiedBytes + bytes > heldBytes + maxExpanded)
         throw new Error(
-          `a tensor of size [${size.join(', ')}] (${bytes} bytes) would take the views copied out of this file's ${heldBytes} bytes of storage past the limit of ${maxExpanded} extra bytes (maxExpandedBytes)`,
+          `a tensor of size [${size.join(', ')}] (${bytes} bytes) would take the views copied out of this ` +
+            `file's ${heldBytes} bytes of storage past the limit of ${maxExpanded} extra bytes (maxExpandedBytes)`,
         );
       copiedBytes += bytes;
       const view: Tensor = aten('aten::as_strided', base.data, size, stride, offset);

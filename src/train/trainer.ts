@@ -58,8 +58,10 @@ export class NonFiniteLossError extends Error {
     lastCheckpoint: string | null,
   ) {
     super(
-      `the loss became ${value} at step ${step + 1}; training stopped.${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
-        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), a longer warm-up (--set warmupSteps=...), or fp32 precision.',
+      `the loss became ${value} at step ${step + 1}; training stopped.` +
+        `${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
+        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), ' +
+        'a longer warm-up (--set warmupSteps=...), or fp32 precision.',
     );
     this.name = 'NonFiniteLossError';
   }
@@ -163,7 +165,8 @@ export async function runStage<C extends CommonConfig, B>(
     position = latest.result.data;
     if (start > total)
       throw new Error(
-        `${latest.path} is at step ${start}, past the ${total} steps of this run; pass --steps ${start} or more to continue it`,
+        `${latest.path} is at step ${start}, past the ${total} steps of this run; ` +
+          `pass --steps ${start} or more to continue it`,
       );
     truncateMetrics(join(o.out, 'metrics.jsonl'), start);
     log(`resumed from ${latest.path} at step ${start}`);

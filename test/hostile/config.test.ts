@@ -70,7 +70,7 @@ test('--set __proto__/constructor keys are unknown keys and never touch Object.p
   assert.throws(() => resolveTrainConfig('tokenizer', 'toString'), /unknown preset 'toString'/);
 });
 
-test('the CLI: --steps -5, --preset __proto__, --constructor and `reptok constructor` are usage errors, not silent', () => {
+test('the CLI: --steps -5, --preset __proto__, --constructor and `reptok constructor` are errors, not silent', () => {
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, [join(ROOT, 'bin', 'reptok.mjs'), ...args], { encoding: 'utf8', timeout: 60_000 });
   const out = join(mkdtempSync(join(tmpdir(), 'reptok-run-')), 'run');

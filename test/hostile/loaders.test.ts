@@ -151,7 +151,7 @@ test('views: zero strides may expand only within the stated budget; views past t
 // Zip: local headers against the central directory, CRC-32, bounded inflate
 // ---------------------------------------------------------------------------------------------------------------
 
-test('a local header that disagrees with the central directory, a bad CRC and an inflate bomb are refused', async () => {
+test('zip: a local header disagreeing with the central directory, a bad CRC, an inflate bomb', async () => {
   await refused('pth', hostile('shifted-local-header.pth'), /local header of archive\/data\/0/);
   const pkl = dictPickle([['w', tensorPickle(4, 0, [4], [1])]]);
   const good = pthBytes(pkl, { '0': [1, 2, 3, 4] });
@@ -194,7 +194,7 @@ const entry = (begin: number, end: number, shape = [(end - begin) / 4]) => ({
   data_offsets: [begin, end],
 });
 
-test('safetensors: wrong header length, overlaps, gaps and trailing bytes are refused; the valid file loads', async () => {
+test('safetensors: wrong header length, overlaps, gaps and trailing bytes are refused; valid files load', async () => {
   const valid = await run('safetensors', hostile('silent.safetensors'));
   assert.deepEqual(valid.detail, {
     a: { shape: [4], values: [0, 1, 2, 3] },

@@ -39,7 +39,7 @@ function setMetadata(path: string, key: string, value: string): void {
   for (const t of tensors.values()) t.dispose();
 }
 
-test('resume: stale temporaries removed, damaged newest checkpoint skipped with a warning, metrics not duplicated', async () => {
+test('resume: stale temporaries removed, a damaged newest checkpoint skipped, metrics not duplicated', async () => {
   const data = `folder:${await syntheticFolder()}`;
   const config = join(tmp('reptok-cfg-'), 'tokenizer.json');
   writeFileSync(config, JSON.stringify({ ...tinyConfigs(data).tokenizer, checkpointEvery: 2, keepCheckpoints: 3 }));

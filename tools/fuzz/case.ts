@@ -28,8 +28,19 @@ export interface Report {
 }
 
 /** Messages that leak the engine instead of naming the problem. */
-const INTERNAL =
-  /Cannot mix BigInt|Cannot read properties|Cannot convert|Maximum call stack|is not a function|is not iterable|Invalid array length|Invalid typed array length|undefined|\[object /;
+const INTERNAL = new RegExp(
+  [
+    'Cannot mix BigInt',
+    'Cannot read properties',
+    'Cannot convert',
+    'Maximum call stack',
+    'is not a function',
+    'is not iterable',
+    'Invalid (typed )?array length',
+    'undefined',
+    '\\[object ',
+  ].join('|'),
+);
 
 function summary(tensors: Map<string, Tensor>): Record<string, unknown> {
   const out: Record<string, unknown> = {};

@@ -201,7 +201,8 @@ const summary = { seconds, seed, ...counts, byKind, peakRssMb, childStarts: runn
 console.log(JSON.stringify(summary));
 if (!args.quiet)
   console.error(
-    `fuzz: ${counts.cases} cases in ${seconds} s (seed ${seed}): ${counts.loaded} loaded, ${counts.cleanErrors} clean errors, ` +
+    `fuzz: ${counts.cases} cases in ${seconds} s (seed ${seed}): ${counts.loaded} loaded, ` +
+      `${counts.cleanErrors} clean errors, ` +
       `${counts.internalErrors} errors leaking internals, ${counts.crashes} crashes, ${counts.hangs} hangs, ` +
       `${counts.memory} memory kills; peak RSS ${peakRssMb} MB${failures.length ? `; failing inputs in ${keep}` : ''}`,
   );
