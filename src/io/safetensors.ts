@@ -76,7 +76,8 @@ export class SafetensorsFile {
       return new SafetensorsFile(path, fd, entries, metadata);
     } catch (e) {
       closeSync(fd);
-      throw e;
+      if (e instanceof SafetensorsError) throw e;
+      throw new SafetensorsError(path, `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }
 

@@ -236,6 +236,8 @@ export function looksLikeZip(path: string): boolean {
   try {
     const b = Buffer.alloc(4);
     return readSync(fd, b, 0, 4, 0) === 4 && b.readUInt32LE(0) === 0x04034b50;
+  } catch (e) {
+    throw new ZipError(path, `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   } finally {
     closeSync(fd);
   }

@@ -65,6 +65,9 @@ test('--set __proto__/constructor keys are unknown keys and never touch Object.p
   const file = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'c.json');
   writeFileSync(file, '{"__proto__": {"x": 1}}');
   assert.throws(() => resolve({ file }), /unknown key '__proto__'/);
+  const yaml = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'c.yaml');
+  writeFileSync(yaml, '__proto__:\n  x: 1\n');
+  assert.throws(() => resolve({ file: yaml }), /unknown key '__proto__'/);
   assert.equal(({} as Record<string, unknown>).x, undefined);
   assert.throws(() => resolveTrainConfig('tokenizer', '__proto__'), /unknown preset '__proto__'/);
   assert.throws(() => resolveTrainConfig('tokenizer', 'toString'), /unknown preset 'toString'/);

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { crc32, deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
 
+import { unpickle } from '../../src/io/pickle.ts';
 import { CaseRunner, type Outcome } from '../../tools/fuzz/supervise.ts';
 import { ROOT } from '../helpers.ts';
 import {
@@ -115,6 +116,20 @@ test('LONG4 integers decode in linear time, exactly, and huge ones are refused',
     tmp('long4-64k.pth', pthBytes(dictPickle([['n', P.long4(Buffer.alloc(65_536, 0xff))]]))),
   );
   assert.equal(r.ok, true, r.error);
+});
+
+test('LONG4 and text integers decode exactly (two’s complement, little-endian)', () => {
+  const value = (op: Buffer) => unpickle(Buffer.concat([P.proto, op, P.stop]), { globals: {} });
+  assert.equal(value(P.long4(Buffer.from([0xff, 0xff]))), -1);
+  assert.equal(value(P.long4(Buffer.from([0x00, 0x80]))), -32768);
+  const bytes = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7 + 3) % 256));
+  let expected = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) expected = (expected << 8n) | BigInt(bytes[i]!);
+  if (bytes.at(-1)! & 0x80) expected -= 1n << BigInt(8 * bytes.length);
+  assert.equal(value(P.long4(bytes)), expected);
+  assert.equal(value(Buffer.from('L-12345678901234567890L\n')), -12345678901234567890n);
+  assert.throws(() => value(Buffer.from(`L${'9'.repeat(10_001)}\n`)), /an integer of 10001 digits/);
+  assert.throws(() => value(Buffer.from('I12abc\n')), /malformed integer '12abc'/);
 });
 
 test('a storage returned as a value is refused (it would be a disposed tensor)', async () => {
@@ -225,6 +240,12 @@ test('safetensors: wrong header length, overlaps, gaps and trailing bytes are re
   );
   assert.deepEqual(fine.detail.a.values, [1, 2, 3, 4]);
   assert.deepEqual(fine.detail.b.values, [5, 6, 7, 8]);
+});
+
+test('a folder or a missing file passed as a checkpoint is an error naming it', async () => {
+  await refused('safetensors', dir, /cannot read it \(EISDIR\)/);
+  await refused('pth', dir, /cannot read it \(EISDIR\)/);
+  await refused('safetensors', join(dir, 'missing.safetensors'), /cannot read it \(ENOENT\)/);
 });
 
 test('safetensors: the header must be a flat object of entries and string metadata, in valid UTF-8', async () => {
