@@ -70,12 +70,13 @@ export class SafetensorsFile {
 
   /** Opens a file and validates its header (every entry's dtype, shape and byte range). */
   static open(path: string): SafetensorsFile {
-    const fd = openSync(path, 'r');
+    let fd: number | null = null;
     try {
+      fd = openSync(path, 'r');
       const { entries, metadata } = parseHeader(path, fd);
       return new SafetensorsFile(path, fd, entries, metadata);
     } catch (e) {
-      closeSync(fd);
+      if (fd !== null) closeSync(fd);
       if (e instanceof SafetensorsError) throw e;
       throw new SafetensorsError(path, `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
