@@ -156,6 +156,8 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
   const dataSize = size - dataStart;
   const entries = new Map<string, TensorInfo>();
   for (const [name, v] of tensors) {
+    for (const field of ['dtype', 'shape', 'data_offsets'] as const)
+      if (v[field] === undefined) fail(`tensor '${name}' has no '${field}'`);
     const dtype = typeof v.dtype === 'string' ? TO_DTYPE.get(v.dtype) : undefined;
     if (!dtype)
       fail(

@@ -73,7 +73,7 @@ export function loadCheckpoint(path: string): CheckpointState {
     };
     const step = Number(metadata.step);
     if (!/^\d+$/.test(metadata.step ?? '') || !Number.isSafeInteger(step))
-      fail(`its step ${JSON.stringify(metadata.step)} is not a whole number`);
+      fail(`its step ${JSON.stringify(metadata.step ?? null)} is not a whole number`);
     const data = json('data') as BatchPosition;
     const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
     if (data === null || typeof data !== 'object' || !isCount(data.epoch) || !isCount(data.index))

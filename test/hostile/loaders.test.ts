@@ -263,6 +263,11 @@ test('safetensors: the header must be a flat object of entries and string metada
     st('meta-num.safetensors', { __metadata__: { k: 1 }, a }),
     /__metadata__\.k is not a string/,
   );
+  await refused(
+    'safetensors',
+    st('no-dtype.safetensors', { a: { shape: [2], data_offsets: [0, 8] } }),
+    /has no 'dtype'/,
+  );
   await refused('safetensors', st('tostring.safetensors', { a: { ...a, dtype: 'toString' } }), /dtype "toString"/);
   await refused('safetensors', st('proto.safetensors', { a: { ...a, dtype: '__proto__' } }), /dtype "__proto__"/);
   await refused(
