@@ -188,7 +188,24 @@ function holdsStorage(obj: unknown): boolean {
   return false;
 }
 
+/** A pickled value as an error message shows it (numbers and lists of them; other things by kind). */
 function describeArgs(v: unknown): string {
-  const s = Array.isArray(v) ? `[${v.map(String).join(', ')}]` : String(v);
+  const one = (x: unknown): string =>
+    typeof x === 'number' || typeof x === 'bigint' || typeof x === 'boolean'
+      ? String(x)
+      : typeof x === 'string'
+        ? JSON.stringify(x.slice(0, 20))
+        : x === null
+          ? 'None'
+          : Array.isArray(x)
+            ? 'a list'
+            : x instanceof Map
+              ? 'a dict'
+              : x instanceof Tensor || x instanceof TorchStorage
+                ? 'a tensor'
+                : x instanceof GlobalRef
+                  ? x.name
+                  : typeof x;
+  const s = Array.isArray(v) ? `[${v.map(one).join(', ')}]` : one(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }

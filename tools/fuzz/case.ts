@@ -1,7 +1,7 @@
 // The child side of hostile-input runs: loads one input (or runs one kernel case) and reports how it ended. Run by
 // tools/fuzz/supervise.ts, never in the caller's process: a crash, a hang or a memory bomb ends only this child.
 //
-//   case.ts <kind> <file-or-json> [options-json]   one case; the report is sent over IPC
+//   case.ts <kind> <file-or-json> [options-json]   one case; the report is sent over IPC (printed without IPC)
 //   case.ts --serve                                 many cases over IPC: {id, kind, arg} -> {id, started}, {id, ...}
 //
 // Kinds: safetensors, pth (loadStateDictFile), torch (loadTorchCheckpoint), image (readImage), kernel (a fused op
@@ -145,5 +145,6 @@ if (process.argv[2] === '--serve') {
   });
 } else if (process.argv[2]) {
   const report = await runCase(process.argv[2], process.argv[3] ?? '', JSON.parse(process.argv[4] ?? '{}'));
-  process.send!(report, () => process.exit(0));
+  if (process.send) process.send(report, () => process.exit(0));
+  else console.log(JSON.stringify(report)); // run by hand: node --import tsx tools/fuzz/case.ts pth failing.pth
 }

@@ -38,7 +38,16 @@ const rng = new Rng(seed);
 // Seeds: small valid files of each kind
 // ---------------------------------------------------------------------------------------------------------------
 
-async function seeds(): Promise<{ kind: string; ext: string; bytes: Buffer }[]> {
+interface Seed {
+  kind: string;
+  ext: string;
+  bytes: Buffer;
+  /** For .pth seeds: the pickle alone, mutated and re-zipped with a valid CRC so the unpickler itself is fuzzed. */
+  rezip?: (pickle: Buffer) => Buffer;
+  pickle?: Buffer;
+}
+
+async function seeds(): Promise<Seed[]> {
   const st = safetensorsBytes(
     {
       __metadata__: { format: 'pt', note: 'seed' },
@@ -53,12 +62,15 @@ async function seeds(): Promise<{ kind: string; ext: string; bytes: Buffer }[]> 
     ['v', tensorPickle(6, 1, [2], [2])],
     ['n', Buffer.concat([P.emptyDict, P.str('x'), tensorPickle(6, 0, [6], [1]), P.setitem])],
   ]);
-  const pth = pthBytes(pkl, { '0': [1, 2, 3, 4, 5, 6] });
+  const storages = { '0': [1, 2, 3, 4, 5, 6] };
+  const pth = pthBytes(pkl, storages);
+  const rezip = (p: Buffer): Buffer => pthBytes(p, storages);
   const pixels = Buffer.from(Array.from({ length: 24 * 16 * 3 }, (_, i) => (i * 37) % 256));
   const raw = { raw: { width: 24, height: 16, channels: 3 as const } };
   return [
     { kind: 'safetensors', ext: 'safetensors', bytes: st },
     { kind: 'pth', ext: 'pth', bytes: pth },
+    { kind: 'pth', ext: 'pth', bytes: pth, pickle: pkl, rezip },
     { kind: 'pth', ext: 'pth', bytes: readFileSync(join(ROOT, 'test', 'data', 'pickle-cases.pth')) },
     { kind: 'image', ext: 'png', bytes: await sharp(pixels, raw).png().toBuffer() },
     { kind: 'image', ext: 'jpg', bytes: await sharp(pixels, raw).jpeg().toBuffer() },
@@ -190,7 +202,7 @@ while (Date.now() < deadline) {
     continue;
   }
   const s = pool[rng.int(pool.length)]!;
-  const bytes = mutate(s.bytes);
+  const bytes = s.rezip ? s.rezip(mutate(s.pickle!)) : mutate(s.bytes);
   const file = join(work, `case.${s.ext}`);
   writeFileSync(file, bytes);
   record(`case.${s.ext}`, s.kind, bytes, await runner.run(s.kind, file));
