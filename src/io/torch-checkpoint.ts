@@ -91,9 +91,9 @@ export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unk
       const cached = storages.get(key);
       if (cached) return cached;
       const entry = zip.entries.get(`${prefix}data/${key}`);
-      if (!entry) throw new Error(`storage ${key} is missing from the archive`);
+      if (!entry) throw new Error(`storage ${JSON.stringify(key)} is missing from the archive`);
       if (entry.size !== numel * itemSize(st.dtype))
-        throw new Error(`storage ${key} has ${entry.size} bytes, expected ${numel} ${st.dtype} values`);
+        throw new Error(`storage ${JSON.stringify(key)} has ${entry.size} bytes, expected ${numel} ${st.dtype} values`);
       let t: Tensor;
       if (entry.method === 0) {
         t = empty([numel], { dtype: st.dtype });
