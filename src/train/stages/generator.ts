@@ -150,8 +150,8 @@ function validate(
   });
 }
 
-/** Generates tokens with guidance and decodes them: one picture, a row per condition. */
-async function sampleGrid(
+/** Generates tokens with guidance, decodes them and writes one picture to `path`, a row per condition. */
+async function writeSamplePicture(
   path: string,
   tok: RepTokTokenizer,
   field: GuidableField,
@@ -260,7 +260,7 @@ export async function generatorStage(
       const y = classLabels(rows, c.val.samplesPerClass);
       await withEma(() => {
         model.eval();
-        return sampleGrid(path, tok, classField(model, y), rows, c.val.samplesPerClass, c.val, c.seed + 3, D);
+        return writeSamplePicture(path, tok, classField(model, y), rows, c.val.samplesPerClass, c.val, c.seed + 3, D);
       });
       y.dispose();
       return `${path} (one row per class)`;
@@ -333,7 +333,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
       await withEma(
         () => (
           model.eval(),
-          sampleGrid(path, tok, model.field(prompts), c.val.prompts.length, per, c.val, c.seed + 3, D)
+          writeSamplePicture(path, tok, model.field(prompts), c.val.prompts.length, per, c.val, c.seed + 3, D)
         ),
       );
       return `${path} (rows: ${c.val.prompts.join(' | ')})`;
