@@ -197,15 +197,17 @@ function describeArgs(v: unknown): string {
         ? JSON.stringify(x.slice(0, 20))
         : x === null
           ? 'None'
-          : Array.isArray(x)
-            ? 'a list'
-            : x instanceof Map
-              ? 'a dict'
-              : x instanceof Tensor || x instanceof TorchStorage
-                ? 'a tensor'
-                : x instanceof GlobalRef
-                  ? x.name
-                  : typeof x;
+          : x === undefined
+            ? '(missing)'
+            : Array.isArray(x)
+              ? 'a list'
+              : x instanceof Map
+                ? 'a dict'
+                : x instanceof Tensor || x instanceof TorchStorage
+                  ? 'a tensor'
+                  : x instanceof GlobalRef
+                    ? x.name
+                    : typeof x;
   const s = Array.isArray(v) ? `[${v.map(one).join(', ')}]` : one(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
