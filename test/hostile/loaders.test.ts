@@ -4,13 +4,14 @@
 // a wall-clock limit), so a regression fails its test instead of killing the runner.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { crc32, deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
 
 import { unpickle } from '../../src/io/pickle.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { CaseRunner, type Outcome } from '../../tools/fuzz/supervise.ts';
 import { ROOT } from '../helpers.ts';
 import {
@@ -246,6 +247,15 @@ test('a folder or a missing file passed as a checkpoint is an error naming it', 
   await refused('safetensors', dir, /cannot read it \(EISDIR\)/);
   await refused('pth', dir, /cannot read it \(EISDIR\)/);
   await refused('safetensors', join(dir, 'missing.safetensors'), /cannot read it \(ENOENT\)/);
+});
+
+test('safetensors from bytes in memory go through the same checks', () => {
+  for (const [name, problem] of [
+    ['silent.safetensors.1', /\(buffer\): not a valid safetensors file: 1 bytes after the last tensor/],
+    ['silent.safetensors.2', /\(buffer\): not a valid safetensors file: tensor 'b' overlaps/],
+  ] as const)
+    assert.throws(() => SafetensorsFile.open(readFileSync(hostile(name))), problem);
+  assert.deepEqual(SafetensorsFile.open(readFileSync(hostile('silent.safetensors'))).keys(), ['a', 'b']);
 });
 
 test('safetensors: the header must be a flat object of entries and string metadata, in valid UTF-8', async () => {
