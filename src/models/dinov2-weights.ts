@@ -9,8 +9,7 @@ import { looksLikeZip } from '../io/zip.ts';
 import { DINOV2_PRESETS, DinoVisionTransformer, type Dinov2Config } from './dinov2.ts';
 import {
   modelKindOf,
-  readModelFile,
-  sourceName,
+  loadModelFile,
   writeModelFile,
   type ModelDescription,
   type ModelSource,
@@ -224,15 +223,9 @@ export function loadEncoder(source: ModelSource): DinoVisionTransformer {
 export function loadEncoderFile(
   source: ModelSource,
 ): ModelDescription<Dinov2Config> & { model: DinoVisionTransformer } {
-  const { weights, ...description } = readModelFile<Dinov2Config>(source, 'encoder');
-  const model = noGrad(() => new DinoVisionTransformer(description.config));
-  try {
-    model.loadStateDict(weights, { context: sourceName(source) });
-  } catch (e) {
-    model.dispose();
-    throw e;
-  } finally {
-    for (const t of weights.values()) t.dispose();
-  }
-  return { ...description, model: model.eval() };
+  return loadModelFile<Dinov2Config, DinoVisionTransformer>(
+    source,
+    'encoder',
+    (d) => new DinoVisionTransformer(d.config),
+  );
 }

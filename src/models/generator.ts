@@ -3,7 +3,7 @@
 // time embeddings as in DiT (Peebles & Xie, 2023). Reference: CompVis/RepTok reptok/models/mlp-mixer.py
 // (MLPMixer1D), reptok/models/transformer/dit.py (TimestepEmbedder, LabelEmbedder). Keys are the reference's
 // (`pos_embed`, `t_embedder.mlp.{0,2}`, `label_embedder.embedding_table`, `mixer.N...`).
-import { F, Tensor, cat, full, noGrad, rand, randn, tidy, where, type GeneratorLike } from '../engine/index.ts';
+import { F, Tensor, cat, full, rand, randn, tidy, where, type GeneratorLike } from '../engine/index.ts';
 import type { GuidableField } from '../flow/guidance.ts';
 import {
   Dropout,
@@ -17,8 +17,7 @@ import {
   type UnaryModule,
 } from '../nn/index.ts';
 import {
-  readModelFile,
-  sourceName,
+  loadModelFile,
   writeModelFile,
   type ModelDescription,
   type ModelSource,
@@ -290,15 +289,5 @@ export function loadGenerator(source: ModelSource): MLPMixer1D {
 
 /** `loadGenerator` with the file's description (class names, training, version). */
 export function loadGeneratorFile(source: ModelSource): ModelDescription<GeneratorConfig> & { model: MLPMixer1D } {
-  const { weights, ...description } = readModelFile<GeneratorConfig>(source, 'generator');
-  const model = noGrad(() => new MLPMixer1D(description.config));
-  try {
-    model.loadStateDict(weights, { context: sourceName(source) });
-  } catch (e) {
-    model.dispose();
-    throw e;
-  } finally {
-    for (const t of weights.values()) t.dispose();
-  }
-  return { ...description, model: model.eval() };
+  return loadModelFile<GeneratorConfig, MLPMixer1D>(source, 'generator', (d) => new MLPMixer1D(d.config));
 }

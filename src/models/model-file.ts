@@ -2,7 +2,7 @@
 // generator) is one .safetensors file whose metadata says what it is and how to rebuild it, so nothing needs a
 // config on the side:
 //
-//   format    'reptok-encoder' | 'reptok-tokenizer' | 'reptok-generator' | 'reptok-t2i'
+//   format    'reptok-encoder' | 'reptok-tokenizer' | 'reptok-generator' | 'reptok-t2i' | 'reptok-classifier'
 //   config    the architecture (JSON): the constructor's config of the model
 //   data      what it was trained on (JSON DataInfo): image size, channels, value range, class names or the caption
 //             vocabulary
@@ -11,7 +11,8 @@
 //
 // Each model has its save/load pair next to its class (saveTokenizer/loadTokenizer in tokenizer.ts, ...); this file
 // holds what they share. safetensors metadata values are strings, so the structured entries are JSON.
-import type { StateDict, Tensor } from '../engine/index.ts';
+import { noGrad, type StateDict, type Tensor } from '../engine/index.ts';
+import type { Module } from '../nn/index.ts';
 import {
   loadSafetensors,
   readSafetensorsMetadata,
@@ -25,6 +26,7 @@ export const MODEL_FORMATS = {
   tokenizer: 'reptok-tokenizer',
   generator: 'reptok-generator',
   t2i: 'reptok-t2i',
+  classifier: 'reptok-classifier',
 } as const;
 
 export type ModelKind = keyof typeof MODEL_FORMATS;
@@ -150,6 +152,33 @@ export function describeModel<C>(
 /** Reads only a model file's description (the header; no weights). */
 export function peekModelFile<C = unknown>(source: ModelSource, kind?: ModelKind): ModelDescription<C> {
   return describeModel<C>(source, readSafetensorsMetadata(source), kind);
+}
+
+/**
+ * Reads a model file of `kind`, builds the model from its description and loads the weights into it, in eval mode.
+ * The file's tensors are freed either way; a model whose weights do not fit is disposed before the error propagates.
+ */
+export function loadModelFile<C, M extends Module>(
+  source: ModelSource,
+  kind: ModelKind,
+  build: (d: ModelDescription<C>) => M,
+  load: (model: M, weights: Map<string, Tensor>, context: string) => void = (m, w, context) =>
+    m.loadStateDict(w, { context }),
+): ModelDescription<C> & { model: M } {
+  const { weights, ...description } = readModelFile<C>(source, kind);
+  try {
+    const model = noGrad(() => build(description));
+    try {
+      load(model, weights, sourceName(source));
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    model.eval();
+    return { ...description, model };
+  } finally {
+    for (const t of weights.values()) t.dispose();
+  }
 }
 
 /** Reads a model file of the given kind: its description and its weights. */

@@ -9,7 +9,7 @@
 //
 // Guidance uses the empty prompt as the null condition; training replaces captions by "" with probability
 // `textDropoutProb`. The text encoder is either a frozen pretrained one (CLIP) or a small one that trains along.
-import { F, Tensor, cat, noGrad, rand, randn, tidy, type GeneratorLike } from '../engine/index.ts';
+import { F, Tensor, cat, rand, randn, tidy, type GeneratorLike } from '../engine/index.ts';
 import { LayerNorm, Linear, Module, ModuleList, Sequential, TimestepEmbedder, init } from '../nn/index.ts';
 import type { GuidableField } from '../flow/guidance.ts';
 import { mixerBlock } from './generator.ts';
@@ -17,7 +17,7 @@ import type { TextEncoder, TextEncoding } from './text/text-encoder.ts';
 import { SmallTextEncoder, type SmallTextConfig } from './text/small-text-encoder.ts';
 import { WordTokenizer } from './text/word-tokenizer.ts';
 import {
-  readModelFile,
+  loadModelFile,
   sourceName,
   writeModelFile,
   type ModelDescription,
@@ -218,20 +218,9 @@ export function loadTextToImage(source: ModelSource): TextToImage {
 
 /** `loadTextToImage` with the file's description (vocabulary, training, version). */
 export function loadTextToImageFile(source: ModelSource): ModelDescription<TextToImageConfig> & { model: TextToImage } {
-  const { weights, ...description } = readModelFile<TextToImageConfig>(source, 't2i');
-  const { t2i, text } = description.config;
-  const vocabulary = description.data.vocabulary;
-  if (!vocabulary) throw new Error(`${sourceName(source)}: no caption vocabulary in its metadata ('data.vocabulary')`);
-  const model = noGrad(
-    () => new TextToImage(t2i, new SmallTextEncoder(new WordTokenizer(vocabulary, text.maxLength), text)),
-  );
-  try {
-    model.loadStateDict(weights, { context: sourceName(source) });
-  } catch (e) {
-    model.dispose();
-    throw e;
-  } finally {
-    for (const t of weights.values()) t.dispose();
-  }
-  return { ...description, model: model.eval() };
+  return loadModelFile<TextToImageConfig, TextToImage>(source, 't2i', ({ config: { t2i, text }, data }) => {
+    if (!data.vocabulary)
+      throw new Error(`${sourceName(source)}: no caption vocabulary in its metadata ('data.vocabulary')`);
+    return new TextToImage(t2i, new SmallTextEncoder(new WordTokenizer(data.vocabulary, text.maxLength), text));
+  });
 }

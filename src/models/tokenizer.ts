@@ -17,8 +17,7 @@ import { MappingNetwork, type MappingConfig } from './time-conditioning.ts';
 import { EncoderHolder, TokenEncoder, type TrainableSpec } from './token-encoder.ts';
 import { AutoencoderKL, SD_VAE, type VaeConfig } from './vae.ts';
 import {
-  readModelFile,
-  sourceName,
+  loadModelFile,
   writeModelFile,
   type DataInfo,
   type ModelDescription,
@@ -358,15 +357,10 @@ export function loadTokenizer(source: ModelSource): RepTokTokenizer {
 
 /** `loadTokenizer` with the file's description (data, training, version). */
 export function loadTokenizerFile(source: ModelSource): ModelDescription<TokenizerConfig> & { model: RepTokTokenizer } {
-  const { weights, ...description } = readModelFile<TokenizerConfig>(source, 'tokenizer');
-  const tok = noGrad(() => new RepTokTokenizer(description.config));
-  try {
-    tok.loadReferenceStateDict(weights, { context: sourceName(source) });
-  } catch (e) {
-    tok.dispose();
-    throw e;
-  } finally {
-    for (const t of weights.values()) t.dispose();
-  }
-  return { ...description, model: tok.eval() };
+  return loadModelFile<TokenizerConfig, RepTokTokenizer>(
+    source,
+    'tokenizer',
+    (d) => new RepTokTokenizer(d.config),
+    (m, weights, context) => m.loadReferenceStateDict(weights, { context }),
+  );
 }
