@@ -27,6 +27,7 @@
         "NAPI_EXPERIMENTAL",
         "NDEBUG",
         "NAPI_CPP_EXCEPTIONS",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "<!@(node native/libtorch-config.cjs --defines)"
       ],
       "cflags!": ["-fno-exceptions"],

@@ -68,8 +68,16 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     checkCpuFloat(x0, op, "x");
     TORCH_CHECK(s0.scalar_type() == x0.scalar_type(), op, ": scale dtype ", s0.scalar_type(), " differs from x dtype ", x0.scalar_type());
     TORCH_CHECK(x0.dim() >= 1 && s0.dim() >= 1 && s0.size(-1) == x0.size(-1), op, ": scale ", s0.sizes(), " does not match the last dim of x ", x0.sizes());
-    const int64_t W = x0.size(-1), rows = x0.numel() / std::max<int64_t>(W, 1), groups = s0.numel() / W;
-    TORCH_CHECK(groups == 1 || (s0.dim() == x0.dim() && s0.size(0) == x0.size(0) && groups == x0.size(0)), op, ": scale ", s0.sizes(), " must be (W) or (B, 1, ..., W) for x ", x0.sizes());
+    // groups: rows of the scale (1, or B for a per-sample scale), read from its shape: W, and so numel, may be 0
+    const int64_t W = x0.size(-1), groups = s0.dim() == x0.dim() && s0.dim() > 1 ? s0.size(0) : 1;
+    TORCH_CHECK(s0.numel() == groups * W && (groups == 1 || s0.size(0) == x0.size(0)), op, ": scale ", s0.sizes(), " must be (W) or (B, 1, ..., W) for x ", x0.sizes());
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["empty"] = x0.numel() == 0;
+    if (x0.numel() == 0) {  // no row (B = 0) or empty rows (W = 0): nothing to normalise, nothing to divide by
+      ctx->save_for_backward({x0, s0, at::empty({0}, x0.options())});
+      return at::empty_like(x0);
+    }
+    const int64_t rows = x0.numel() / W;
     const Tensor x = x0.contiguous(), s = s0.contiguous();
     Tensor y = at::empty_like(x), rstd = at::empty({rows}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rms_norm", [&] {
@@ -78,7 +86,6 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
       at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) { rmsNormRows(a, begin, end); });
     });
     ctx->save_for_backward({x, s, rstd});
-    ctx->saved_data["groups"] = groups;
     return y.view(x0.sizes());
   }
 
@@ -87,10 +94,12 @@ struct RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     refuseDoubleBackward("reptok::rms_norm");
     const auto saved = ctx->get_saved_variables();
     const Tensor &x = saved[0], &s = saved[1], &rstd = saved[2];
+    const bool wantX = ctx->needs_input_grad(0), wantS = ctx->needs_input_grad(1);
+    if (ctx->saved_data["empty"].toBool())  // no rows: the scale's gradient is an empty sum
+      return {wantX ? at::zeros_like(x) : Tensor(), wantS ? at::zeros_like(s) : Tensor(), Tensor()};
     const Tensor g = grads[0].contiguous();
     const int64_t groups = ctx->saved_data["groups"].toInt();
     const int64_t W = x.size(-1), rows = rstd.numel(), perGroup = rows / groups;
-    const bool wantX = ctx->needs_input_grad(0), wantS = ctx->needs_input_grad(1);
     Tensor gx = wantX ? at::empty_like(x) : Tensor(), gs = wantS ? at::empty_like(s) : Tensor();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rms_norm_backward", [&] {
       RmsNormArgs<scalar_t> a{x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(),

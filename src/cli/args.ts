@@ -65,11 +65,12 @@ export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
       ? [a.slice(2).split('=')[0]!, a.includes('=') ? a.slice(a.indexOf('=') + 1) : undefined]
       : [byShort.get(a.slice(1)) ?? a.slice(1), undefined];
     let negated = false;
-    if (!(name in spec.options) && name.startsWith('no-') && spec.options[name.slice(3)]?.type === 'boolean') {
+    const has = (n: string): boolean => Object.hasOwn(spec.options, n);
+    if (!has(name) && name.startsWith('no-') && has(name.slice(3)) && spec.options[name.slice(3)]!.type === 'boolean') {
       name = name.slice(3);
       negated = true;
     }
-    const o = spec.options[name];
+    const o = has(name) ? spec.options[name] : undefined;
     if (!o) throw new UsageError(`unknown option ${a}${suggest(name, Object.keys(spec.options))}`, spec.name);
     if (o.type === 'boolean') {
       options[name] = negated ? false : inline === undefined ? true : inline !== 'false';

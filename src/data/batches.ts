@@ -19,6 +19,18 @@ export interface RawBatch extends BatchPosition {
 
 export const batchesPerEpoch = (n: number, batchSize: number): number => Math.floor(n / batchSize);
 
+/** Refuses a start position (from a checkpoint) that is not a batch of this data set and batch size. */
+export function checkPosition(p: BatchPosition, n: number, batchSize: number): void {
+  const perEpoch = batchesPerEpoch(n, batchSize);
+  if (!(Number.isSafeInteger(p.epoch) && p.epoch >= 0 && Number.isSafeInteger(p.index) && p.index >= 0))
+    throw new Error(`the data position ${JSON.stringify(p)} is not {epoch, index} of whole numbers`);
+  if (p.index >= perEpoch)
+    throw new Error(
+      `the data position ${JSON.stringify(p)} is past the ${perEpoch} batches of an epoch (${n} items in batches ` +
+        `of ${batchSize}): was the checkpoint made with another data set or batch size?`,
+    );
+}
+
 /** The position after `p`. */
 export function nextPosition(p: BatchPosition, n: number, batchSize: number): BatchPosition {
   return p.index + 1 < batchesPerEpoch(n, batchSize)

@@ -4,7 +4,14 @@
 import { Worker } from 'node:worker_threads';
 
 import { Tensor, fromBytes, tensor } from '../engine/index.ts';
-import { batchesPerEpoch, nextPosition, produceBatch, type BatchPosition, type RawBatch } from './batches.ts';
+import {
+  batchesPerEpoch,
+  checkPosition,
+  nextPosition,
+  produceBatch,
+  type BatchPosition,
+  type RawBatch,
+} from './batches.ts';
 import { outSize, type TransformSpec } from './transforms.ts';
 import type { ImageArray } from './image-array.ts';
 
@@ -47,6 +54,7 @@ export class DataLoader {
       throw new Error(
         `the data set has ${dataset.n} images, fewer than one batch of ${o.batchSize}; lower the batch size`,
       );
+    checkPosition(this.#position, dataset.n, o.batchSize);
   }
 
   /** The position of the next batch `next()` returns (store it in checkpoints). */

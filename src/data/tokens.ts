@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Tensor, cat, noGrad, tensor, tidy } from '../engine/index.ts';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 import type { RepTokTokenizer } from '../models/tokenizer.ts';
-import { batchIndices, nextPosition, batchesPerEpoch, type BatchPosition } from './batches.ts';
+import { batchIndices, checkPosition, nextPosition, batchesPerEpoch, type BatchPosition } from './batches.ts';
 import { imagesTensor, type ImageArray } from './image-array.ts';
 
 export interface TokenSet {
@@ -84,6 +84,7 @@ export class TokenLoader {
   ) {
     if (batchesPerEpoch(set.tokens.shape[0]!, batchSize) === 0)
       throw new Error(`${set.tokens.shape[0]} tokens are fewer than one batch of ${batchSize}`);
+    checkPosition(position, set.tokens.shape[0]!, batchSize);
     this.#position = position;
   }
   get position(): BatchPosition {

@@ -1,8 +1,18 @@
 // Process-wide runtime settings of the engine.
+import { availableParallelism } from 'node:os';
+
 import { native } from './native.ts';
 
-/** Threads libtorch uses for intra-op parallelism (default: the available cores, or OMP_NUM_THREADS). */
-export const setNumThreads = (n: number): void => native.setNumThreads(n);
+/**
+ * Threads libtorch uses for intra-op parallelism (default: the available cores, or OMP_NUM_THREADS). At most the
+ * available cores: more only oversubscribes them (a million threads would hang the machine creating them).
+ */
+export function setNumThreads(n: number): void {
+  const cores = availableParallelism();
+  if (!(Number.isSafeInteger(n) && n >= 1 && n <= cores))
+    throw new RangeError(`setNumThreads: the thread count must be an integer from 1 to ${cores} (the cores), got ${n}`);
+  native.setNumThreads(n);
+}
 export const getNumThreads = (): number => native.getNumThreads();
 
 /**

@@ -1,5 +1,9 @@
 // Images on disk <-> tensors, through sharp (libvips): PNG, JPEG, WebP, GIF, TIFF, SVG and more.
 // Tensors are float (C, H, W) in [-1, 1] — the range RepTok works in — or batches (B, C, H, W).
+//
+// An image file states its size in its header, and a few hundred bytes can claim 16000×16000 pixels: the size is
+// checked against `maxPixels` before anything is decoded, and when the output size is known JPEG and WebP are
+// decoded already shrunk (libvips' shrink-on-load), so memory follows the output, not the file's claim.
 // Files are written atomically (a temporary name, then a rename), so a crash never leaves half an image.
 import { writeSync } from 'node:fs';
 import { extname } from 'node:path';
@@ -18,10 +22,38 @@ export interface ReadImageOptions {
   background?: string;
   /** SVG rasterisation density (dpi); 72 renders an SVG at its nominal size. */
   density?: number;
+  /** Largest width × height accepted (from the header, before decoding). Default DEFAULT_MAX_PIXELS. */
+  maxPixels?: number;
+}
+
+/** 2^25 pixels (e.g. 8192 × 4096): well above any training image, far below sharp's own 268 M limit. */
+export const DEFAULT_MAX_PIXELS = 2 ** 25;
+
+const describeInput = (input: string | Buffer): string => (typeof input === 'string' ? input : '(image bytes)');
+
+/** Refuses an image whose header claims more than `maxPixels` pixels, before any pixel is decoded. */
+async function checkSize(input: string | Buffer, o: ReadImageOptions): Promise<void> {
+  const limit = o.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const { width = 0, height = 0 } = await sharp(input, {
+    density: o.density ?? 72,
+    limitInputPixels: false,
+  }).metadata();
+  if (width * height > limit)
+    throw new Error(
+      `${width}×${height} = ${width * height} pixels, more than the limit of ${limit} ` +
+        '(raise it with the maxPixels option if the image is real)',
+    );
 }
 
 function pipeline(input: string | Buffer, o: ReadImageOptions): sharp.Sharp {
-  let img = sharp(input, { density: o.density ?? 72, failOn: 'error' }).flatten({
+  // limitInputPixels backs up checkSize (e.g. for formats whose metadata sharp reports differently)
+  const limit = o.maxPixels ?? DEFAULT_MAX_PIXELS;
+  let img = sharp(input, {
+    density: o.density ?? 72,
+    failOn: 'error',
+    limitInputPixels: limit,
+    sequentialRead: true,
+  }).flatten({
     background: o.background ?? '#ffffff',
   });
   if (o.size !== undefined) img = img.resize(o.size, o.size, { fit: 'cover', position: 'centre', kernel: 'cubic' });
@@ -37,9 +69,10 @@ export async function readImageBytes(
   let data: Buffer;
   let info: sharp.OutputInfo;
   try {
+    await checkSize(input, o);
     ({ data, info } = await pipeline(input, o).raw().toBuffer({ resolveWithObject: true }));
   } catch (e) {
-    throw new Error(`cannot read image ${typeof input === 'string' ? input : '(buffer)'}: ${(e as Error).message}`);
+    throw new Error(`cannot read image ${describeInput(input)}: ${(e as Error).message}`);
   }
   const { channels: c, height: h, width: w } = info;
   const chw = new Uint8Array(c * h * w);
@@ -51,7 +84,7 @@ export async function readImageBytes(
 /** Decodes an image file (or encoded bytes) into a float (C, H, W) tensor in [-1, 1]. */
 export async function readImage(input: string | Buffer, o: ReadImageOptions = {}): Promise<Tensor> {
   const { data, c, h, w } = await readImageBytes(input, o);
-  return tidy(() => fromBytes(data, 'uint8', [c, h, w]).to('float32').div(127.5).sub(1));
+  return tidy(() => fromBytes(data, 'uint8', [c, h, w]).to('float32').div_(127.5).sub_(1)); // in place: one copy
 }
 
 /** float [-1, 1] (C, H, W) -> uint8 (H, W, C) bytes. */

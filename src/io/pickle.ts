@@ -8,6 +8,14 @@
 /** A registered global: a function (called with the positional arguments of REDUCE / NEWOBJ) or a plain value. */
 export type PickleGlobal = ((...args: any[]) => unknown) | object;
 
+/** Bounds on what a pickle may make us build (a small file must not cost minutes or gigabytes). */
+export const PICKLE_LIMITS = {
+  /** Bytes of one LONG1/LONG4 integer (torch files hold small ones; 64 KiB is ~158,000 decimal digits). */
+  maxLongBytes: 64 * 1024,
+  /** Characters of one text INT/LONG argument (protocol 0). */
+  maxLongDigits: 10_000,
+};
+
 export interface UnpickleOptions {
   /** Allowed globals, keyed "module.name" (e.g. "collections.OrderedDict"). */
   globals: Record<string, PickleGlobal>;
@@ -71,12 +79,21 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
     if (m === undefined) fail('MARK missing (corrupt pickle)');
     return stack.splice(m!);
   };
+  // LONG1/LONG4: a little-endian two's-complement integer. Built through one hex string (linear time); a byte-wise
+  // BigInt build is quadratic (1 MiB took minutes), and the length is bounded first.
   const signedLE = (b: Buffer): number | bigint => {
     if (b.length === 0) return 0;
-    let v = 0n;
-    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+    if (b.length > PICKLE_LIMITS.maxLongBytes)
+      fail(`an integer of ${b.length} bytes (limit ${PICKLE_LIMITS.maxLongBytes}); the file is corrupt or hostile`);
+    let v = BigInt(`0x${Buffer.from(b).reverse().toString('hex')}`);
     if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
-    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+    return smallest(v);
+  };
+  const textInteger = (s: string): bigint => {
+    if (s.length > PICKLE_LIMITS.maxLongDigits)
+      fail(`an integer of ${s.length} digits (limit ${PICKLE_LIMITS.maxLongDigits}); the file is corrupt or hostile`);
+    if (!/^[+-]?\d+$/.test(s)) fail(`malformed integer '${s.slice(0, 40)}'`);
+    return BigInt(s);
   };
   const resolve = (module: string, name: string): GlobalRef => {
     const key = `${module}.${name}`;
@@ -92,7 +109,19 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
     if (!(f instanceof GlobalRef) || typeof f.value !== 'function')
       fail(`${what} applied to something that is not an allowed function`);
     if (!Array.isArray(args)) fail(`${what} arguments are not a tuple`);
-    return ((f as GlobalRef).value as (...a: unknown[]) => unknown)(...(args as unknown[]));
+    const g = f as GlobalRef;
+    return guarded(`${g.name}(...)`, () => (g.value as (...a: unknown[]) => unknown)(...(args as unknown[])));
+  };
+  // Errors of registered functions are reported against the file; JavaScript's own (a TypeError from arguments of
+  // the wrong kind) say only that the arguments were malformed, never the engine's internals.
+  const guarded = <T>(what: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof UnpicklingError) throw e;
+      const internal = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError;
+      return fail(`${what} failed: ${internal ? 'malformed arguments (corrupt pickle)' : (e as Error).message}`);
+    }
   };
   const setItems = (target: unknown, items: unknown[]): void => {
     if (!(target instanceof Map)) fail('SETITEM(S) on something that is not a dict');
@@ -158,15 +187,12 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
       case 0x49: {
         // INT (text; "01"/"00" are True/False)
         const s = line();
-        stack.push(s === '01' ? true : s === '00' ? false : Number(s));
+        stack.push(s === '01' ? true : s === '00' ? false : smallest(textInteger(s)));
         break;
       }
-      case 0x4c: {
-        // LONG (text)
-        const v = BigInt(line().replace(/L$/, ''));
-        stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
-        break;
-      }
+      case 0x4c:
+        stack.push(smallest(textInteger(line().replace(/L$/, ''))));
+        break; // LONG (text)
       case 0x46:
         stack.push(Number(line()));
         break; // FLOAT (text)
@@ -253,7 +279,7 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
         const items = popMark();
         const l = top();
         if (!Array.isArray(l)) fail('APPENDS to a non-list');
-        (l as unknown[]).push(...items);
+        for (const x of items) (l as unknown[]).push(x); // (a spread of 100k+ items overflows the stack)
         break;
       } // APPENDS
       case 0x73: {
@@ -348,14 +374,14 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
         // BINPERSID
         const pid = pop();
         if (!o.persistentLoad) fail('persistent ids are not allowed in this pickle');
-        stack.push(o.persistentLoad!(pid));
+        stack.push(guarded('persistent id', () => o.persistentLoad!(pid)));
         break;
       }
       case 0x50: {
         // PERSID
         const pid = line();
         if (!o.persistentLoad) fail('persistent ids are not allowed in this pickle');
-        stack.push(o.persistentLoad!(pid));
+        stack.push(guarded('persistent id', () => o.persistentLoad!(pid)));
         break;
       }
       case 0x69: {
@@ -377,6 +403,11 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
         fail(`unknown or unsupported pickle opcode 0x${op.toString(16)} at offset ${p - 1}`);
     }
   }
+}
+
+/** A Python int as a number when it is exact as one, else a bigint. */
+function smallest(v: bigint): number | bigint {
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
 function describe(v: unknown): string {

@@ -11,20 +11,29 @@ import { itemSize } from '../engine/dtype.ts';
 import { native } from '../engine/native.ts';
 import { atomicWrite } from './atomic.ts';
 
-const TO_DTYPE: Record<string, DType> = {
-  F64: 'float64',
-  F32: 'float32',
-  F16: 'float16',
-  BF16: 'bfloat16',
-  I64: 'int64',
-  I32: 'int32',
-  I16: 'int16',
-  I8: 'int8',
-  U8: 'uint8',
-  BOOL: 'bool',
-};
-const FROM_DTYPE = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
-const MAX_HEADER = 100 * 1024 * 1024;
+const TO_DTYPE = new Map<string, DType>([
+  ['F64', 'float64'],
+  ['F32', 'float32'],
+  ['F16', 'float16'],
+  ['BF16', 'bfloat16'],
+  ['I64', 'int64'],
+  ['I32', 'int32'],
+  ['I16', 'int16'],
+  ['I8', 'int8'],
+  ['U8', 'uint8'],
+  ['BOOL', 'bool'],
+]);
+const FROM_DTYPE = new Map([...TO_DTYPE].map(([k, v]) => [v, k]));
+/**
+ * Header limit. The reference implementation allows 100 MB, but real headers take ~150 bytes per tensor (a few MB for
+ * the largest shards), and a 100 MB header of tiny entries costs gigabytes and tens of seconds to index: 16 MiB
+ * (~100,000 tensors) bounds a hostile header to a few hundred MB and a few seconds.
+ */
+const MAX_HEADER = 16 * 1024 * 1024;
+/** `__metadata__` holds a few strings (format, config...); a file with more keys is corrupt or hostile. */
+const MAX_METADATA_KEYS = 65_536;
+/** Tensors have at most this many dimensions (as in libtorch). */
+const MAX_RANK = 64;
 
 export class SafetensorsError extends Error {
   constructor(
@@ -76,14 +85,23 @@ export class SafetensorsFile {
       const { entries, metadata } = parseHeader('(buffer)', buffer.length, read);
       return new SafetensorsFile('(buffer)', { buffer }, entries, metadata);
     }
-    const fd = openSync(source, 'r');
+    let fd: number | null = null;
     try {
-      const read = (into: Buffer, position: number): void => void readSync(fd, into, 0, into.length, position);
+      fd = openSync(source, 'r');
+      const file = fd;
+      const read = (into: Buffer, position: number): void => {
+        if (readSync(file, into, 0, into.length, position) !== into.length)
+          throw new SafetensorsError(source, 'not a valid safetensors file: the header could not be read in full');
+      };
       const { entries, metadata } = parseHeader(source, fstatSync(fd).size, read);
       return new SafetensorsFile(source, { fd }, entries, metadata);
     } catch (e) {
-      closeSync(fd);
-      throw e;
+      if (fd !== null) closeSync(fd);
+      if (e instanceof SafetensorsError) throw e;
+      throw new SafetensorsError(
+        source,
+        `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
   }
 
@@ -126,6 +144,20 @@ export class SafetensorsFile {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Header parsing. The header is untrusted: it is decoded as strict UTF-8 and read by a small parser that accepts
+// only the format's shape (a flat object of tensor entries and one `__metadata__` object of strings) and builds
+// nothing deeper, so a header of nested brackets or millions of keys is refused at once instead of costing
+// gigabytes in JSON.parse. Then, as in the reference implementation, the tensors' byte ranges must tile the data
+// section exactly: contiguous from 0, no overlaps, no gaps, no trailing bytes.
+// ---------------------------------------------------------------------------------------------------------------
+
+interface RawEntry {
+  dtype?: unknown;
+  shape?: unknown;
+  data_offsets?: unknown;
+}
+
 function parseHeader(
   path: string,
   size: number,
@@ -144,59 +176,175 @@ function parseHeader(
     fail(`the header claims ${headerLen} bytes but the file has only ${size - 8} after the length (truncated?)`);
   const headerBuf = Buffer.alloc(headerLen);
   read(headerBuf, 8);
-  let header: Record<string, any>;
+  let text: string;
   try {
-    header = JSON.parse(headerBuf.toString('utf8'));
-  } catch (e) {
-    return fail(`the header is not valid JSON (${(e as Error).message})`);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBuf);
+  } catch {
+    return fail('the header is not valid UTF-8');
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('the header is not a JSON object');
+  const { tensors, metadata } = parseHeaderText(text, fail);
+
   const dataStart = 8 + headerLen;
   const dataSize = size - dataStart;
-  const metadata: Record<string, string> = {};
   const entries = new Map<string, TensorInfo>();
-  for (const [name, v] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      if (v === null || typeof v !== 'object') fail('__metadata__ is not an object');
-      for (const [k, s] of Object.entries(v)) {
-        if (typeof s !== 'string') fail(`__metadata__.${k} is not a string`);
-        metadata[k] = s as string;
-      }
-      continue;
-    }
-    const dtype = TO_DTYPE[v?.dtype];
+  for (const [name, v] of tensors) {
+    for (const field of ['dtype', 'shape', 'data_offsets'] as const)
+      if (v[field] === undefined) fail(`tensor '${name}' has no '${field}'`);
+    const dtype = typeof v.dtype === 'string' ? TO_DTYPE.get(v.dtype) : undefined;
     if (!dtype)
       fail(
-        `tensor '${name}' has dtype ${JSON.stringify(v?.dtype)}, which reptok does not read (supported: ` +
-          `${Object.keys(TO_DTYPE).join(', ')})`,
+        `tensor '${name}' has dtype ${JSON.stringify(v.dtype)}, which reptok does not read (supported: ` +
+          `${[...TO_DTYPE.keys()].join(', ')})`,
       );
     const shape = v.shape;
-    if (!Array.isArray(shape) || !shape.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0))
+    if (!Array.isArray(shape) || !shape.every((s) => Number.isSafeInteger(s) && (s as number) >= 0))
       fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     const off = v.data_offsets;
     if (
       !Array.isArray(off) ||
       off.length !== 2 ||
-      !off.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0) ||
+      !off.every((s) => Number.isSafeInteger(s) && (s as number) >= 0) ||
       off[0] > off[1]
-    ) {
+    )
       fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(off)}`);
-    }
-    const numel = (shape as number[]).reduce((a, b) => a * b, 1);
-    const need = numel * itemSize(dtype!);
-    if (off[1] - off[0] !== need)
+    const [begin, end] = off as [number, number];
+    const need = (shape as number[]).reduce((a, b) => a * b, 1) * itemSize(dtype!);
+    if (end - begin !== need)
       fail(
-        `tensor '${name}' (${v.dtype} [${shape.join(', ')}]) needs ${need} bytes but its data_offsets span ` +
-          `${off[1] - off[0]}`,
+        `tensor '${name}' (${v.dtype} [${(shape as number[]).join(', ')}]) needs ${need} bytes but its data_offsets ` +
+          `span ${end - begin}`,
       );
-    if (off[1] > dataSize)
+    if (end > dataSize)
       fail(
-        `tensor '${name}' ends at byte ${off[1]} of the data section, which has only ${dataSize} bytes ` +
+        `tensor '${name}' ends at byte ${end} of the data section, which has only ${dataSize} bytes ` +
           '(truncated file?)',
       );
-    entries.set(name, { dtype: dtype!, shape, begin: dataStart + off[0], end: dataStart + off[1] });
+    entries.set(name, { dtype: dtype!, shape: shape as number[], begin: dataStart + begin, end: dataStart + end });
   }
+  // the byte ranges, in file order, must follow each other from 0 to the end of the file
+  let at = dataStart;
+  for (const [name, e] of [...entries].sort(([, a], [, b]) => a.begin - b.begin || a.end - b.end)) {
+    if (e.begin !== at)
+      fail(
+        e.begin < at
+          ? `tensor '${name}' overlaps the tensor before it (data_offsets ${e.begin - dataStart}..${e.end - dataStart})`
+          : `a gap of ${e.begin - at} bytes before tensor '${name}' (data_offsets must be contiguous)`,
+      );
+    at = e.end;
+  }
+  if (at !== size)
+    fail(
+      `${size - at} bytes after the last tensor (the data section has ${dataSize} bytes, the tensors cover ` +
+        `${at - dataStart}); a wrong header length or a damaged file`,
+    );
   return { entries, metadata };
+}
+
+/** The header's JSON text -> tensor entries (in order) and metadata, refusing anything but the format's shape. */
+function parseHeaderText(
+  s: string,
+  fail: (problem: string) => never,
+): { tensors: Map<string, RawEntry>; metadata: Record<string, string> } {
+  let i = 0;
+  const ws = (): void => {
+    while (i < s.length && (s[i] === ' ' || s[i] === '\t' || s[i] === '\n' || s[i] === '\r')) i++;
+  };
+  const expect = (c: string, what: string): void => {
+    ws();
+    if (s[i] !== c) fail(`the header is not valid JSON of the safetensors shape: expected ${what} at character ${i}`);
+    i++;
+  };
+  const peek = (): string | undefined => (ws(), s[i]);
+  const string = (): string => {
+    expect('"', 'a string');
+    const start = i;
+    let escaped = false;
+    for (; i < s.length && s[i] !== '"'; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x20) fail(`a control character inside a string at character ${i}`);
+      if (c === 0x5c) ((escaped = true), i++);
+    }
+    if (i >= s.length) fail('an unterminated string in the header');
+    i++;
+    const raw = s.slice(start, i - 1);
+    if (!escaped) return raw;
+    try {
+      return JSON.parse(`"${raw}"`) as string;
+    } catch {
+      return fail(`an invalid escape in the string at character ${start}`);
+    }
+  };
+  const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+  const number = (): number => {
+    ws();
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(s);
+    if (!m) fail(`expected a number at character ${i}`);
+    i += m![0].length;
+    return Number(m![0]);
+  };
+  // an object's members, each read by `member` (keys must be unique)
+  const object = (member: (key: string) => void, seen: Set<string> | null): void => {
+    expect('{', 'an object');
+    if (peek() === '}') return void i++;
+    for (;;) {
+      const key = string();
+      if (seen?.has(key)) fail(`the key '${key}' appears twice`);
+      seen?.add(key);
+      expect(':', "':'");
+      member(key);
+      if (peek() === ',') i++;
+      else return expect('}', "',' or '}'");
+    }
+  };
+  const numberList = (): number[] => {
+    const out: number[] = [];
+    expect('[', 'a list');
+    if (peek() === ']') return (i++, out);
+    for (;;) {
+      if (out.length >= MAX_RANK) fail(`a list of more than ${MAX_RANK} numbers`);
+      out.push(number());
+      if (peek() === ',') i++;
+      else return (expect(']', "',' or ']'"), out);
+    }
+  };
+  // a value of an unknown field inside a tensor entry: a scalar (ignored, as the reference implementation does)
+  const scalar = (): void => {
+    const c = peek();
+    if (c === '"') return void string();
+    for (const word of ['true', 'false', 'null']) if (s.startsWith(word, i)) return void (i += word.length);
+    number();
+  };
+
+  const tensors = new Map<string, RawEntry>();
+  const metadata: Record<string, string> = Object.create(null);
+  let metadataKeys = 0;
+  object((name) => {
+    if (name === '__metadata__') {
+      if (peek() !== '{') fail('__metadata__ is not an object of strings');
+      object((k) => {
+        if (++metadataKeys > MAX_METADATA_KEYS) fail(`__metadata__ has more than ${MAX_METADATA_KEYS} keys`);
+        if (peek() !== '"') fail(`__metadata__.${k} is not a string`);
+        metadata[k] = string();
+      }, new Set());
+      return;
+    }
+    if (peek() !== '{') fail(`the entry of tensor '${name}' is not an object`);
+    const e: RawEntry = {};
+    object((field) => {
+      // (no Set per entry: known fields are checked for repeats here, unknown ones are skipped)
+      if ((field === 'dtype' || field === 'shape' || field === 'data_offsets') && e[field] !== undefined)
+        fail(`tensor '${name}' has two '${field}' fields`);
+      if (field === 'dtype') e.dtype = peek() === '"' ? string() : (scalar(), null);
+      else if (field === 'shape') e.shape = numberList();
+      else if (field === 'data_offsets') e.data_offsets = numberList();
+      else scalar();
+    }, null);
+    tensors.set(name, e);
+  }, new Set());
+  ws();
+  if (i !== s.length) fail(`unexpected text after the header's JSON object at character ${i}`);
+  return { tensors, metadata: { ...metadata } };
 }
 
 /** Reads only the metadata (the header; no tensor data). */
@@ -246,7 +394,7 @@ export function saveSafetensors(
     if (name === '__metadata__')
       throw new SafetensorsError(path, "'__metadata__' is reserved and cannot name a tensor");
     const n = t.numel * itemSize(t.dtype);
-    header[name] = { dtype: FROM_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
+    header[name] = { dtype: FROM_DTYPE.get(t.dtype), shape: t.shape, data_offsets: [offset, offset + n] };
     offset += n;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf8');

@@ -71,7 +71,7 @@ export function hubToOfficial(sd: StateDict): StateDict {
   const qkv = new Map<string, Map<string, Tensor>>(); // "blocks.N.attn.qkv.weight" -> {query, key, value}
   for (const [rawKey, t] of sd) {
     const key = rawKey.startsWith('dinov2.') ? rawKey.slice('dinov2.'.length) : rawKey; // models with a head
-    if (HUB_TOP[key]) {
+    if (Object.hasOwn(HUB_TOP, key)) {
       out.set(HUB_TOP[key]!, t);
       continue;
     }
@@ -188,7 +188,12 @@ export function loadDinov2(
     return loadEncoder(path);
   const raw = loadStateDictFile(path);
   const sd = toOfficialLayout(raw);
-  const base = typeof o.config === 'string' ? DINOV2_PRESETS[o.config] : o.config;
+  const base =
+    typeof o.config !== 'string'
+      ? o.config
+      : Object.hasOwn(DINOV2_PRESETS, o.config)
+        ? DINOV2_PRESETS[o.config]
+        : undefined;
   if (typeof o.config === 'string' && !base) throw new Error(`unknown DINOv2 preset '${o.config}'`);
   const model = noGrad(
     () => new DinoVisionTransformer(base ? { ...base, ...o.overrides } : inferDinov2Config(sd, o.overrides)),

@@ -417,7 +417,7 @@ export type Dinov2Preset = keyof typeof DINOV2_PRESETS;
 
 /** A DINOv2 of a released architecture (random weights until loaded), with optional overrides. */
 export function dinov2(preset: Dinov2Preset, overrides: Partial<Dinov2Config> = {}): DinoVisionTransformer {
-  const base = DINOV2_PRESETS[preset];
+  const base = Object.hasOwn(DINOV2_PRESETS, preset) ? DINOV2_PRESETS[preset] : undefined;
   if (!base)
     throw new Error(`unknown DINOv2 preset '${preset}'; choose one of ${Object.keys(DINOV2_PRESETS).join(', ')}`);
   return noGrad(() => new DinoVisionTransformer({ ...base, ...overrides }));

@@ -259,7 +259,7 @@ export const GENERATOR_PRESETS = {
 export type GeneratorPreset = keyof typeof GENERATOR_PRESETS;
 
 export function generatorModel(preset: GeneratorPreset, overrides: Partial<GeneratorConfig> = {}): MLPMixer1D {
-  const c = GENERATOR_PRESETS[preset];
+  const c = Object.hasOwn(GENERATOR_PRESETS, preset) ? GENERATOR_PRESETS[preset] : undefined;
   if (!c)
     throw new Error(`unknown generator preset '${preset}'; choose one of ${Object.keys(GENERATOR_PRESETS).join(', ')}`);
   return new MLPMixer1D({ ...c, ...overrides });

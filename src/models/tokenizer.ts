@@ -333,7 +333,7 @@ export type TokenizerPreset = keyof typeof TOKENIZER_PRESETS;
 
 /** A tokenizer of a named preset (random weights until loaded). */
 export function tokenizer(preset: TokenizerPreset, overrides: Partial<TokenizerConfig> = {}): RepTokTokenizer {
-  const make = TOKENIZER_PRESETS[preset];
+  const make = Object.hasOwn(TOKENIZER_PRESETS, preset) ? TOKENIZER_PRESETS[preset] : undefined;
   if (!make)
     throw new Error(`unknown tokenizer preset '${preset}'; choose one of ${Object.keys(TOKENIZER_PRESETS).join(', ')}`);
   return noGrad(() => new RepTokTokenizer({ ...make(), ...overrides }));

@@ -58,9 +58,9 @@ const STAGE_IMPL: Record<
 export function resolveTrainConfig(
   stage: StageName,
   preset: string,
-  o: { file?: string; sets?: string[] } = {},
+  o: { file?: string; sets?: string[]; steps?: number } = {},
 ): CommonConfig {
-  const make = PRESETS[preset];
+  const make = Object.hasOwn(PRESETS, preset) ? PRESETS[preset] : undefined;
   if (!make) throw new Error(`unknown preset '${preset}'; presets for '${stage}': ${presetsFor(stage).join(', ')}`);
   const base = make();
   if (base.stage !== stage)

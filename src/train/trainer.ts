@@ -10,11 +10,12 @@ import type { DataInfo, TrainingInfo } from '../models/model-file.ts';
 import type { ImageArray } from '../data/image-array.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
-import { atomicWriteText } from '../io/atomic.ts';
+import { atomicWriteText, removeStaleTemporaries } from '../io/atomic.ts';
 import { imageGrid, writeImage } from '../io/image.ts';
-import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { makeOutputDir } from '../io/out-dir.ts';
+import { loadLatestCheckpoint, saveCheckpoint, truncateMetrics } from './checkpoint.ts';
 import { Progress } from './progress.ts';
-import type { CommonConfig } from './config.ts';
+import { checkConfig, type CommonConfig } from './config.ts';
 import { withAutocast } from './autocast.ts';
 
 /** A source of batches whose position a checkpoint can store and restore. */
@@ -160,7 +161,8 @@ function prepareOutDir(out: string, o: RunOptions): void {
   }
   if (used && o.force && !o.resume)
     for (const f of readdirSync(out)) if (f.startsWith('step-') || f === 'metrics.jsonl') rmSync(join(out, f));
-  mkdirSync(out, { recursive: true });
+  makeOutputDir(out, 'run folder');
+  removeStaleTemporaries(out); // of checkpoint writes a kill interrupted
 }
 
 export async function runStage<C extends CommonConfig, B>(
@@ -168,12 +170,11 @@ export async function runStage<C extends CommonConfig, B>(
   makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>,
   o: RunOptions,
 ): Promise<RunResult> {
-  const ctx = new StageContext({ ...config, steps: o.steps ?? config.steps }, o.out, o);
+  const ctx = new StageContext(checkConfig({ ...config, steps: o.steps ?? config.steps }), o.out, o);
   const { config: cfg, log } = ctx;
   const total = cfg.steps;
   prepareOutDir(o.out, o);
   if (cfg.threads > 0) setNumThreads(cfg.threads);
-  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
@@ -191,26 +192,41 @@ export async function runStage<C extends CommonConfig, B>(
   const ema = cfg.emaDecay > 0 ? new EMA(stage.emaTarget ?? stage.model, cfg.emaDecay) : null;
   ctx.ema = ema;
 
-  // resume
+  // resume: from the newest checkpoint that loads (a damaged one is skipped with a warning)
   let start = 0;
   let position: BatchPosition = { epoch: 0, index: 0 };
-  const latest = o.resume ? listCheckpoints(o.out).at(-1) : undefined;
+  const latest = o.resume
+    ? loadLatestCheckpoint(
+        o.out,
+        (c, path) => {
+          stage.model.loadStateDict(c.model, { context: path });
+          if (ema && c.ema) ema.loadStateDict(c.ema);
+          opt.loadStateDict(c.optimizer);
+          ctx.generator.setState(c.rng.get('train')!);
+          Generator.default().setState(c.rng.get('global')!);
+          for (const t of [...c.model.values(), ...(c.ema?.values() ?? []), ...c.rng.values()]) t.dispose();
+          return { step: c.step, data: c.data };
+        },
+        log,
+      )
+    : null;
   let lastCheckpoint: string | null = latest?.path ?? null;
   if (o.resume && !latest) log(`no checkpoint in ${o.out}: starting from step 0`);
   if (latest) {
-    const c = loadCheckpoint(latest.path);
-    stage.model.loadStateDict(c.model, { context: latest.path });
-    if (ema && c.ema) ema.loadStateDict(c.ema);
-    opt.loadStateDict(c.optimizer);
-    ctx.generator.setState(c.rng.get('train')!);
-    Generator.default().setState(c.rng.get('global')!);
-    for (const t of [...c.model.values(), ...(c.ema?.values() ?? []), ...c.rng.values()]) t.dispose();
-    start = c.step;
-    position = c.data;
+    start = latest.result.step;
+    position = latest.result.data;
+    if (start > total)
+      throw new Error(
+        `${latest.path} is at step ${start}, past the ${total} steps of this run; ` +
+          `pass --steps ${start} or more to continue it`,
+      );
+    truncateMetrics(join(o.out, 'metrics.jsonl'), start);
     log(`resumed from ${latest.path} at step ${start}`);
   }
 
   const source = stage.batches(position);
+  // the run has started: only now does the folder hold it (a failed start leaves no config.json behind)
+  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const checkpoint = (step: number): string => {
     const path = saveCheckpoint(
       o.out,

@@ -54,17 +54,20 @@ export async function run({ positionals, options, argv }: Parsed): Promise<numbe
   if (!options.preset)
     throw new UsageError(`--preset is required; presets for '${stage}': ${presetsFor(stage).join(', ')}`, 'train');
   if (!options.out) throw new UsageError('--out DIR is required', 'train');
-  if (!(options.preset in PRESETS))
+  if (!Object.hasOwn(PRESETS, options.preset))
     throw new UsageError(
       `unknown preset '${options.preset}'; presets for '${stage}': ${presetsFor(stage).join(', ')}`,
       'train',
     );
-  const config = resolveTrainConfig(stage, options.preset, { file: options.config, sets: options.set });
+  const config = resolveTrainConfig(stage, options.preset, {
+    file: options.config,
+    sets: options.set,
+    steps: options.steps,
+  });
   const result = await train(stage, config, {
     out: options.out,
     resume: options.resume,
     force: options.force,
-    steps: options.steps,
     command: commandLine('train', argv),
   });
   if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
