@@ -40,9 +40,11 @@ function isContiguous(size: number[], stride: number[]): boolean {
 
 /**
  * Loads a torch.save file. Returns the unpickled object: Maps for dicts (state dicts are Map<string, Tensor>),
- * arrays, numbers, strings and Tensors. Unknown Python globals are refused by name.
+ * arrays, numbers, strings and Tensors. Unknown Python globals are refused by name; with `inert`, objects of unknown
+ * classes come back as `PickledObject` records instead (e.g. a Lightning checkpoint's omegaconf hyper-parameters).
+ * Globals that run code are refused either way.
  */
-export function loadTorchCheckpoint(path: string): unknown {
+export function loadTorchCheckpoint(path: string, o: { inert?: boolean } = {}): unknown {
   if (!looksLikeZip(path)) {
     throw new Error(
       `${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`,
@@ -93,6 +95,7 @@ export function loadTorchCheckpoint(path: string): unknown {
     const globals: Record<string, PickleGlobal> = {
       ...STORAGE_TYPES,
       'collections.OrderedDict': () => new Map(),
+      'collections.defaultdict': () => new Map(), // a dict; its default factory is never called
       'torch._utils._rebuild_tensor_v2': rebuildTensor,
       'torch._utils._rebuild_tensor': rebuildTensor,
       'torch._utils._rebuild_parameter': (data: Tensor) => data,
@@ -103,7 +106,7 @@ export function loadTorchCheckpoint(path: string): unknown {
       '_codecs.encode': (s: string, encoding: string) => Buffer.from(s, encoding === 'latin1' ? 'latin1' : 'utf8'),
       'builtins.set': (items: unknown[] = []) => new Set(items),
     };
-    return unpickle(zip.read(pkl), { source: path, globals, persistentLoad: storage });
+    return unpickle(zip.read(pkl), { source: path, globals, persistentLoad: storage, inert: o.inert });
   } finally {
     for (const t of storages.values()) t.dispose(); // rebuilt tensors keep their own reference to the memory
     zip.close();

@@ -16,7 +16,7 @@ import { DINOV2_PRESETS, type Dinov2Config } from './dinov2.ts';
 import { DecoderTransformer, type DecoderConfig } from './decoder.ts';
 import { FourierFeatures, MappingNetwork, type MappingConfig } from './time-conditioning.ts';
 import { ConditionEncoder, RepTokEncoder, type TrainableSpec } from './token-encoder.ts';
-import { AutoencoderKL, SD_VAE, type VaeConfig } from './vae.ts';
+import { AutoencoderKL, SD_VAE, upgradeVaeAttentionKeys, type VaeConfig } from './vae.ts';
 
 export interface TokenizerConfig {
   /** The self-supervised ViT whose [cls] output is the token. */
@@ -38,6 +38,11 @@ export interface TokenizerConfig {
   /** λ of the cosine loss (not published; 1.0 by default). */
   cosWeight: number;
   timeSampler: TimeSampler;
+  /**
+   * Tokens are the encoder's [cls] output divided by this, and decode multiplies them back: the released RepTok
+   * checkpoint's first-stage `scale_factor`, so that its generator's tokens decode as they are. 1 when absent.
+   */
+  tokenScale?: number;
 }
 
 export interface TokenizerLoss {
@@ -136,7 +141,14 @@ export class RepTokTokenizer extends Module {
 
   /** Images (B, C, H, W) in [-1, 1] -> tokens (B, D). */
   encode(images: Tensor): Tensor {
-    return tidy(() => this.dino.encode(this.#rgb(images)).token);
+    return tidy(() => {
+      const token = this.dino.encode(this.#rgb(images)).token;
+      return this.#tokenScale === 1 ? token : token.div(this.#tokenScale);
+    });
+  }
+
+  get #tokenScale(): number {
+    return this.config.tokenScale ?? 1;
   }
 
   // ---- decoder side ----------------------------------------------------------------------------------------------
@@ -181,7 +193,7 @@ export class RepTokTokenizer extends Module {
       tidy(() => {
         const B = tokens.shape[0]!;
         const noise = o.noise ?? randn([B, ...this.gridShape], { generator: o.generator, device: tokens.device });
-        const cond = this.dino.adapt(tokens);
+        const cond = this.dino.adapt(this.#tokenScale === 1 ? tokens : tokens.mul(this.#tokenScale));
         const { z, nfe } = solve(
           (zt, t) => this.velocity(zt, full([B], t, { device: tokens.device }), cond),
           noise,
@@ -234,7 +246,7 @@ export class RepTokTokenizer extends Module {
    */
   loadReferenceStateDict(sd: StateDict, o: { strict?: boolean; context?: string } = {}): void {
     const prefix = 'encoder.dino.target_model.';
-    const input = new Map(sd);
+    const input = new Map(upgradeVaeAttentionKeys(sd)); // the VAE under ae.ae.* may use diffusers' older names
     if (this.dino.sharedTarget && [...input.keys()].some((k) => k.startsWith(`${prefix}blocks.`))) {
       noGrad(() => {
         for (const [k, v] of sd) {
