@@ -219,6 +219,28 @@ test('unknown extra prefixes are reported and ignored', () => {
   );
 });
 
+test("a VAE with diffusers' older attention names (query/key/value/proj_attn) decodes the same", () => {
+  const obj = fixtureObject();
+  const older = (k: string): string =>
+    k
+      .replace(/\.to_(q|k|v)\./, (_, x: 'q' | 'k' | 'v') => `.${{ q: 'query', k: 'key', v: 'value' }[x]}.`)
+      .replace('.to_out.0.', '.proj_attn.');
+  const sd = obj.get('state_dict') as Map<string, Tensor>;
+  obj.set('state_dict', new Map([...sd].map(([k, v]) => [k.includes('.ae.ae.') ? older(k) : k, v])));
+  assert.ok(
+    [...(obj.get('state_dict') as Map<string, Tensor>).keys()].some((k) => k.endsWith('attentions.0.query.weight')),
+  );
+  const file = join(tmp, 'older-vae.ckpt');
+  writeTorchSave(file, obj);
+  const m = loadOfficialCheckpoint(file, options);
+  tidy(() =>
+    noGrad(() => {
+      const z = c('decode.latent_out').div(m.tokenizer.config.vae!.scalingFactor);
+      assertClose(m.tokenizer.vae!.ae.decode(z), c('decode.decoded'), tol('decode'), 'decoded with older VAE names');
+    }),
+  );
+});
+
 test('a truncated file is refused with a message that names it', () => {
   const bytes = readFileSync(ckpt);
   const half = join(tmp, 'half.ckpt');
