@@ -99,8 +99,23 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
     fail(
       "not a PyTorch-Lightning checkpoint of RepTok's TrainerModuleLatentFlow (expected top-level 'state_dict' and 'hyper_parameters')",
     );
-  const hp = omegaconfToPlain((top as Map<string, unknown>).get('hyper_parameters'), 'hyper_parameters');
-  if (!isObject(hp)) return fail('hyper_parameters is not a dict');
+  const report: OfficialCheckpoint['report'] = { ignored: [], unknown: [], notes: [] };
+  const hpRaw = (top as Map<string, unknown>).get('hyper_parameters');
+  if (!(hpRaw instanceof Map)) return fail('hyper_parameters is not a dict');
+  // entry by entry: one the loader does not need (say, a pickled object of some class) must not block loading
+  const hp: { [key: string]: Plain } = {};
+  for (const [k, v] of hpRaw) {
+    try {
+      Object.defineProperty(hp, String(k), {
+        value: omegaconfToPlain(v, `hyper_parameters.${String(k)}`),
+        enumerable: true,
+        writable: true,
+      });
+    } catch (e) {
+      if (k === 'flow_cfg' || k === 'first_stage_cfg') fail((e as Error).message);
+      report.ignored.push(`${(e as Error).message} (not needed)`);
+    }
+  }
   const sd = (top as Map<string, unknown>).get('state_dict') as Map<unknown, unknown>;
 
   // ---- sort the state dict by prefix
@@ -108,7 +123,6 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
     'online' | 'ema' | 'encoder' | 'monolith',
     StateDict
   >;
-  const report: OfficialCheckpoint['report'] = { ignored: [], unknown: [], notes: [] };
   let metricKeys = 0;
   const unknownCounts = new Map<string, number>();
   for (const [rawKey, t] of sd) {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Tensor, autocast, noGrad, tidy, zeros } from '../../src/index.ts';
 import { loadSafetensors } from '../../src/io/index.ts';
 import { loadTorchCheckpoint } from '../../src/io/torch-checkpoint.ts';
+import { PickledObject } from '../../src/io/pickle.ts';
 import { loadOfficialCheckpoint, type OfficialCheckpoint } from '../../src/models/official-checkpoint.ts';
 import { classField } from '../../src/models/generator.ts';
 import { generate } from '../../src/flow/token-flow.ts';
@@ -202,16 +203,21 @@ test('a checkpoint without EMA weights samples with the online weights, and says
   });
 });
 
-test('unknown extra prefixes are reported and ignored', () => {
+test('unknown extra prefixes and unreadable hyper-parameters are reported and ignored', () => {
   const obj = fixtureObject();
   const sd = obj.get('state_dict') as Map<string, Tensor>;
   sd.set('extra_head.proj.weight', zeros([3, 4]));
   sd.set('extra_head.proj.bias', zeros([3]));
   sd.set('tokenizer.embed.weight', zeros([2, 2]));
+  const callback = new PickledObject('mylib.callbacks.Logger', []); // a hyper-parameter the loader does not need
+  callback.state = new Map([['every', 10]]);
+  (obj.get('hyper_parameters') as Map<string, unknown>).set('logger', callback);
   const file = join(tmp, 'extra.ckpt');
   writeTorchSave(file, obj);
   const m = loadOfficialCheckpoint(file, options);
   assert.deepEqual(m.report.unknown, ['extra_head.proj.* (2 tensors)', 'tokenizer.embed.* (1 tensors)']);
+  assert.match(m.report.ignored.join('\n'), /hyper_parameters\.logger: holds a pickled 'mylib\.callbacks\.Logger'/);
+  assert.equal(m.hyperParameters.logger, undefined);
   tidy(() =>
     noGrad(() =>
       assertClose(generated(m, 'generate'), c('generate.generated'), tol('generate'), 'generated with extras'),
