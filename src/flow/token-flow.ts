@@ -61,13 +61,13 @@ export function torchLinspace(start: number, end: number, steps: number): number
 
 /**
  * Generates from noise x0 (t = 0) to data (t = 1). The fixed-step samplers use the reference's float32 time grid
- * torch.linspace(0, 1, N + 1); guidance applies inside `guidance.interval`.
+ * torch.linspace(0, 1, N + 1) (`torchLinspace`); guidance applies inside `guidance.interval`.
  */
 export function generate(
   field: GuidableField,
   x0: Tensor,
   o: SolveOptions & { guidance?: GuidanceOptions } = {},
 ): SolveResult {
-  const grid = o.sampler === 'dopri5' ? undefined : torchLinspace(0, 1, (o.steps ?? 50) + 1);
-  return solve(guided(field, o.guidance), x0, 0, 1, { ...o, grid });
+  const times = o.sampler === 'dopri5' ? undefined : torchLinspace(0, 1, (o.steps ?? 50) + 1);
+  return solve(guided(field, o.guidance), x0, 0, 1, { ...o, times });
 }

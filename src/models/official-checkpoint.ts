@@ -21,8 +21,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 
-import { Tensor, noGrad } from '../engine/index.ts';
-import type { StateDict } from '../nn/index.ts';
+import { Tensor, noGrad, type StateDict } from '../engine/index.ts';
 import { normalizeKey } from '../io/checkpoint-file.ts';
 import { loadTorchCheckpoint } from '../io/torch-checkpoint.ts';
 import { omegaconfToPlain, type Plain } from '../io/omegaconf.ts';
@@ -163,7 +162,7 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
   tokenizer.loadReferenceStateDict(parts.monolith, { context: `${path} (${PREFIX.monolith}*)` });
   // The release encodes with its own bfloat16 copy of the fine-tuned DINOv2 (RepTokImageEncoder), not the monolith's
   // float32 one: those weights, exactly representable in float32, become the encoder's.
-  tokenizer.dino.model.loadStateDict(parts.encoder, { context: `${path} (${PREFIX.encoder}*)` });
+  tokenizer.tokenEncoder.model.loadStateDict(parts.encoder, { context: `${path} (${PREFIX.encoder}*)` });
   tokenizer.eval();
 
   const num = (k: string): number | null => {
@@ -222,8 +221,8 @@ function generatorConfig(hp: { [key: string]: Plain }, path: string): GeneratorC
     nTokens: num('n_channels'),
     dim: num('dim'),
     depth: num('depth'),
-    expansionFactor: num('expansion_factor', 4),
-    expansionFactorToken: num('expansion_factor_token', 0.5),
+    tokenMlpRatio: num('expansion_factor', 4),
+    channelMlpRatio: num('expansion_factor_token', 0.5),
     numClasses: num('num_classes', 0),
     classDropoutProb: num('class_dropout_prob', 0.1),
     nExtraTokens: num('n_extra_tokens', 0),

@@ -1,8 +1,18 @@
 // AutoencoderKL — the Stable Diffusion VAE (Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion
 // Models", 2022), in diffusers' layout so `stabilityai/sd-vae-ft-mse` (and any diffusers AutoencoderKL) loads as is.
 // Reference: huggingface/diffusers models/autoencoders/{autoencoder_kl,vae}.py, resnet.py, attention_processor.py.
-import { F, Tensor, cat, noGrad, randnLike, tensor, tidy, type GeneratorLike } from '../engine/index.ts';
-import { Conv2d, GroupNorm, Linear, Module, ModuleList, type StateDict } from '../nn/index.ts';
+import {
+  F,
+  Tensor,
+  cat,
+  noGrad,
+  randnLike,
+  tensor,
+  tidy,
+  type GeneratorLike,
+  type StateDict,
+} from '../engine/index.ts';
+import { Conv2d, GroupNorm, Linear, Module, ModuleList } from '../nn/index.ts';
 
 export interface VaeConfig {
   inChannels: number;

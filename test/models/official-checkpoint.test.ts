@@ -110,7 +110,7 @@ function decodeCase(
   const { images, grid, nfe } = tok.decode(tokens, { noise, steps, sampler: 'euler' });
   assert.equal(nfe, steps);
   if (expectLatent) assertClose(grid, expectLatent, t, 'latent_out');
-  const raw = tok.vae!.ae.decode(grid.div(tok.config.vae!.scalingFactor));
+  const raw = tok.vae!.decode(grid.div(tok.config.vae!.scalingFactor));
   assertClose(raw, expected, t, 'decoded');
   assertClose(images, expected.clamp(-1, 1), t, 'decoded images (clamped to [-1, 1])');
 }
@@ -242,7 +242,7 @@ test("a VAE with diffusers' older attention names (query/key/value/proj_attn) de
   tidy(() =>
     noGrad(() => {
       const z = c('decode.latent_out').div(m.tokenizer.config.vae!.scalingFactor);
-      assertClose(m.tokenizer.vae!.ae.decode(z), c('decode.decoded'), tol('decode'), 'decoded with older VAE names');
+      assertClose(m.tokenizer.vae!.decode(z), c('decode.decoded'), tol('decode'), 'decoded with older VAE names');
     }),
   );
 });
