@@ -35,6 +35,7 @@ async function measure(stage: StageName, preset: string, overrides: Record<strin
     step: 0,
     log,
     ema: null,
+    command: 'npm run bench:stages',
   };
   const s = await factories[stage]!(ctx);
   const source = s.batches({ epoch: 0, index: 0 });

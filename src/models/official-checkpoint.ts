@@ -30,6 +30,7 @@ import { type Dinov2Config } from './dinov2.ts';
 import { MLPMixer1D, type GeneratorConfig } from './generator.ts';
 import { RepTokTokenizer, type TokenizerConfig } from './tokenizer.ts';
 import { SD_VAE, type VaeConfig } from './vae.ts';
+import type { DataInfo, ModelSource, TrainingInfo } from './model-file.ts';
 
 export interface OfficialCheckpointOptions {
   /** RepTok's monolith model YAML (`configs/model/reptok.yaml`), when at hand; never required. */
@@ -56,6 +57,10 @@ export interface OfficialCheckpoint {
   epoch: number | null;
   /** What was not loaded and why, and settings that had to be assumed. */
   report: { ignored: string[]; unknown: string[]; notes: string[] };
+  /** The models' description as reptok model files carry it (what `reptok convert` writes into their metadata). */
+  data: DataInfo;
+  training: TrainingInfo;
+  extra: Record<string, string>;
 }
 
 /** State-dict prefixes and what they are. */
@@ -67,8 +72,11 @@ const PREFIX = {
   metrics: 'metric_tracker.',
 } as const;
 
-/** Loads the released checkpoint (or one of the same format) from a file. */
-export function loadOfficialCheckpoint(path: string, o: OfficialCheckpointOptions = {}): OfficialCheckpoint {
+/** Loads the released checkpoint (or one of the same format) from its path. */
+export function loadOfficialCheckpoint(source: ModelSource, o: OfficialCheckpointOptions = {}): OfficialCheckpoint {
+  if (typeof source !== 'string')
+    throw new Error('a released RepTok checkpoint (.ckpt) is read from its path, not from bytes: pass the file path');
+  const path = source;
   const top = loadTorchCheckpoint(path, { inert: true });
   try {
     return officialCheckpointFrom(top, path, o);
@@ -169,6 +177,7 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
     const v = (top as Map<string, unknown>).get(k);
     return typeof v === 'number' ? v : null;
   };
+  const lightning = (top as Map<string, unknown>).get('pytorch-lightning_version');
   return {
     tokenizer,
     generator,
@@ -177,6 +186,13 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
     globalStep: num('global_step'),
     epoch: num('epoch'),
     report,
+    data: { imageSize: config.imageSize, channels: config.imageChannels, valueRange: [-1, 1] },
+    training: {
+      command: `CompVis/RepTok TrainerModuleLatentFlow (PyTorch Lightning ${typeof lightning === 'string' ? lightning : 'unknown version'})`,
+      step: num('global_step') ?? 0,
+      config: hp,
+    },
+    extra: { convertedFrom: path, generatorWeights },
   };
 }
 

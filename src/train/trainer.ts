@@ -6,6 +6,8 @@ import { join } from 'node:path';
 
 import { Generator, Tensor, manualSeed, noGrad, runtimeInfo, setNumThreads, tidy } from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
+import type { DataInfo, TrainingInfo } from '../models/model-file.ts';
+import type { ImageArray } from '../data/image-array.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
 import { atomicWriteText } from '../io/atomic.ts';
@@ -30,6 +32,18 @@ export interface StageContext<C extends CommonConfig = CommonConfig> {
   log(msg: string): void;
   /** The EMA weights (sampling uses them), or null when EMA is off. */
   ema: EMA | null;
+  /** The command that started the run (recorded in the model files). */
+  command: string;
+}
+
+/** What a model file records about its training: the command, the steps, the resolved config. */
+export function trainingInfo(ctx: StageContext): TrainingInfo {
+  return { command: ctx.command, step: ctx.config.steps, config: ctx.config };
+}
+
+/** What a model file records about its data: the data set, image size, channels, value range, class names. */
+export function dataInfo(ctx: StageContext, d: ImageArray): DataInfo {
+  return { name: ctx.config.data, imageSize: [d.h, d.w], channels: d.c, valueRange: [-1, 1], classes: d.classes };
 }
 
 export interface Stage<C extends CommonConfig, B> {
@@ -73,6 +87,8 @@ export interface RunOptions {
   /** Stop after this many steps of this run (tests use it to simulate an interruption). */
   stopAfter?: number;
   log?: (msg: string) => void;
+  /** The command line recorded in the model files (default: this process's arguments). */
+  command?: string;
 }
 
 export interface RunResult {
@@ -123,6 +139,7 @@ export async function runStage<C extends CommonConfig, B>(
     step: 0,
     log,
     ema: null,
+    command: o.command ?? process.argv.slice(1).join(' '),
   };
   const stage = await makeStage(ctx);
   const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);

@@ -14,6 +14,7 @@ import { sslStage } from '../../src/train/stages/ssl.ts';
 import { tokenizerStage } from '../../src/train/stages/tokenizer.ts';
 import { generatorStage, t2iStage } from '../../src/train/stages/generator.ts';
 import type { Stage, StageContext } from '../../src/train/trainer.ts';
+import { peekModelFile } from '../../src/models/index.ts';
 import { syntheticFolder, tinyConfigs } from './fixtures.ts';
 
 const PRESET: Record<StageName, string> = {
@@ -43,6 +44,7 @@ async function fitsFixedBatch(
     step: 0,
     log: () => {},
     ema: null,
+    command: 'test',
   };
   const s = await factory(ctx);
   const source = s.batches({ epoch: 0, index: 0 });
@@ -110,6 +112,19 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   assert.ok(x1 < 0.8 * x0, `t2i loss ${x0} -> ${x1}`);
   const gen = await run('generator', { tokenizer: tok.tokenizer });
   assert.match(String(gen.generator), /generator\.safetensors$/);
+  // every exported model describes itself: architecture, data (with class names), training command and step
+  for (const [kind, file] of [
+    ['encoder', ssl.encoder],
+    ['tokenizer', tok.tokenizer],
+    ['generator', gen.generator],
+  ] as const) {
+    const d = peekModelFile<any>(file as string, kind);
+    assert.deepEqual([d.data.imageSize, d.data.channels, d.data.valueRange], [[16, 16], 3, [-1, 1]], kind);
+    assert.deepEqual(d.data.classes, ['left', 'right'], kind);
+    assert.equal(d.training?.step, 2, kind);
+    assert.equal((d.training?.config as any)?.stage, kind === 'encoder' ? 'ssl' : kind);
+  }
+  assert.equal(peekModelFile<any>(tok.tokenizer as string).config.encoder.embedDim, 32);
   const acc = gen.sample_class_acc as number;
   assert.ok(acc >= 0 && acc <= 1 && (gen.real_token_knn_acc as number) >= 0);
 

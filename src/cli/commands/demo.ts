@@ -8,9 +8,8 @@ import { Generator, cat, noGrad, randn, tensor, tidy } from '../../engine/index.
 import { imageGrid, writeImage } from '../../io/image.ts';
 import { loadTokenizer } from '../../models/tokenizer.ts';
 import { smallVit } from '../../models/dinov2.ts';
-import { MLPMixer1D, classField } from '../../models/generator.ts';
+import { classField, loadGenerator } from '../../models/generator.ts';
 import { generate } from '../../flow/token-flow.ts';
-import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
 import { loadFashionMnist, FASHION_MNIST_CLASSES } from '../../data/fashion-mnist.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
@@ -116,12 +115,7 @@ export async function run({ options }: Parsed): Promise<void> {
 
   // the picture: test images, their reconstructions, generated samples per class
   const tok = loadTokenizer(join(out, 'tokenizer', 'tokenizer.safetensors'));
-  const genPath = join(out, 'generator', 'generator.safetensors');
-  const meta = SafetensorsFile.open(genPath);
-  const gen = noGrad(() => new MLPMixer1D(JSON.parse(meta.metadata.config!)));
-  meta.close();
-  gen.loadStateDict(loadSafetensors(genPath).tensors, { context: genPath });
-  gen.eval();
+  const gen = loadGenerator(join(out, 'generator', 'generator.safetensors'));
   const test = loadFashionMnist('test');
   const picture = noGrad(() =>
     tidy(() => {

@@ -44,7 +44,7 @@ export const spec: CommandSpec = {
   ],
 };
 
-export async function run({ positionals, options }: Parsed): Promise<void> {
+export async function run({ positionals, options }: Parsed): Promise<number | void> {
   const stage = positionals[0] as StageName;
   if (!STAGES.includes(stage)) throw new UsageError(`unknown stage '${stage}'; stages: ${STAGES.join(', ')}`, 'train');
   if (!options.preset)
@@ -63,5 +63,5 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     steps: options.steps,
   });
   if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
-  if (result.interrupted) process.exitCode = 130;
+  if (result.interrupted) return 130;
 }

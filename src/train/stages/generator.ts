@@ -8,11 +8,16 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import { Generator, Tensor, noGrad, randn, tensor, tidy } from '../../engine/index.ts';
-import { saveSafetensors } from '../../io/safetensors.ts';
 import { imageGrid, writeImage } from '../../io/image.ts';
 import { loadTokenizer, type RepTokTokenizer } from '../../models/tokenizer.ts';
-import { GENERATOR_PRESETS, MLPMixer1D, classField, type GeneratorConfig } from '../../models/generator.ts';
-import { TextToImage, type T2IConfig } from '../../models/t2i.ts';
+import {
+  GENERATOR_PRESETS,
+  MLPMixer1D,
+  classField,
+  saveGenerator,
+  type GeneratorConfig,
+} from '../../models/generator.ts';
+import { TextToImage, saveTextToImage, type T2IConfig } from '../../models/t2i.ts';
 import { SmallTextEncoder, type SmallTextConfig } from '../../models/text/small-text-encoder.ts';
 import { WordTokenizer } from '../../models/text/word-tokenizer.ts';
 import { flowLoss, generate, validationLoss } from '../../flow/token-flow.ts';
@@ -23,7 +28,8 @@ import { TWEMOJI_CREDIT } from '../../data/emoji.ts';
 import { knnAccuracy } from '../../eval/knn.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
-import type { Stage, StageContext } from '../trainer.ts';
+import { dataInfo, trainingInfo, type Stage, type StageContext } from '../trainer.ts';
+import type { DataInfo } from '../../models/model-file.ts';
 
 interface SamplingConfig {
   segments: number;
@@ -114,7 +120,7 @@ export function t2iPreset(data: 'emoji', overrides: Partial<T2IStageConfig> = {}
 async function tokenData(
   c: GeneratorStageConfig | T2IStageConfig,
   ctx: StageContext<CommonConfig>,
-): Promise<{ tok: RepTokTokenizer; train: TokenSet; test: TokenSet }> {
+): Promise<{ tok: RepTokTokenizer; train: TokenSet; test: TokenSet; data: DataInfo }> {
   if (!c.tokenizerFile)
     throw new Error(
       'set the frozen tokenizer: --set tokenizerFile=<run>/tokenizer.safetensors (from `reptok train tokenizer`)',
@@ -123,6 +129,7 @@ async function tokenData(
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: tok.config.imageSize[0], log: ctx.log });
   return {
     tok,
+    data: dataInfo(ctx, train),
     train: tokensFor(tok, c.tokenizerFile, train, c.cacheDir, ctx.log),
     test: tokensFor(tok, c.tokenizerFile, test, c.cacheDir, ctx.log),
   };
@@ -226,7 +233,7 @@ export async function generatorStage(
   ctx: StageContext<GeneratorStageConfig>,
 ): Promise<Stage<GeneratorStageConfig, TokenBatch>> {
   const c = ctx.config;
-  const { tok, train, test } = await tokenData(c, ctx as StageContext<CommonConfig>);
+  const { tok, train, test, data } = await tokenData(c, ctx as StageContext<CommonConfig>);
   const D = train.tokens.shape[1]!;
   const classes = Math.max(...train.labels) + 1;
   const model = noGrad(() => new MLPMixer1D({ ...c.generator, tokenDim: D, numClasses: classes }));
@@ -267,11 +274,11 @@ export async function generatorStage(
     },
     finish: async () => {
       const path = join(ctx.out, 'generator.safetensors');
-      saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), {
-        format: 'reptok-generator',
-        config: JSON.stringify(model.config),
-        tokenizerFile: c.tokenizerFile,
-        data: c.data,
+      saveGenerator(path, model, {
+        weights: ctx.ema?.shadow ?? model.stateDict(),
+        data: { ...data, classes: data.classes?.slice(0, classes) },
+        training: trainingInfo(ctx),
+        extra: { tokenizerFile: c.tokenizerFile },
       });
       ctx.log(`exported ${path} (EMA weights)`);
       const final = withEma(() => ({
@@ -292,7 +299,7 @@ export async function generatorStage(
 
 export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage<T2IStageConfig, TokenBatch>> {
   const c = ctx.config;
-  const { tok, train, test } = await tokenData(c, ctx as StageContext<CommonConfig>);
+  const { tok, train, test, data } = await tokenData(c, ctx as StageContext<CommonConfig>);
   if (!train.captions) throw new Error(`data set '${c.data}' has no captions; text-to-image needs captioned images`);
   const D = train.tokens.shape[1]!;
   const words = WordTokenizer.fromCaptions(train.captions, { minCount: c.text.minCount, maxLength: c.text.maxLength });
@@ -337,13 +344,11 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
     },
     finish: async () => {
       const path = join(ctx.out, 't2i.safetensors');
-      saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), {
-        format: 'reptok-t2i',
-        config: JSON.stringify({ t2i: model.generator.config, text: c.text }),
-        words: words.toJSON(),
-        tokenizerFile: c.tokenizerFile,
-        data: c.data,
-        ...(c.data.startsWith('emoji') ? { credit: TWEMOJI_CREDIT } : {}),
+      saveTextToImage(path, model, {
+        weights: ctx.ema?.shadow ?? model.stateDict(),
+        data,
+        training: trainingInfo(ctx),
+        extra: { tokenizerFile: c.tokenizerFile, ...(c.data.startsWith('emoji') ? { credit: TWEMOJI_CREDIT } : {}) },
       });
       ctx.log(`exported ${path} (EMA weights)`);
       return { t2i: path };

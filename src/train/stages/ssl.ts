@@ -12,8 +12,8 @@ import { join } from 'node:path';
 
 import { F, Tensor, cat, eye, keep, noGrad, randn, tensor, tidy, zeros } from '../../engine/index.ts';
 import { GELU, Linear, Module, Sequential } from '../../nn/index.ts';
-import { saveSafetensors } from '../../io/safetensors.ts';
 import { DinoVisionTransformer, smallVit, type Dinov2Config } from '../../models/dinov2.ts';
+import { saveEncoder } from '../../models/dinov2-weights.ts';
 import { encoderInput } from '../../models/preprocess.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
 import { imagesTensor, type ImageArray } from '../../data/image-array.ts';
@@ -22,7 +22,7 @@ import { knnAccuracy } from '../../eval/knn.ts';
 import { linearProbeAccuracy } from '../../eval/linear-probe.ts';
 import { COMMON_DEFAULTS, ConfigError, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
-import type { Stage, StageContext } from '../trainer.ts';
+import { dataInfo, trainingInfo, type Stage, type StageContext } from '../trainer.ts';
 
 export interface SslConfig extends CommonConfig {
   stage: 'ssl';
@@ -288,11 +288,7 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
       ),
     finish: async () => {
       const path = join(ctx.out, 'encoder.safetensors');
-      saveSafetensors(path, model.teacher.vit.stateDict(), {
-        format: 'dinov2',
-        config: JSON.stringify(c.encoder),
-        source: 'reptok train ssl',
-      });
+      saveEncoder(path, model.teacher.vit, { data: dataInfo(ctx, train), training: trainingInfo(ctx) });
       ctx.log(`exported the teacher's ViT (official DINOv2 layout) to ${path}`);
       const final = await evaluateEncoder(model.teacher.vit, train, test, c, ctx.log);
       return { encoder: path, ...final };

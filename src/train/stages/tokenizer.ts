@@ -5,18 +5,17 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { Generator, Tensor, cat, full, noGrad, randn, tidy } from '../../engine/index.ts';
-import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
+import { loadSafetensors } from '../../io/safetensors.ts';
 import { imageGrid, writeImage } from '../../io/image.ts';
-import { loadStateDictFile } from '../../io/checkpoint-file.ts';
 import { RepTokTokenizer, reptokPixel, saveTokenizer, type TokenizerConfig } from '../../models/tokenizer.ts';
-import { inferDinov2Config, toOfficialLayout } from '../../models/dinov2-weights.ts';
+import { loadDinov2 } from '../../models/dinov2-weights.ts';
 import { decoderPath, perSampleMse } from '../../flow/paths.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
-import type { Stage, StageContext } from '../trainer.ts';
+import { dataInfo, trainingInfo, type Stage, type StageContext } from '../trainer.ts';
 
 export interface TokenizerStageConfig extends CommonConfig {
   stage: 'tokenizer';
@@ -54,37 +53,26 @@ export function tokenizerPreset(
   };
 }
 
-/** The encoder config stored with weights we exported, else read from the weights' shapes. */
-export function encoderConfigFor(path: string, weights: Map<string, Tensor>): TokenizerConfig['encoder'] {
-  const f = SafetensorsFile.open(path);
-  const meta = f.metadata;
-  f.close();
-  return meta.config ? JSON.parse(meta.config) : inferDinov2Config(weights);
-}
-
 export async function tokenizerStage(
   ctx: StageContext<TokenizerStageConfig>,
 ): Promise<Stage<TokenizerStageConfig, Batch>> {
   const c = ctx.config;
   let tcfg = c.tokenizer;
-  let encoderSd: Map<string, Tensor> | null = null;
-  if (c.encoderWeights) {
-    encoderSd = toOfficialLayout(loadStateDictFile(c.encoderWeights));
-    const enc = c.encoderWeights.endsWith('.safetensors')
-      ? encoderConfigFor(c.encoderWeights, encoderSd)
-      : inferDinov2Config(encoderSd);
-    tcfg = { ...tcfg, encoder: enc };
-  } else {
+  const encoder = c.encoderWeights ? loadDinov2(c.encoderWeights) : null;
+  if (encoder) tcfg = { ...tcfg, encoder: encoder.config };
+  else
     ctx.log(
       'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass DINOv2 weights)',
     );
-  }
   const [H] = tcfg.imageSize;
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
   if (train.c !== tcfg.imageChannels && tcfg.space === 'pixel')
     throw new Error(`the data has ${train.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
   const tok = noGrad(() => new RepTokTokenizer(tcfg));
-  if (encoderSd) tok.tokenEncoder.loadPretrained(encoderSd);
+  if (encoder) {
+    tok.tokenEncoder.loadPretrained(encoder.stateDict());
+    encoder.dispose();
+  }
   if (tcfg.space === 'latent') {
     if (!c.vaeWeights)
       throw new Error('latent space needs SD-VAE weights: --set vaeWeights=<diffusion_pytorch_model.safetensors>');
@@ -173,10 +161,10 @@ export async function tokenizerStage(
     },
     finish: async () => {
       const path = join(ctx.out, 'tokenizer.safetensors');
-      saveTokenizer(path, tok, ctx.ema?.shadow ?? tok.stateDict(), {
-        source: 'reptok train tokenizer',
-        data: c.data,
-        steps: String(c.steps),
+      saveTokenizer(path, tok, {
+        weights: ctx.ema?.shadow ?? tok.stateDict(),
+        data: dataInfo(ctx, train),
+        training: trainingInfo(ctx),
       });
       const final = await withEma(() =>
         noGrad(() =>
