@@ -85,13 +85,13 @@ export function loadOfficialCheckpoint(source: ModelSource, o: OfficialCheckpoin
   }
 }
 
-/** Frees every tensor of an unpickled object (the models hold copies). */
-function disposeTensors(v: unknown, seen = new Set<unknown>()): void {
-  if (seen.has(v)) return;
+/** Frees every tensor of an unpickled object (the models hold copies), except those in `keep`. */
+function disposeTensors(v: unknown, keep = new Set<unknown>(), seen = new Set<unknown>()): void {
+  if (seen.has(v) || keep.has(v)) return;
   seen.add(v);
   if (v instanceof Tensor) v.dispose();
-  else if (v instanceof Map) for (const x of v.values()) disposeTensors(x, seen);
-  else if (Array.isArray(v)) for (const x of v) disposeTensors(x, seen);
+  else if (v instanceof Map) for (const x of v.values()) disposeTensors(x, keep, seen);
+  else if (Array.isArray(v)) for (const x of v) disposeTensors(x, keep, seen);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -159,6 +159,12 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
     );
   }
   if (!parts[generatorWeights].size) fail(`the state dict has no generator weights ('${PREFIX[generatorWeights]}*')`);
+  // free what no model takes (optimizer state, the other generator, FID weights, ...) before the models are built,
+  // so that the file's tensors and the models are not all in memory at once
+  const used = new Set<unknown>(
+    [parts[generatorWeights], parts.encoder, parts.monolith].flatMap((p) => [...p.values()]),
+  );
+  disposeTensors(top, used);
   const generator = noGrad(() => new MLPMixer1D(generatorConfig(hp, path)));
   generator.loadStateDict(parts[generatorWeights], { context: `${path} (${PREFIX[generatorWeights]}*)` });
   generator.eval();
