@@ -41,7 +41,9 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   model: {
     type: 'string',
     short: 'm',
-    help: 'a folder holding tokenizer.safetensors (and generator.safetensors / t2i.safetensors), one model file, or the released RepTok .ckpt',
+    help:
+      'a folder holding tokenizer.safetensors (and generator.safetensors / t2i.safetensors), one model file, ' +
+      'or the released RepTok .ckpt',
     arg: 'PATH',
   },
   tokenizer: { type: 'string', help: 'the tokenizer file (overrides --model)', arg: 'FILE' },

@@ -63,10 +63,10 @@ function plain(value: unknown, where: string, depth: number, container: PickledO
   if (typeof value === 'string') return container ? interpolate(value, container, where, depth) : value;
   if (value === null || typeof value === 'boolean' || typeof value === 'number' || typeof value === 'bigint')
     return value;
-  if (!isNode(value))
-    throw new OmegaconfError(
-      `${where}: holds a ${value instanceof PickledObject ? `pickled '${value.className}' object` : typeof value}, not plain data`,
-    );
+  if (!isNode(value)) {
+    const what = value instanceof PickledObject ? `pickled '${value.className}' object` : typeof value;
+    throw new OmegaconfError(`${where}: holds a ${what}, not plain data`);
+  }
   const content = stateOf(value).get(value.className === DICT || value.className === LIST ? '_content' : '_val');
   const parent = parentOf(value);
   if (value.className === DICT && content instanceof Map)

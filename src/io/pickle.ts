@@ -78,7 +78,7 @@ const CODE_RUNNING_MODULES = new Set(
   ).split(' '),
 );
 
-/** The only builtins a pickle may name: data types (anything else there — eval, exec, getattr, open — runs code). */
+/** The only builtins a pickle may name: data types (anything else there, e.g. eval, getattr or open, runs code). */
 const DATA_BUILTINS = new Set(
   (
     'dict list tuple set frozenset int long float complex str unicode bytes bytearray bool object slice range ' +
@@ -152,7 +152,8 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
     if (value !== undefined) return new GlobalRef(key, value);
     if (o.inert) return new InertGlobal(key);
     return fail(
-      `refusing to load global '${key}': only plain data and known tensor-rebuilding functions are allowed (this file may try to run code)`,
+      `refusing to load global '${key}': only plain data and known tensor-rebuilding functions are allowed ` +
+        '(this file may try to run code)',
     );
   };
   const call = (f: unknown, args: unknown, what: string, kwargs?: Map<unknown, unknown>): unknown => {

@@ -104,7 +104,8 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
   };
   if (!(top instanceof Map) || !(top.get('state_dict') instanceof Map) || !top.has('hyper_parameters'))
     fail(
-      "not a PyTorch-Lightning checkpoint of RepTok's TrainerModuleLatentFlow (expected top-level 'state_dict' and 'hyper_parameters')",
+      "not a PyTorch-Lightning checkpoint of RepTok's TrainerModuleLatentFlow " +
+        "(expected top-level 'state_dict' and 'hyper_parameters')",
     );
   const report: OfficialCheckpoint['report'] = { ignored: [], unknown: [], notes: [] };
   const hpRaw = (top as Map<string, unknown>).get('hyper_parameters');
@@ -155,7 +156,8 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
   if (want === 'ema' && !parts.ema.size) {
     generatorWeights = 'online';
     report.notes.push(
-      `no EMA generator weights ('${PREFIX.ema}*'; ema_rate ${JSON.stringify(hp.ema_rate ?? null)}): sampling uses the online weights, as the release does without an EMA model`,
+      `no EMA generator weights ('${PREFIX.ema}*'; ema_rate ${JSON.stringify(hp.ema_rate ?? null)}): ` +
+        'sampling uses the online weights, as the release does without an EMA model',
     );
   }
   if (!parts[generatorWeights].size) fail(`the state dict has no generator weights ('${PREFIX[generatorWeights]}*')`);
@@ -194,7 +196,9 @@ function officialCheckpointFrom(top: unknown, path: string, o: OfficialCheckpoin
     report,
     data: { imageSize: config.imageSize, channels: config.imageChannels, valueRange: [-1, 1] },
     training: {
-      command: `CompVis/RepTok TrainerModuleLatentFlow (PyTorch Lightning ${typeof lightning === 'string' ? lightning : 'unknown version'})`,
+      command: `CompVis/RepTok TrainerModuleLatentFlow (PyTorch Lightning ${
+        typeof lightning === 'string' ? lightning : 'unknown version'
+      })`,
       step: num('global_step') ?? 0,
       config: hp,
     },
@@ -317,7 +321,8 @@ function tokenizerConfig(
   };
   if (o.vae?.normNumGroups === undefined)
     report.notes.push(
-      `the VAE's GroupNorm group count is not stored; assumed ${groups} (the largest of at most 32 dividing every block width)`,
+      `the VAE's GroupNorm group count is not stored; assumed ${groups} ` +
+        '(the largest of at most 32 dividing every block width)',
     );
   const shift = pick(yaml ?? null, 'ae.shift');
   if (shift !== undefined && shift !== 0) throw new Error(`${o.modelConfig}: model.ae.shift ${shift} is not supported`);
@@ -331,7 +336,8 @@ function tokenizerConfig(
   const patchSize = (Array.isArray(yamlPatch) ? yamlPatch : [side, side]) as [number, number];
   if (patchSize[0]! * patchSize[1]! !== patchIn)
     throw new Error(
-      `${path}: the decoder's patch embedding takes ${patchIn} values per latent channel, not a square patch; pass the model YAML (modelConfig) that states its patch_size`,
+      `${path}: the decoder's patch embedding takes ${patchIn} values per latent channel, not a square patch; ` +
+        'pass the model YAML (modelConfig) that states its patch_size',
     );
   const decoder = {
     width,
@@ -350,7 +356,8 @@ function tokenizerConfig(
   const encoder = inferDinov2Config(parts.encoder, o.encoder);
   if (o.encoder?.numHeads === undefined)
     report.notes.push(
-      `the DINOv2 head count is not stored; assumed ${encoder.numHeads} (64-dimensional heads, as in every released DINOv2)`,
+      `the DINOv2 head count is not stored; assumed ${encoder.numHeads} ` +
+        '(64-dimensional heads, as in every released DINOv2)',
     );
 
   const config: TokenizerConfig = {
@@ -390,7 +397,8 @@ function checkAgainstYaml(c: TokenizerConfig, yaml: Plain, file: string): void {
     if (v === undefined || (typeof v === 'string' && v.includes('${'))) continue;
     if (JSON.stringify(v) !== JSON.stringify(ours))
       throw new Error(
-        `${file}: model.${key} is ${JSON.stringify(v)} but the checkpoint's weights say ${JSON.stringify(ours)}: this YAML does not describe this checkpoint`,
+        `${file}: model.${key} is ${JSON.stringify(v)} but the checkpoint's weights say ${JSON.stringify(ours)}: ` +
+          'this YAML does not describe this checkpoint',
       );
   }
 }

@@ -13,7 +13,8 @@ import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 export const spec: CommandSpec = {
   name: 'convert',
   summary:
-    "Convert the RepTok authors' released checkpoint (reptok-xl-600k-ImageNet.ckpt) into reptok model files: tokenizer.safetensors and generator.safetensors.",
+    "Convert the RepTok authors' released checkpoint (reptok-xl-600k-ImageNet.ckpt) into reptok model files: " +
+    'tokenizer.safetensors and generator.safetensors.',
   details:
     'The checkpoint is read as data (its pickled hyper-parameters are never executed). The folder then works with ' +
     '--model DIR in every command; `reptok info DIR/tokenizer.safetensors` shows what was converted.',

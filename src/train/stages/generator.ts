@@ -286,7 +286,9 @@ export async function generatorStage(
         ...classConsistency(model, train, test, classes, c.val.evalSamplesPerClass, c.val, c.seed + 4),
       }));
       ctx.log(
-        `guided samples in the requested class (k-NN on training tokens): ${(100 * final.sample_class_acc).toFixed(1)}% (real held-out tokens: ${(100 * final.real_token_knn_acc).toFixed(1)}%)`,
+        `guided samples in the requested class (k-NN on training tokens): ` +
+          `${(100 * final.sample_class_acc).toFixed(1)}% (real held-out tokens: ` +
+          `${(100 * final.real_token_knn_acc).toFixed(1)}%)`,
       );
       return { generator: path, ...final };
     },
@@ -306,7 +308,8 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
   const text = new SmallTextEncoder(words, c.text);
   const model = noGrad(() => new TextToImage({ ...c.t2i, tokenDim: D, textDim: c.text.width }, text));
   ctx.log(
-    `text-to-image: ${(model.numParameters() / 1e6).toFixed(2)}M parameters (text encoder ${(text.numParameters() / 1e6).toFixed(2)}M, ${words.vocab.length} words)`,
+    `text-to-image: ${(model.numParameters() / 1e6).toFixed(2)}M parameters (text encoder ` +
+      `${(text.numParameters() / 1e6).toFixed(2)}M, ${words.vocab.length} words)`,
   );
   const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
   const testText = (idx: Tensor) => model.encode((idx.toArray() as number[]).map((i) => test.captions![i]!));

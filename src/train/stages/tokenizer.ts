@@ -62,7 +62,8 @@ export async function tokenizerStage(
   if (encoder) tcfg = { ...tcfg, encoder: encoder.config };
   else
     ctx.log(
-      'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass DINOv2 weights)',
+      'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass ' +
+        'DINOv2 weights)',
     );
   const [H] = tcfg.imageSize;
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
@@ -80,7 +81,8 @@ export async function tokenizerStage(
   }
   tok.train();
   ctx.log(
-    `tokenizer: ${(tok.numParameters({ trainableOnly: true }) / 1e6).toFixed(2)}M trainable of ${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
+    `tokenizer: ${(tok.numParameters({ trainableOnly: true }) / 1e6).toFixed(2)}M trainable of ` +
+      `${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
   );
 
   // fixed validation material: held-out images, noise and times
@@ -189,7 +191,8 @@ export async function tokenizerStage(
         ),
       );
       ctx.log(
-        `exported ${path} (EMA weights); test PSNR ${final.test_psnr.toFixed(2)} dB over ${final.test_images} held-out images (${c.val.steps} Euler steps)`,
+        `exported ${path} (EMA weights); test PSNR ${final.test_psnr.toFixed(2)} dB over ${final.test_images} ` +
+          `held-out images (${c.val.steps} Euler steps)`,
       );
       return { tokenizer: path, ...final };
     },
