@@ -112,7 +112,8 @@ export function modelSources(o: Parsed['options'], log: (m: string) => void): Re
     const recorded = peekModelFile(gen).extra.tokenizerFile;
     if (!recorded || !existsSync(recorded))
       throw new Error(
-        `no tokenizer given: pass --tokenizer FILE${recorded ? ` (${gen} was trained with ${recorded}, which is not there)` : ''}`,
+        'no tokenizer given: pass --tokenizer FILE' +
+          (recorded ? ` (${gen} was trained with ${recorded}, which is not there)` : ''),
       );
     log(`using the tokenizer ${gen} was trained with: ${recorded}`);
     sources.tokenizer = recorded;

@@ -9,7 +9,7 @@ export function progressBar(enabled: boolean, out: NodeJS.WriteStream = process.
     if (!on) return;
     const width = 24;
     const filled = Math.round(width * Math.min(1, Math.max(0, fraction)));
-    const line = `${label.padEnd(18)} [${'='.repeat(filled)}${' '.repeat(width - filled)}] ${Math.round(100 * fraction)}%`;
+    const line = `${label.padEnd(18)} [${'='.repeat(filled).padEnd(width)}] ${Math.round(100 * fraction)}%`;
     if (line === shown) return;
     out.write(`\r${line}`);
     shown = line;

@@ -130,7 +130,8 @@ export function describeModel<C>(
   if (!found || (kind && found !== kind)) {
     const what = found ? `a reptok ${found}` : `not a reptok model file (format '${metadata.format ?? 'none'}')`;
     throw new Error(
-      `${sourceName(source)}: expected a reptok ${kind ?? 'model'} ('${kind ? MODEL_FORMATS[kind] : 'reptok-*'}' in its metadata), but it is ${what}`,
+      `${sourceName(source)}: expected a reptok ${kind ?? 'model'} ` +
+        `('${kind ? MODEL_FORMATS[kind] : 'reptok-*'}' in its metadata), but it is ${what}`,
     );
   }
   if (!metadata.config) throw new Error(`${sourceName(source)}: its metadata has no architecture 'config'`);

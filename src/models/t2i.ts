@@ -202,7 +202,8 @@ export function saveTextToImage(path: string, model: TextToImage, o: SaveOptions
   const text = model.textEncoder;
   if (!(text instanceof SmallTextEncoder))
     throw new Error(
-      'saveTextToImage: only models with the small text encoder are saved as one file (a pretrained text encoder is loaded from its own files)',
+      'saveTextToImage: only models with the small text encoder are saved as one file (a pretrained text encoder ' +
+        'is loaded from its own files)',
     );
   const { width, depth, heads, maxLength } = text.config;
   const config: TextToImageConfig = { t2i: model.generator.config, text: { width, depth, heads, maxLength } };

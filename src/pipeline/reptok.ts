@@ -120,7 +120,8 @@ export class RepTok {
     for (const [name, m, width] of widths)
       if (m && width !== this.tokenDim)
         throw new Error(
-          `${m.source}: the ${name} makes tokens of width ${width}, but the tokenizer ${models.tokenizer.source} uses width ${this.tokenDim}; pass the tokenizer it was trained with`,
+          `${m.source}: the ${name} makes tokens of width ${width}, but the tokenizer ${models.tokenizer.source} ` +
+            `uses width ${this.tokenDim}; pass the tokenizer it was trained with`,
         );
     for (const m of [this.tokenizer, this.generator, this.t2i]) m?.to({ device }).eval();
   }
@@ -318,7 +319,8 @@ export class RepTok {
     if (!m)
       throw new Error(
         this.generator
-          ? `this model is class-conditional (classes: ${describeClasses(this.classes)}) and takes no prompts; sample by class instead (reptok sample --class C)`
+          ? `this model is class-conditional (classes: ${describeClasses(this.classes)}) and takes no prompts; ` +
+              'sample by class instead (reptok sample --class C)'
           : 'generating from prompts needs a text-to-image model: load one with { t2i }',
       );
     if (prompts.length === 0) throw new Error('generate: no prompts given');

@@ -30,7 +30,8 @@ export function loadTokens(source: SafetensorsSource): TokensFile {
   if (metadata.format !== TOKENS_FORMAT || !tokens || tokens.ndim !== 2) {
     tokens?.dispose();
     throw new Error(
-      `${sourceName(source)}: not a reptok tokens file (expected a (N, D) 'tokens' tensor and format '${TOKENS_FORMAT}'; make one with \`reptok encode\`)`,
+      `${sourceName(source)}: not a reptok tokens file (expected a (N, D) 'tokens' tensor and format ` +
+        `'${TOKENS_FORMAT}'; make one with \`reptok encode\`)`,
     );
   }
   return { tokens, sources: JSON.parse(metadata.sources ?? '[]'), tokenizer: metadata.tokenizer ?? '' };

@@ -19,7 +19,7 @@ export const spec: CommandSpec = {
   },
   examples: [
     'reptok generate "red heart" "cat face" --model runs/emoji --n 6 -o hearts-and-cats.png',
-    'reptok generate "pizza" --t2i runs/emoji-t2i/t2i.safetensors --tokenizer runs/emoji-tok/tokenizer.safetensors --cfg 3',
+    'reptok generate "pizza" --t2i runs/emoji-t2i/t2i.safetensors --tokenizer runs/emoji-tok/tokenizer.safetensors',
   ],
 };
 

@@ -13,7 +13,9 @@ import type { CommandSpec, Parsed } from '../args.ts';
 export const spec: CommandSpec = {
   name: 'info',
   summary:
-    'Without a file: print the runtime (libtorch version, threads, BLAS libraries in use, thread-wait settings, whether linear layers run on oneDNN and malloc is tuned, CUDA devices). With a file: what the file holds and can do.',
+    'Without a file: print the runtime (libtorch version, threads, BLAS libraries in use, thread-wait settings, ' +
+    'whether linear layers run on oneDNN and malloc is tuned, CUDA devices). With a file: what the file holds and ' +
+    'can do.',
   positionals: [{ name: 'file', help: 'a model or tokens file (.safetensors)', optional: true }],
   options: { json: { type: 'boolean', help: 'print one JSON object' } },
   examples: [
@@ -40,11 +42,22 @@ function architecture(kind: ModelKind, c: any): string {
     case 'encoder':
       return `${vit(c)}, ${c.numRegisterTokens} registers, ${c.imgSize}×${c.imgSize} input`;
     case 'tokenizer':
-      return `encoder ${vit(c.encoder)} at ${c.encoderInputSize} px -> one token of width ${c.encoder.embedDim}; decoder ${c.decoder.width} wide, ${c.decoder.depth} blocks, in ${c.space} space -> ${c.imageChannels}×${c.imageSize.join('×')} images`;
+      return (
+        `encoder ${vit(c.encoder)} at ${c.encoderInputSize} px -> one token of width ${c.encoder.embedDim}; ` +
+        `decoder ${c.decoder.width} wide, ${c.decoder.depth} blocks, in ${c.space} space -> ` +
+        `${c.imageChannels}×${c.imageSize.join('×')} images`
+      );
     case 'generator':
-      return `MLP-Mixer ${c.dim} wide, ${c.depth} blocks, over tokens of width ${c.tokenDim}; ${c.numClasses ? `${c.numClasses} classes` : 'unconditional'}`;
+      return (
+        `MLP-Mixer ${c.dim} wide, ${c.depth} blocks, over tokens of width ${c.tokenDim}; ` +
+        (c.numClasses ? `${c.numClasses} classes` : 'unconditional')
+      );
     case 't2i':
-      return `text-to-token mixer ${c.t2i.dim} wide, ${c.t2i.depth} blocks with cross-attention (${c.t2i.heads} heads), over tokens of width ${c.t2i.tokenDim}; text encoder ${c.text.width} wide, ${c.text.depth} blocks, ${c.text.maxLength} words`;
+      return (
+        `text-to-token mixer ${c.t2i.dim} wide, ${c.t2i.depth} blocks with cross-attention (${c.t2i.heads} heads), ` +
+        `over tokens of width ${c.t2i.tokenDim}; text encoder ${c.text.width} wide, ${c.text.depth} blocks, ` +
+        `${c.text.maxLength} words`
+      );
   }
 }
 

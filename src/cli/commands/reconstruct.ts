@@ -55,7 +55,8 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   report(
     options,
     { images: files, psnr: scores, ...d },
-    `wrote ${files.length} pair(s) (original | reconstruction) to ${options.out}; PSNR ${mean.toFixed(2)} dB on average`,
+    `wrote ${files.length} pair(s) (original | reconstruction) to ${options.out}; ` +
+      `PSNR ${mean.toFixed(2)} dB on average`,
   );
   for (const t of [images, recon]) t.dispose();
   rt.dispose();
