@@ -354,6 +354,11 @@ function tokenizerConfig(
 
   // the encoder: the release's RepTokImageEncoder (fixed 224-pixel input, DINOv2 with registers)
   const encoder = inferDinov2Config(parts.encoder, o.encoder);
+  if (!(Number.isInteger(encoder.numHeads) && encoder.numHeads > 0 && encoder.embedDim % encoder.numHeads === 0))
+    throw new Error(
+      `${path}: the DINOv2 head count is not stored in the file, and ${encoder.numHeads} heads do not split its width ` +
+        `${encoder.embedDim}: pass the head count (encoder: { numHeads }, or --encoder-heads N)`,
+    );
   if (o.encoder?.numHeads === undefined)
     report.notes.push(
       `the DINOv2 head count is not stored; assumed ${encoder.numHeads} ` +

@@ -134,6 +134,7 @@ test('bad input: exit ≠ 0 with one line that says what was wrong', async () =>
     [['convert', ckpt], 2, /pass -o DIR/],
     [['convert', ckpt, '-o', join(tmp, 'x'), '--weights', 'best'], 2, /--weights must be 'ema' or 'online'/],
     [['convert', ckpt, '-o', join(tmp, 'x'), '--encoder-heads', '-1'], 2, /--encoder-heads must be/],
+    [['convert', ckpt, '-o', join(tmp, 'x')], 1, /head count is not stored .* do not split its width 32: pass/],
     [['info', ckpt], 1, /a PyTorch checkpoint, not a reptok model file;.*reptok convert/],
   ];
   for (const [args, code, message] of cases) {
