@@ -101,6 +101,17 @@ test('inert mode reads objects of unknown classes as records of their state, nev
   assert.ok(state.get('kind') instanceof InertGlobal && (state.get('kind') as InertGlobal).name === 'mylib.kinds.Big');
 });
 
+test('inert dict and list subclasses keep their items; NEWOBJ_EX keeps its keyword arguments', () => {
+  const read = (text: string): PickledObject =>
+    unpickle(Buffer.from(`\x80\x02${text}.`, 'latin1'), { globals: {}, inert: true }) as PickledObject;
+  const dict = read('cmylib\nD\n)\x81(X\x01\x00\x00\x00aK\x01u');
+  assert.deepEqual([dict.className, [...dict.items]], ['mylib.D', [['a', 1]]]);
+  const list = read('cmylib\nL\n)\x81(K\x01K\x02e');
+  assert.deepEqual([list.className, list.list], ['mylib.L', [1, 2]]);
+  const kw = read('cmylib\nK\n)}X\x01\x00\x00\x00xK\x03s\x92');
+  assert.deepEqual([kw.className, [...kw.kwargs]], ['mylib.K', [['x', 3]]]);
+});
+
 test('code-running globals are refused in every mode, however they are reached', () => {
   const cases: [string, unknown[]][] = [
     ['os.system', ['touch /tmp/reptok-inert-exploit']],
