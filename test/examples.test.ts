@@ -1,4 +1,4 @@
-// The examples run as printed: the README's engine example learns; the pipeline example uses saved models.
+// Every example runs as printed: the engine examples learn; the pipeline example uses saved models.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -18,6 +18,15 @@ test('examples/quickstart.ts (the README example) trains and the loss falls', ()
   const losses = [...out.matchAll(/loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
   assert.equal(losses.length, 3);
   assert.ok(losses[2]! < losses[0]! / 5, out);
+});
+
+test('examples/fashion-mnist-mlp.ts trains a classifier above 80% test accuracy in one epoch', () => {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', 'fashion-mnist-mlp.ts'), '1'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  const accuracy = Number(/test accuracy (\d+\.\d+)%/.exec(out)?.[1]);
+  assert.ok(accuracy > 80, out);
 });
 
 test('examples/use-models.ts samples, reconstructs and interpolates with saved models', async () => {

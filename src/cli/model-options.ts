@@ -95,7 +95,8 @@ export function modelSources(o: Parsed['options'], log: (m: string) => void): Re
     if (statSync(o.model).isDirectory()) {
       for (const [kind, name] of Object.entries(FILE_NAMES))
         if (existsSync(join(o.model, name))) sources[kind as keyof typeof FILE_NAMES] = join(o.model, name);
-      if (!sources.tokenizer) throw new Error(`${o.model}: no ${FILE_NAMES.tokenizer} in this folder (--model)`);
+      if (!Object.keys(sources).some((k) => k in FILE_NAMES))
+        throw new Error(`${o.model}: no ${Object.values(FILE_NAMES).join(', ')} in this folder (--model)`);
     } else if (o.model.endsWith('.safetensors')) {
       sources[peekModelFile(o.model).kind as keyof typeof FILE_NAMES] = o.model;
     } else {

@@ -60,7 +60,19 @@ function toBytes(img: Tensor): { data: Buffer; height: number; width: number; ch
     throw new RangeError(`expected an image tensor (1|3, H, W), got shape [${img.shape.join(', ')}]`);
   const [channels, height, width] = img.shape as [number, number, number];
   const data = noGrad(() =>
-    tidy(() => img.detach().add(1).mul(127.5).round().clamp(0, 255).to('uint8').permute(1, 2, 0).contiguous().bytes()),
+    tidy(() =>
+      img
+        .detach()
+        .to({ device: 'cpu' }) // images computed on a GPU are written from host memory
+        .add(1)
+        .mul(127.5)
+        .round()
+        .clamp(0, 255)
+        .to('uint8')
+        .permute(1, 2, 0)
+        .contiguous()
+        .bytes(),
+    ),
   );
   return { data, height, width, channels };
 }

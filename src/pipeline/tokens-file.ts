@@ -18,7 +18,7 @@ export interface TokensFile {
 export function saveTokens(path: string, f: TokensFile): void {
   saveSafetensors(
     path,
-    { tokens: f.tokens.float().contiguous() },
+    { tokens: f.tokens.to({ dtype: 'float32', device: 'cpu' }).contiguous() },
     { format: TOKENS_FORMAT, sources: JSON.stringify(f.sources), tokenizer: f.tokenizer, reptok: REPTOK_VERSION },
   );
 }

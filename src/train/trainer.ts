@@ -65,8 +65,8 @@ export class StageContext<C extends CommonConfig = CommonConfig> {
     }
   }
 
-  /** Writes images (B, C, H, W) as a grid with `nrow` per row to <out>/samples/step-NNNNNN.png; returns the path. */
-  async writeSampleGrid(images: Tensor, nrow: number): Promise<string> {
+  /** Writes images (B, C, H, W) as one picture, `nrow` per row, to <out>/samples/step-NNNNNN.png; returns its path. */
+  async writeSamplePicture(images: Tensor, nrow: number): Promise<string> {
     const dir = join(this.out, 'samples');
     mkdirSync(dir, { recursive: true });
     const path = join(dir, `step-${String(this.step + 1).padStart(6, '0')}.png`);

@@ -5,15 +5,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { Generator, rand, randn, readImage } from '../../src/index.ts';
 import { main } from '../../src/cli/main.ts';
+import { commandLine } from '../../src/cli/args.ts';
+import { loadGeneratorFile, peekModelFile, saveGenerator } from '../../src/models/index.ts';
 import { saveTokens } from '../../src/pipeline/tokens-file.ts';
 import { ROOT } from '../helpers.ts';
 import { TINY_CLASSES, saveTinyModels } from '../tiny-models.ts';
+import { syntheticFolder, tinyConfigs } from '../train/fixtures.ts';
 
 const files = saveTinyModels();
 const dir = files.dir;
@@ -32,14 +35,15 @@ for (const [i, p] of images.entries())
 async function reptok(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const [log, error] = [console.log, console.error];
+  const [log, error, write] = [console.log, console.error, process.stderr.write];
   console.log = (...a: unknown[]) => void out.push(a.join(' '));
   console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  process.stderr.write = ((chunk: string) => err.push(String(chunk).replace(/\n$/, '')) > 0) as typeof write;
   try {
     const code = await main(args);
     return { code, out: out.join('\n'), err: err.join('\n') };
   } finally {
-    [console.log, console.error] = [log, error];
+    [console.log, console.error, process.stderr.write] = [log, error, write];
   }
 }
 
@@ -68,6 +72,12 @@ test('encode -> tokens file; decode -> one decodable image per token; info descr
   noTemporaries(join(dir, 'decoded'));
   const info = await json('info', tokens);
   assert.deepEqual([info.kind, info.count, info.tokenDim], ['tokens', 2, 32]);
+  // tokens made by another tokenizer of the same width decode, with a note that says so
+  const foreign = join(dir, 'foreign-tokens.safetensors');
+  saveTokens(foreign, { tokens: randn([1, 32]), sources: [], tokenizer: 'elsewhere/tokenizer.safetensors' });
+  const r = await reptok('decode', foreign, ...M, '-o', join(dir, 'foreign'), '--steps', '1');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /note: these tokens were made by elsewhere\/tokenizer\.safetensors; decoded them with /);
 });
 
 test('reconstruct writes original | reconstruction pairs and their PSNR', async () => {
@@ -153,6 +163,36 @@ test('sample by class names and indices, or --all; generate from prompts', async
   assert.equal((await sharp(g.output).metadata()).height, 2 * 18 + 2);
 });
 
+test('a generator alone finds the tokenizer it was trained with (recorded in its file), and says so', async () => {
+  const gdir = join(dir, 'gen-run');
+  mkdirSync(gdir);
+  const gen = join(gdir, 'generator.safetensors');
+  const m = loadGeneratorFile(files.generator);
+  saveGenerator(gen, m.model, { data: m.data, extra: { tokenizerFile: files.tokenizer } });
+  m.model.dispose();
+  const r = await reptok(
+    'sample',
+    '--model',
+    gdir,
+    '--class',
+    '0',
+    '--n',
+    '1',
+    '--steps',
+    '1',
+    '-o',
+    join(gdir, 's.png'),
+  );
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, new RegExp(`using the tokenizer .* was trained with: ${files.tokenizer}`));
+  const bad = await reptok('sample', '--generator', files.generator, '--class', '0');
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /no tokenizer given: pass --tokenizer FILE/);
+  mkdirSync(join(dir, 'empty'));
+  const empty = await reptok('sample', '--model', join(dir, 'empty'), '--all');
+  assert.match(empty.err, /empty: no tokenizer\.safetensors, generator\.safetensors, t2i\.safetensors in this folder/);
+});
+
 test('info: architecture, parameters, dtype, data, training, version and uses of every model file', async () => {
   for (const kind of ['encoder', 'tokenizer', 'generator', 't2i'] as const) {
     const i = await json('info', files[kind]);
@@ -221,4 +261,17 @@ test('the reptok executable runs a command and reports a failure by its exit sta
   const bad = spawnSync(process.execPath, [bin, 'sample', ...M, '--class', 'dog'], { encoding: 'utf8' });
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+});
+
+test('reptok train records its command line in the model file it exports', async () => {
+  assert.equal(commandLine('train', ['ssl', '--set', "note=it's a b"]), `reptok train ssl --set 'note=it'\\''s a b'`);
+  const data = `folder:${await syntheticFolder()}`;
+  const config = join(dir, 'ssl.json');
+  writeFileSync(config, JSON.stringify(tinyConfigs(data).ssl));
+  const out = join(dir, 'ssl-run');
+  const args = ['ssl', '--preset', 'fmnist-ssl', '--config', config, '--out', out, '--steps', '1'];
+  const r = await reptok('train', ...args);
+  assert.equal(r.code, 0, r.err);
+  const d = peekModelFile(join(out, 'encoder.safetensors'), 'encoder');
+  assert.deepEqual([d.training?.command, d.training?.step], [commandLine('train', args), 1]);
 });

@@ -15,7 +15,7 @@ import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
 import { mergeConfig, type Json } from '../../train/config.ts';
 import { PRESETS, train, type StageName } from '../../train/presets.ts';
-import type { CommandSpec, Parsed } from '../args.ts';
+import { commandLine, type CommandSpec, type Parsed } from '../args.ts';
 
 export const spec: CommandSpec = {
   name: 'demo',
@@ -82,7 +82,7 @@ const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: stri
   },
 ];
 
-export async function run({ options }: Parsed): Promise<void> {
+export async function run({ options, argv }: Parsed): Promise<void> {
   const out: string = options.out;
   const scale: number = options.scale;
   mkdirSync(out, { recursive: true });
@@ -108,6 +108,7 @@ export async function run({ options }: Parsed): Promise<void> {
     const r = await train(s.stage, config, {
       out: join(out, s.stage),
       force: true,
+      command: `${commandLine('demo', argv)} (stage ${s.stage}: preset ${s.preset}, shortened)`,
       log: (m) => (m.startsWith('config') || m.startsWith('runtime') ? undefined : log(m)),
     });
     times[s.stage] = (performance.now() - t0) / 1000;

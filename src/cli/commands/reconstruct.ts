@@ -45,7 +45,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   const files = outputNames(positionals.length, positionals).map((n) => join(options.out, n));
   const scores: number[] = [];
   for (let i = 0; i < files.length; i++) {
-    const pair = tidy(() => stack([images.select(0, i), recon.select(0, i)]));
+    const pair = tidy(() => stack([images.select(0, i), recon.select(0, i).to({ device: 'cpu' })]));
     scores.push(tidy(() => psnr(pair.slice(0, 1, 2), pair.slice(0, 0, 1))));
     const grid = imageGrid(pair, { nrow: 2 });
     await writeImage(files[i]!, grid);

@@ -1,6 +1,6 @@
 // reptok train <stage>: trains a stage from a preset, a config file and --set overrides.
 import { PRESETS, STAGES, presetsFor, resolveTrainConfig, train, type StageName } from '../../train/presets.ts';
-import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 
 const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s).join(', ')}`).join('\n');
 
@@ -47,7 +47,7 @@ export const spec: CommandSpec = {
   ],
 };
 
-export async function run({ positionals, options }: Parsed): Promise<number | void> {
+export async function run({ positionals, options, argv }: Parsed): Promise<number | void> {
   const stage = positionals[0] as StageName;
   if (!STAGES.includes(stage)) throw new UsageError(`unknown stage '${stage}'; stages: ${STAGES.join(', ')}`, 'train');
   if (!options.preset)
@@ -64,6 +64,7 @@ export async function run({ positionals, options }: Parsed): Promise<number | vo
     resume: options.resume,
     force: options.force,
     steps: options.steps,
+    command: commandLine('train', argv),
   });
   if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
   if (result.interrupted) return 130;

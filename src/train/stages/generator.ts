@@ -175,7 +175,7 @@ export async function generatorStage(
           return sampleImages(tok, classField(model, y), y.shape[0]!, c.val, c.seed + 3);
         }),
       );
-      const path = await ctx.writeSampleGrid(images, per);
+      const path = await ctx.writeSamplePicture(images, per);
       images.dispose();
       return `${path} (one row per class)`;
     },
@@ -247,7 +247,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
       const images = ctx.evaluate(model, () =>
         sampleImages(tok, model.field(prompts), prompts.length, c.val, c.seed + 3),
       );
-      const path = await ctx.writeSampleGrid(images, per);
+      const path = await ctx.writeSamplePicture(images, per);
       images.dispose();
       return `${path} (rows: ${c.val.prompts.join(' | ')})`;
     },

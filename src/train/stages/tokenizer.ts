@@ -130,7 +130,7 @@ export async function tokenizerStage(
       }),
     samples: async () => {
       const pairs = ctx.evaluate(tok, () => tidy(() => cat([valImages, reconstructions()])));
-      const path = await ctx.writeSampleGrid(pairs, valImages.shape[0]!);
+      const path = await ctx.writeSamplePicture(pairs, valImages.shape[0]!);
       pairs.dispose();
       return `${path} (top: held-out images, bottom: their one-token reconstructions)`;
     },
