@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   sample: () => import('./commands/sample.ts'),
   generate: () => import('./commands/generate.ts'),
   convert: () => import('./commands/convert.ts'),
+  eval: () => import('./commands/eval.ts'),
 };
 
 function overview(): string {
@@ -30,7 +31,7 @@ function overview(): string {
     '',
     'Commands:',
     '  demo         the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
-    '  train        train a stage: ssl | tokenizer | generator | t2i',
+    '  train        train a stage: ssl | tokenizer | generator | t2i | classifier',
     '  encode       images -> one token each (a tokens file)',
     '  decode       a tokens file -> images',
     '  reconstruct  images -> token -> images, beside the originals',
@@ -38,6 +39,7 @@ function overview(): string {
     '  sample       class-conditional samples as a grid',
     '  generate     images from text prompts as a grid',
     "  convert      the RepTok authors' released checkpoint (.ckpt) -> reptok model files",
+    '  eval         measure a tokenizer and generator (PSNR, SSIM, FD, precision/recall, ...) with a report page',
     '  pull         download model files from the Hugging Face Hub (when online)',
     '  info         print the runtime (libtorch, threads, BLAS, CUDA), or what a model file holds',
     '',
