@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   interpolate: () => import('./commands/interpolate.ts'),
   sample: () => import('./commands/sample.ts'),
   generate: () => import('./commands/generate.ts'),
+  convert: () => import('./commands/convert.ts'),
   eval: () => import('./commands/eval.ts'),
   serve: () => import('./commands/serve.ts'),
 };
@@ -38,6 +39,7 @@ function overview(): string {
     '  interpolate  the path between two images, as a strip or an animation',
     '  sample       class-conditional samples as a grid',
     '  generate     images from text prompts as a grid',
+    "  convert      the RepTok authors' released checkpoint (.ckpt) -> reptok model files",
     '  eval         measure a tokenizer and generator (PSNR, SSIM, FD, precision/recall, ...) with a report page',
     '  serve        the web demo: a page where you try the models in a browser',
     '  pull         download model files from the Hugging Face Hub (when online)',

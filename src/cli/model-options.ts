@@ -5,17 +5,46 @@ import { basename, join, resolve } from 'node:path';
 
 import { setNumThreads } from '../engine/index.ts';
 import { peekModelFile } from '../models/model-file.ts';
+import type { OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
 import { RepTok, type RepTokSources } from '../pipeline/index.ts';
 import type { ModelSet } from '../pipeline/model-set.ts';
 import { progressBar } from './progress-bar.ts';
 import { UsageError, type OptionSpec, type Parsed } from './args.ts';
+
+/** What a released RepTok checkpoint (.ckpt) does not store, for --model FILE.ckpt and `reptok convert`. */
+export const CHECKPOINT_OPTIONS: Record<string, OptionSpec> = {
+  'model-yaml': {
+    type: 'string',
+    help: "a released checkpoint's model YAML (RepTok's configs/model/reptok.yaml): optional, checked against it",
+    arg: 'FILE',
+  },
+  'encoder-heads': {
+    type: 'number',
+    default: 0,
+    help: "a released checkpoint's DINOv2 head count, not stored in it (0: 64-dimensional heads, as released)",
+    arg: 'N',
+  },
+};
+
+/** --model-yaml and --encoder-heads as loader options. */
+export function checkpointOptions(o: Parsed['options']): OfficialCheckpointOptions {
+  const heads = o['encoder-heads'];
+  if (!(Number.isInteger(heads) && heads >= 0))
+    throw new UsageError(`--encoder-heads must be a non-negative integer, got ${heads}`);
+  return {
+    ...(o['model-yaml'] ? { modelConfig: existingFile(o['model-yaml'], '--model-yaml') } : {}),
+    ...(heads ? { encoder: { numHeads: heads } } : {}),
+  };
+}
 
 /** The model, runtime and output options of every inference command. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   model: {
     type: 'string',
     short: 'm',
-    help: 'a folder holding tokenizer.safetensors (and generator.safetensors / t2i.safetensors), or one model file',
+    help:
+      'a folder holding tokenizer.safetensors (and generator.safetensors / t2i.safetensors), one model file, ' +
+      'or the released RepTok .ckpt',
     arg: 'PATH',
   },
   tokenizer: { type: 'string', help: 'the tokenizer file (overrides --model)', arg: 'FILE' },
@@ -24,6 +53,7 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   device: { type: 'string', default: 'cpu', help: "where the models run: 'cpu', 'cuda', 'cuda:1', ...", arg: 'DEV' },
   threads: { type: 'number', default: 0, help: 'CPU threads for libtorch (0: all cores)', arg: 'N' },
   json: { type: 'boolean', help: 'print one JSON object describing the outputs (for scripts)' },
+  ...CHECKPOINT_OPTIONS,
 };
 
 /** Options of the commands that decode: the decoder's ODE. */
@@ -72,6 +102,8 @@ export function modelSources(o: Parsed['options'], log: (m: string) => void): Re
       sources[peekModelFile(o.model).kind as keyof typeof FILE_NAMES] = o.model;
     } else {
       sources.checkpoint = o.model;
+      sources.checkpointOptions = checkpointOptions(o);
+      sources.onNote = log;
     }
   }
   for (const kind of ['tokenizer', 'generator', 't2i'] as const)

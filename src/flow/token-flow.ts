@@ -45,14 +45,29 @@ export function validationLoss(
 }
 
 /**
- * Generates from noise x0 (t = 0) to data (t = 1). The fixed-step samplers step through the reference's float32 times
- * linspace(0, 1, N + 1); guidance applies inside `guidance.interval`.
+ * torch.linspace(start, end, steps) in float32 as PyTorch 2 computes it on the CPU, the reference's time grid: the
+ * first half counts up from `start`, the second half down from `end`, each value rounded once. libtorch 1.13's
+ * kernel differs in the last bit at some points (of 50 steps, t_15 = 0.3 instead of 0.29999998), which would move
+ * the guidance interval's lower boundary [0.3, …] by a whole step.
+ */
+export function torchLinspace(start: number, end: number, steps: number): number[] {
+  if (steps === 1) return [Math.fround(start)];
+  const step = Math.fround((end - start) / (steps - 1));
+  const half = Math.floor(steps / 2);
+  return Array.from({ length: steps }, (_, i) =>
+    Math.fround(i < half ? start + i * step : end - (steps - 1 - i) * step),
+  );
+}
+
+/**
+ * Generates from noise x0 (t = 0) to data (t = 1). The fixed-step samplers use the reference's float32 time grid
+ * torch.linspace(0, 1, N + 1) (`torchLinspace`); guidance applies inside `guidance.interval`.
  */
 export function generate(
   field: GuidableField,
   x0: Tensor,
   o: SolveOptions & { guidance?: GuidanceOptions } = {},
 ): SolveResult {
-  const times = o.sampler === 'dopri5' ? undefined : tidy(() => [...linspace(0, 1, (o.steps ?? 50) + 1).data()]);
+  const times = o.sampler === 'dopri5' ? undefined : torchLinspace(0, 1, (o.steps ?? 50) + 1);
   return solve(guided(field, o.guidance), x0, 0, 1, { ...o, times });
 }

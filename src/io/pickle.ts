@@ -1,6 +1,13 @@
 // A restricted unpickler: it rebuilds data (numbers, strings, bytes, lists, tuples, dicts, sets) and calls only the
-// JavaScript functions the caller registers for specific Python globals. It never executes code from the file:
-// any other global (os.system, builtins.eval, a class to instantiate, ...) is an error that names it.
+// JavaScript functions the caller registers for specific Python globals. It never executes code from the file.
+//
+// Two modes for the globals nobody registered:
+// - strict (default): any such global (a class to instantiate, a function to call) is an error that names it;
+// - inert: they become `InertGlobal` names, and "calling" one (REDUCE / NEWOBJ) records a `PickledObject` — the
+//   class name, the arguments and the state BUILD gives it — so the data of unknown classes (e.g. the omegaconf
+//   hyper-parameters of a Lightning checkpoint) can be read. Nothing is constructed or executed in either mode.
+// Globals that run code or touch the system (os.system, builtins.eval, subprocess.Popen, ...) are refused in both
+// modes: a file that names one is hostile, and reading the rest of it as data would hide that.
 //
 // Python values map to: int -> number (bigint beyond 2^53), float -> number, str -> string, bytes -> Buffer,
 // None -> null, bool -> boolean, list/tuple -> Array, dict -> Map, set/frozenset -> Set.
@@ -23,6 +30,8 @@ export interface UnpickleOptions {
   persistentLoad?: (pid: unknown) => unknown;
   /** Names the source in error messages. */
   source?: string;
+  /** Unregistered globals become inert records instead of errors (see the header). */
+  inert?: boolean;
 }
 
 export class UnpicklingError extends Error {
@@ -39,6 +48,63 @@ export class GlobalRef {
     readonly value: PickleGlobal,
   ) {}
 }
+
+/** A global nobody registered, read in inert mode: only its name is kept; it is never imported or called. */
+export class InertGlobal {
+  constructor(readonly name: string) {}
+}
+
+/**
+ * An object of an unregistered class, read in inert mode: what the pickle says about it, as data. `args` are the
+ * constructor arguments (REDUCE / NEWOBJ / NEWOBJ_EX), `state` what BUILD sets (usually the `__dict__`), `items` /
+ * `list` what a dict or list subclass receives through SETITEMS / APPENDS.
+ */
+export class PickledObject {
+  state: unknown = null;
+  readonly items = new Map<unknown, unknown>();
+  readonly list: unknown[] = [];
+  constructor(
+    readonly className: string,
+    readonly args: unknown[],
+    readonly kwargs: Map<unknown, unknown> = new Map(),
+  ) {}
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Globals refused in every mode
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Modules whose every global runs code, starts processes, or touches files, the network or the interpreter. */
+const CODE_RUNNING_MODULES = new Set(
+  (
+    'os posix nt posixpath ntpath subprocess sys shutil importlib imp runpy code codeop pty ctypes socket ssl ' +
+    'select signal multiprocessing threading _thread asyncio pickle _pickle cPickle dill cloudpickle marshal ' +
+    'types operator _operator functools inspect pdb bdb timeit trace webbrowser io _io pathlib tempfile glob ' +
+    'zipimport commands popen2 platform urllib urllib2 http ftplib smtplib telnetlib yaml torch.hub torch.jit ' +
+    'torch.ops torch._ops torch.utils.cpp_extension torch.load ' +
+    'torch.storage._load_from_bytes'
+  ).split(' '),
+);
+
+/** The only builtins a pickle may name: data types (anything else there, e.g. eval, getattr or open, runs code). */
+const DATA_BUILTINS = new Set(
+  (
+    'dict list tuple set frozenset int long float complex str unicode bytes bytearray bool object slice range ' +
+    'xrange NoneType Ellipsis NotImplemented'
+  ).split(' '),
+);
+
+/** Whether `module.name` is a global that runs code when a pickle is loaded by Python. */
+export function isCodeRunningGlobal(module: string, name: string): boolean {
+  if (module === 'builtins' || module === '__builtin__') return !DATA_BUILTINS.has(name);
+  const parts = module.split('.');
+  for (let i = 1; i <= parts.length; i++) if (CODE_RUNNING_MODULES.has(parts.slice(0, i).join('.'))) return true;
+  return CODE_RUNNING_MODULES.has(`${module}.${name}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The unpickler
+// ---------------------------------------------------------------------------------------------------------------
 
 export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
   const source = o.source ?? 'pickle';
@@ -95,20 +161,23 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
     if (!/^[+-]?\d+$/.test(s)) fail(`malformed integer '${s.slice(0, 40)}'`);
     return BigInt(s);
   };
-  const resolve = (module: string, name: string): GlobalRef => {
+  const resolve = (module: string, name: string): GlobalRef | InertGlobal => {
     const key = `${module}.${name}`;
+    if (isCodeRunningGlobal(module, name))
+      fail(`refusing global '${key}': it can run code when Python loads this file (refused in every mode)`);
     const value = Object.hasOwn(o.globals, key) ? o.globals[key] : undefined;
-    if (value === undefined)
-      fail(
-        `refusing to load global '${key}': only plain data and known tensor-rebuilding functions are allowed ` +
-          '(this file may try to run code)',
-      );
-    return new GlobalRef(key, value!);
+    if (value !== undefined) return new GlobalRef(key, value);
+    if (o.inert) return new InertGlobal(key);
+    return fail(
+      `refusing to load global '${key}': only plain data and known tensor-rebuilding functions are allowed ` +
+        '(this file may try to run code)',
+    );
   };
-  const call = (f: unknown, args: unknown, what: string): unknown => {
+  const call = (f: unknown, args: unknown, what: string, kwargs?: Map<unknown, unknown>): unknown => {
+    if (!Array.isArray(args)) fail(`${what} arguments are not a tuple`);
+    if (f instanceof InertGlobal) return new PickledObject(f.name, args as unknown[], kwargs);
     if (!(f instanceof GlobalRef) || typeof f.value !== 'function')
       fail(`${what} applied to something that is not an allowed function`);
-    if (!Array.isArray(args)) fail(`${what} arguments are not a tuple`);
     const g = f as GlobalRef;
     return guarded(`${g.name}(...)`, () => (g.value as (...a: unknown[]) => unknown)(...(args as unknown[])));
   };
@@ -124,8 +193,14 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
     }
   };
   const setItems = (target: unknown, items: unknown[]): void => {
-    if (!(target instanceof Map)) fail('SETITEM(S) on something that is not a dict');
-    for (let i = 0; i + 1 < items.length; i += 2) (target as Map<unknown, unknown>).set(items[i], items[i + 1]);
+    const map = target instanceof PickledObject ? target.items : target;
+    if (!(map instanceof Map)) fail('SETITEM(S) on something that is not a dict');
+    for (let i = 0; i + 1 < items.length; i += 2) (map as Map<unknown, unknown>).set(items[i], items[i + 1]);
+  };
+  const listOf = (target: unknown, what: string): unknown[] => {
+    const list = target instanceof PickledObject ? target.list : target;
+    if (!Array.isArray(list)) fail(`${what} to a non-list`);
+    return list as unknown[];
   };
 
   for (;;) {
@@ -270,16 +345,13 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
         break; // FROZENSET
       case 0x61: {
         const v = pop();
-        const l = top();
-        if (!Array.isArray(l)) fail('APPEND to a non-list');
-        (l as unknown[]).push(v);
+        listOf(top(), 'APPEND').push(v);
         break;
       } // APPEND
       case 0x65: {
         const items = popMark();
-        const l = top();
-        if (!Array.isArray(l)) fail('APPENDS to a non-list');
-        for (const x of items) (l as unknown[]).push(x); // (a spread of 100k+ items overflows the stack)
+        const l = listOf(top(), 'APPENDS');
+        for (const x of items) l.push(x); // (a spread of 100k+ items overflows the stack)
         break;
       } // APPENDS
       case 0x73: {
@@ -352,15 +424,17 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
         const kwargs = pop();
         const args = pop();
         const cls = pop();
-        if (kwargs instanceof Map && kwargs.size) fail('NEWOBJ_EX with keyword arguments is not supported');
-        stack.push(call(cls, args, 'NEWOBJ_EX'));
+        if (kwargs instanceof Map && kwargs.size && !(cls instanceof InertGlobal))
+          fail('NEWOBJ_EX with keyword arguments is not supported');
+        stack.push(call(cls, args, 'NEWOBJ_EX', kwargs instanceof Map ? kwargs : undefined));
         break;
       } // NEWOBJ_EX
       case 0x62: {
-        // BUILD: setting state is only allowed as a no-op on values rebuilt by registered globals
+        // BUILD: an inert object records its state; on values rebuilt by registered globals only a no-op is allowed
         const state = pop();
         const obj = top();
-        if (
+        if (obj instanceof PickledObject) obj.state = state;
+        else if (
           state !== null &&
           !(state instanceof Map && state.size === 0) &&
           !(Array.isArray(state) && state.length === 0)

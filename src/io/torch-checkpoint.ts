@@ -41,6 +41,9 @@ export interface TorchLoadOptions {
    * make us allocate. Default 64 MiB.
    */
   maxExpandedBytes?: number;
+  /** Objects of unknown classes come back as `PickledObject` records instead of being refused (globals that run
+   * code are refused either way). */
+  inert?: boolean;
 }
 
 const DEFAULT_MAX_EXPANDED_BYTES = 64 * 1024 * 1024;
@@ -59,7 +62,9 @@ const isCounts = (v: unknown): v is number[] => Array.isArray(v) && v.length <= 
 
 /**
  * Loads a torch.save file. Returns the unpickled object: Maps for dicts (state dicts are Map<string, Tensor>),
- * arrays, numbers, strings and Tensors. Unknown Python globals are refused by name.
+ * arrays, numbers, strings and Tensors. Unknown Python globals are refused by name; with `inert`, objects of unknown
+ * classes come back as `PickledObject` records instead (e.g. a Lightning checkpoint's omegaconf hyper-parameters).
+ * Globals that run code are refused either way.
  */
 export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unknown {
   if (!looksLikeZip(path)) {
@@ -153,6 +158,7 @@ export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unk
     const globals: Record<string, PickleGlobal> = {
       ...STORAGE_TYPES,
       'collections.OrderedDict': () => new Map(),
+      'collections.defaultdict': () => new Map(), // a dict; its default factory is never called
       'torch._utils._rebuild_tensor_v2': rebuildTensor,
       'torch._utils._rebuild_tensor': rebuildTensor,
       'torch._utils._rebuild_parameter': parameter,
@@ -163,7 +169,7 @@ export function loadTorchCheckpoint(path: string, o: TorchLoadOptions = {}): unk
       '_codecs.encode': (s: string, encoding: string) => Buffer.from(s, encoding === 'latin1' ? 'latin1' : 'utf8'),
       'builtins.set': (items: unknown[] = []) => new Set(items),
     };
-    const obj = unpickle(zip.read(pkl), { source: path, globals, persistentLoad: storage });
+    const obj = unpickle(zip.read(pkl), { source: path, globals, persistentLoad: storage, inert: o.inert });
     if (holdsStorage(obj))
       throw new Error(`${path}: data.pkl returns a raw storage as a value (only tensors built on storages are read)`);
     return obj;

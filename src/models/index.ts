@@ -47,7 +47,19 @@ export {
 } from './tokenizer.ts';
 export { DecoderTransformer, type DecoderConfig } from './decoder.ts';
 export { TokenEncoder, type TrainableSpec } from './token-encoder.ts';
-export { AutoencoderKL, SD_VAE, vaeConfigFromDiffusers, type VaeConfig, type Posterior } from './vae.ts';
+export {
+  AutoencoderKL,
+  SD_VAE,
+  vaeConfigFromDiffusers,
+  upgradeVaeAttentionKeys,
+  type VaeConfig,
+  type Posterior,
+} from './vae.ts';
+export {
+  loadOfficialCheckpoint,
+  type OfficialCheckpoint,
+  type OfficialCheckpointOptions,
+} from './official-checkpoint.ts';
 export {
   MLPMixer1D,
   GENERATOR_PRESETS,

@@ -15,7 +15,7 @@ import { DINOV2_PRESETS, smallVit, type Dinov2Config } from './dinov2.ts';
 import { DecoderTransformer, type DecoderConfig } from './decoder.ts';
 import { MappingNetwork, type MappingConfig } from './time-conditioning.ts';
 import { EncoderHolder, TokenEncoder, type TrainableSpec } from './token-encoder.ts';
-import { AutoencoderKL, SD_VAE, type VaeConfig } from './vae.ts';
+import { AutoencoderKL, SD_VAE, upgradeVaeAttentionKeys, type VaeConfig } from './vae.ts';
 import {
   loadModelFile,
   writeModelFile,
@@ -45,6 +45,11 @@ export interface TokenizerConfig {
   /** λ of the cosine loss (not published; 1.0 by default). */
   cosWeight: number;
   timeSampler: TimeSampler;
+  /**
+   * Tokens are the encoder's [cls] output divided by this, and decode multiplies them back: the released RepTok
+   * checkpoint's first-stage `scale_factor`, so that its generator's tokens decode as they are. 1 when absent.
+   */
+  tokenScale?: number;
 }
 
 export interface TokenizerLoss {
@@ -142,12 +147,19 @@ export class RepTokTokenizer extends Module {
 
   /** Images (B, C, H, W) in [-1, 1] -> tokens (B, D). */
   encode(images: Tensor): Tensor {
-    return tidy(() => this.tokenEncoder.encode(this.#rgb(images)).token);
+    return tidy(() => {
+      const token = this.tokenEncoder.encode(this.#rgb(images)).token;
+      return this.#tokenScale === 1 ? token : token.div(this.#tokenScale);
+    });
   }
 
   /** Tokens (B, D) -> the decoder's conditioning tokens (B, 1, W) that `velocity` takes. */
   condition(tokens: Tensor): Tensor {
-    return this.tokenEncoder.adapt(tokens);
+    return tidy(() => this.tokenEncoder.adapt(this.#tokenScale === 1 ? tokens : tokens.mul(this.#tokenScale)));
+  }
+
+  get #tokenScale(): number {
+    return this.config.tokenScale ?? 1;
   }
 
   // ---- decoder side ----------------------------------------------------------------------------------------------
@@ -245,7 +257,7 @@ export class RepTokTokenizer extends Module {
    */
   loadReferenceStateDict(sd: StateDict, o: { strict?: boolean; context?: string } = {}): void {
     const prefix = 'encoder.dino.target_model.';
-    const input = new Map(sd);
+    const input = new Map(upgradeVaeAttentionKeys(sd)); // the VAE under ae.ae.* may use diffusers' older names
     if (this.tokenEncoder.sharedTarget && [...input.keys()].some((k) => k.startsWith(`${prefix}blocks.`))) {
       noGrad(() => {
         for (const [k, v] of sd) {

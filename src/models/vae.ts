@@ -1,7 +1,17 @@
 // AutoencoderKL — the Stable Diffusion VAE (Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion
 // Models", 2022), in diffusers' layout so `stabilityai/sd-vae-ft-mse` (and any diffusers AutoencoderKL) loads as is.
 // Reference: huggingface/diffusers models/autoencoders/{autoencoder_kl,vae}.py, resnet.py, attention_processor.py.
-import { F, Tensor, cat, noGrad, randnLike, tensor, tidy, type GeneratorLike } from '../engine/index.ts';
+import {
+  F,
+  Tensor,
+  cat,
+  noGrad,
+  randnLike,
+  tensor,
+  tidy,
+  type GeneratorLike,
+  type StateDict,
+} from '../engine/index.ts';
 import { Conv2d, GroupNorm, Linear, Module, ModuleList } from '../nn/index.ts';
 
 export interface VaeConfig {
@@ -249,6 +259,14 @@ export class AutoencoderKL extends Module {
     this.postQuantConv = this.module('post_quant_conv', new Conv2d(config.latentChannels, config.latentChannels, 1));
   }
 
+  /** Accepts diffusers' older attention names as well as the current ones (see `upgradeVaeAttentionKeys`). */
+  override loadStateDict(
+    sd: StateDict | Record<string, Tensor>,
+    opts: { strict?: boolean; context?: string } = {},
+  ): { missing: string[]; unexpected: string[] } {
+    return super.loadStateDict(upgradeVaeAttentionKeys(sd instanceof Map ? sd : new Map(Object.entries(sd))), opts);
+  }
+
   /** Downsampling factor between pixels and latents (8 for SD). */
   get factor(): number {
     return 2 ** (this.config.blockOutChannels.length - 1);
@@ -317,6 +335,31 @@ export class AutoencoderKL extends Module {
       }),
     );
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Older key layout
+// ---------------------------------------------------------------------------------------------------------------
+
+/** diffusers < 0.14 named the mid-block attention's projections `query`/`key`/`value`/`proj_attn`. */
+const LEGACY_ATTENTION: Record<string, string> = { query: 'to_q', key: 'to_k', value: 'to_v', proj_attn: 'to_out.0' };
+
+/**
+ * A VAE state dict with diffusers' older attention names (`…attentions.0.query.weight`, `…proj_attn.bias`, as
+ * in VAE files saved before diffusers 0.14 and still on the Hub) renamed to the current ones (`to_q`, `to_out.0`,
+ * …), under any prefix; other keys, and dicts already in the current layout, pass unchanged.
+ */
+export function upgradeVaeAttentionKeys(sd: StateDict): StateDict {
+  const re = /(^|\.)attentions\.(\d+)\.(query|key|value|proj_attn)\.(weight|bias)$/;
+  if (![...sd.keys()].some((k) => re.test(k))) return sd;
+  return new Map(
+    [...sd].map(([k, v]) => [
+      k.replace(re, (_, dot: string, i: string, name: string, kind: string) => {
+        return `${dot}attentions.${i}.${LEGACY_ATTENTION[name]}.${kind}`;
+      }),
+      v,
+    ]),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import { loadTokenizerFile, type RepTokTokenizer, type TokenizerConfig } from '.
 import { classField, loadGeneratorFile, type GeneratorConfig, type MLPMixer1D } from '../models/generator.ts';
 import { loadTextToImageFile, type TextToImage, type TextToImageConfig } from '../models/t2i.ts';
 import { sourceName, type ModelDescription, type ModelSource } from '../models/model-file.ts';
+import { loadOfficialCheckpoint, type OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
 import { framePositions, interpolateTokens, type InterpolationMethod } from './interpolate.ts';
 
 /** Where the models come from: files (paths or their bytes). */
@@ -27,6 +28,10 @@ export interface RepTokSources {
    * and the generator.
    */
   checkpoint?: ModelSource;
+  /** Settings for a released checkpoint that its file does not store (see `loadOfficialCheckpoint`). */
+  checkpointOptions?: OfficialCheckpointOptions;
+  /** Receives what loading had to assume or skip (a released checkpoint's report). */
+  onNote?: (message: string) => void;
   /** Where the models run ('cpu' by default; 'cuda', 'cuda:1', ...). */
   device?: Device;
 }
@@ -125,12 +130,34 @@ export class RepTok {
   static load(o: RepTokSources): RepTok {
     const loaded: Partial<PipelineModels> = {};
     try {
-      if (o.checkpoint !== undefined)
-        throw new Error(`${sourceName(o.checkpoint)}: loading whole checkpoints is not available yet`);
-      if (o.tokenizer === undefined)
+      if (o.checkpoint !== undefined) {
+        // the authors' released checkpoint: tokenizer and generator at once, each with what the file says of it
+        const ckpt = loadOfficialCheckpoint(o.checkpoint, o.checkpointOptions);
+        for (const note of [...ckpt.report.notes, ...ckpt.report.unknown.map((u) => `unknown weights ignored: ${u}`)])
+          o.onNote?.(`${sourceName(o.checkpoint)}: ${note}`);
+        const described = {
+          data: ckpt.data,
+          training: ckpt.training,
+          extra: ckpt.extra,
+          source: sourceName(o.checkpoint),
+        };
+        const reptok = `none (${ckpt.training.command})`;
+        loaded.tokenizer = { kind: 'tokenizer', reptok, ...described, model: ckpt.tokenizer };
+        loaded.generator = { kind: 'generator', reptok, ...described, model: ckpt.generator };
+      }
+      if (o.tokenizer === undefined && o.checkpoint === undefined)
         throw new Error('RepTok.load needs a tokenizer (a tokenizer.safetensors from `reptok train tokenizer`)');
-      loaded.tokenizer = fromFile(o.tokenizer, loadTokenizerFile);
-      if (o.generator !== undefined) loaded.generator = fromFile(o.generator, loadGeneratorFile);
+      // files given alongside a checkpoint replace its models
+      if (o.tokenizer !== undefined) {
+        loaded.tokenizer?.model.dispose();
+        delete loaded.tokenizer;
+        loaded.tokenizer = fromFile(o.tokenizer, loadTokenizerFile);
+      }
+      if (o.generator !== undefined) {
+        loaded.generator?.model.dispose();
+        delete loaded.generator;
+        loaded.generator = fromFile(o.generator, loadGeneratorFile);
+      }
       if (o.t2i !== undefined) loaded.t2i = fromFile(o.t2i, loadTextToImageFile);
       return new RepTok(loaded as PipelineModels, o.device);
     } catch (e) {

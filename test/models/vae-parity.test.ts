@@ -3,36 +3,61 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { noGrad, randn, tidy } from '../../src/index.ts';
+import { Tensor, noGrad, randn, tidy } from '../../src/index.ts';
 import { loadSafetensors } from '../../src/io/index.ts';
 import { AutoencoderKL, vaeConfigFromDiffusers } from '../../src/models/vae.ts';
 import { assertClose, loadFixture } from '../helpers.ts';
 
 const fx = loadFixture('vae/autoencoderkl-tiny');
 
-function load(): AutoencoderKL {
+/** The fixture's weights in the current diffusers layout, or renamed to the older one (query/key/value/proj_attn). */
+function weights(layout: 'current' | 'older'): Map<string, Tensor> {
+  const sd = loadSafetensors(fx.weightsPath).tensors;
+  if (layout === 'current') return sd;
+  const older = new Map(
+    [...sd].map(([k, v]) => [
+      k
+        .replace(/\.to_(q|k|v)\./, (_, x: string) => `.${{ q: 'query', k: 'key', v: 'value' }[x]}.`)
+        .replace(/\.to_out\.0\./, '.proj_attn.'),
+      v,
+    ]),
+  );
+  assert.ok(
+    [...older.keys()].some((k) => k.endsWith('.proj_attn.weight')) &&
+      ![...older.keys()].some((k) => k.includes('.to_q.')),
+  );
+  return older;
+}
+
+function load(layout: 'current' | 'older' = 'current'): AutoencoderKL {
   const vae = noGrad(() => new AutoencoderKL(vaeConfigFromDiffusers(fx.config.diffusers_config)));
-  vae.loadStateDict(loadSafetensors(fx.weightsPath).tensors, { context: fx.weightsPath });
+  vae.loadStateDict(weights(layout), { context: fx.weightsPath });
   return vae.eval();
 }
 
-test('encode gives the posterior, decode the images (diffusers AutoencoderKL)', () => {
-  const vae = load();
-  tidy(() =>
-    noGrad(() => {
-      const post = vae.encode(fx.cases.get('vae.images')!);
-      assertClose(post.mean, fx.cases.get('vae.posterior_mean')!, fx.config.tolerance, 'posterior mean');
-      assertClose(post.logvar, fx.cases.get('vae.posterior_logvar')!, fx.config.tolerance, 'posterior logvar');
-      assertClose(
-        vae.decode(fx.cases.get('vae.latents')!),
-        fx.cases.get('vae.decoded')!,
-        fx.config.tolerance,
-        'decoded',
-      );
-      assertClose(vae.decode(post.mean), fx.cases.get('vae.roundtrip_mode')!, fx.config.tolerance, 'round trip (mode)');
-    }),
-  );
-});
+for (const layout of ['current', 'older'] as const)
+  test(`encode gives the posterior, decode the images (diffusers AutoencoderKL, ${layout} attention names)`, () => {
+    const vae = load(layout);
+    tidy(() =>
+      noGrad(() => {
+        const post = vae.encode(fx.cases.get('vae.images')!);
+        assertClose(post.mean, fx.cases.get('vae.posterior_mean')!, fx.config.tolerance, 'posterior mean');
+        assertClose(post.logvar, fx.cases.get('vae.posterior_logvar')!, fx.config.tolerance, 'posterior logvar');
+        assertClose(
+          vae.decode(fx.cases.get('vae.latents')!),
+          fx.cases.get('vae.decoded')!,
+          fx.config.tolerance,
+          'decoded',
+        );
+        assertClose(
+          vae.decode(post.mean),
+          fx.cases.get('vae.roundtrip_mode')!,
+          fx.config.tolerance,
+          'round trip (mode)',
+        );
+      }),
+    );
+  });
 
 test('tiled decoding covers the whole image and agrees with direct decoding away from tile seams', () => {
   const vae = load();

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 
 import { runtimeInfo } from '../../engine/index.ts';
 import { SafetensorsFile } from '../../io/safetensors.ts';
+import { looksLikeZip } from '../../io/zip.ts';
 import { describeModel, modelKindOf, type ModelKind } from '../../models/model-file.ts';
 import { TOKENS_FORMAT } from '../../pipeline/tokens-file.ts';
 import { REPTOK_VERSION } from '../../version.ts';
@@ -66,6 +67,11 @@ function architecture(kind: ModelKind, c: any): string {
 
 export function describeFile(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new Error(`${path}: no such file`);
+  if (looksLikeZip(path))
+    throw new Error(
+      `${path}: a PyTorch checkpoint, not a reptok model file; the RepTok authors' released .ckpt works as it is ` +
+        `with --model ${path}, or convert it: reptok convert ${path} -o DIR`,
+    );
   const file = SafetensorsFile.open(path);
   file.close();
   const entries = [...file.entries.values()];
