@@ -13,7 +13,8 @@
         "native/runtime.cc",
         "native/profiler.cc",
         "native/fused.cc",
-        "native/linear.cc"
+        "native/linear.cc",
+        "native/distributed.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

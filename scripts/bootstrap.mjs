@@ -12,7 +12,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 // libtorch and the multithreaded OpenBLAS it must run with (without it libtorch falls back to the ~40x slower
 // reference BLAS); Fashion-MNIST for the demo.
-const SYSTEM = ['libtorch-dev', 'libopenblas0-pthread', 'dataset-fashion-mnist'];
+const SYSTEM = ['libtorch-dev', 'libgloo-dev', 'libopenblas0-pthread', 'dataset-fashion-mnist'];
 const PEER = ['python3-torch'];
 
 function run(cmd, args, opts = {}) {

@@ -1,6 +1,7 @@
 // Factory functions: tensors from shapes, ranges, random distributions and JavaScript data.
 import { native } from './native.ts';
-import { Tensor, aten, genArg, type GeneratorLike, type Shape } from './tensor.ts';
+import { Tensor, aten, genArg, isSharded, type GeneratorLike, type Shape } from './tensor.ts';
+import type { Handle } from './native.ts';
 import { dtypeCode, dtypeOfArray, type AnyTypedArray, type DType } from './dtype.ts';
 import type { Device } from './device.ts';
 
@@ -64,15 +65,29 @@ export const fullLike = (t: Tensor, value: number, o: TensorOptions = {}): Tenso
 // Random (the global generator unless `generator` is given)
 // ---------------------------------------------------------------------------------------------------------------
 
+// A data-parallel rank's training generator (`batchShard` set) draws for the whole global batch and keeps its own
+// consecutive rows, so N processes draw exactly the numbers one process with an N-times larger batch draws, and the
+// generator's state stays the same on every rank (and in a single process resuming their checkpoint).
+function draw(shape: Shape, o: RandomOptions, op: (shape: Shape, g: Handle | null) => Tensor): Tensor {
+  const s = o.generator?.batchShard;
+  if (!isSharded(o.generator)) return finish(op(shape, genArg(o.generator)), o);
+  const [b, ...rest] = shape;
+  if (b === undefined) throw new Error('a data-parallel generator draws batch-major tensors; got a scalar shape');
+  const all = op([b * s!.world, ...rest], o.generator!.handle);
+  const mine = all.slice(0, s!.rank * b, (s!.rank + 1) * b).clone();
+  all.dispose();
+  return finish(mine, o);
+}
+
 export const randn = (shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::randn.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::randn.generator', sh, g, dt(o), null, dev(o)));
 export const rand = (shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::rand.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::rand.generator', sh, g, dt(o), null, dev(o)));
 /** Integers uniform in [low, high) (int64 by default). */
 export const randint = (low: number, high: number, shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::randint.low_generator', low, high, shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::randint.low_generator', low, high, sh, g, dt(o), null, dev(o)));
 export const normal = (mean: number, std: number, shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::normal.float_float', mean, std, shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::normal.float_float', mean, std, sh, g, dt(o), null, dev(o)));
 /** A random permutation of 0..n-1 (int64). */
 export const randperm = (n: number, o: RandomOptions = {}): Tensor =>
   aten('aten::randperm.generator', n, genArg(o.generator), dt(o), null, dev(o));

@@ -9,10 +9,12 @@ import type { Module } from '../nn/index.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
 import { atomicWriteText } from '../io/atomic.ts';
-import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { checkpointName, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import type { CommonConfig } from './config.ts';
 import { withAutocast } from './autocast.ts';
+import { DistributedError, type DataParallel } from './distributed.ts';
+import { SINGLE, type Shard } from '../data/batches.ts';
 
 /** A source of batches whose position a checkpoint can store and restore. */
 export interface BatchSource<B> {
@@ -30,6 +32,8 @@ export interface StageContext<C extends CommonConfig = CommonConfig> {
   log(msg: string): void;
   /** The EMA weights (sampling uses them), or null when EMA is off. */
   ema: EMA | null;
+  /** This process's part of every global batch in data-parallel training (absent: the whole batch). */
+  shard?: Shard;
 }
 
 export interface Stage<C extends CommonConfig, B> {
@@ -73,6 +77,8 @@ export interface RunOptions {
   /** Stop after this many steps of this run (tests use it to simulate an interruption). */
   stopAfter?: number;
   log?: (msg: string) => void;
+  /** Data-parallel training: this process is one rank (see distributed.ts). */
+  parallel?: DataParallel;
 }
 
 export interface RunResult {
@@ -106,12 +112,15 @@ export async function runStage<C extends CommonConfig, B>(
   makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>,
   o: RunOptions,
 ): Promise<RunResult> {
-  const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
-  prepareOutDir(o.out, o);
+  // data parallel: rank 0 (the lead) alone writes files and logs
+  const dp = o.parallel ?? null;
+  const lead = !dp || dp.isLead;
+  const log = lead ? (o.log ?? ((m: string) => process.stderr.write(`${m}\n`))) : () => {};
+  if (lead) prepareOutDir(o.out, o);
   if (config.threads > 0) setNumThreads(config.threads);
   const total = o.steps ?? config.steps;
   const cfg = { ...config, steps: total };
-  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  if (lead) atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
@@ -123,8 +132,15 @@ export async function runStage<C extends CommonConfig, B>(
     step: 0,
     log,
     ema: null,
+    shard: dp?.shard ?? SINGLE,
   };
+  ctx.generator.batchShard = dp ? dp.shard : null;
+  if (dp)
+    log(
+      `data parallel: ${dp.group.worldSize} processes (${dp.group.backend}), ${cfg.batchSize / dp.group.worldSize} images each per batch`,
+    );
   const stage = await makeStage(ctx);
+  dp?.syncModule(stage.model);
   const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);
   const opt = new AdamW(
     [
@@ -134,6 +150,7 @@ export async function runStage<C extends CommonConfig, B>(
     { lr: cfg.lr, betas: cfg.betas },
   );
   const sched = new LRScheduler(opt, warmupCosine({ warmup: cfg.warmupSteps, total, minRatio: cfg.minLrRatio }));
+  dp?.attach(params.map(([, p]) => p));
   const ema = cfg.emaDecay > 0 ? new EMA(stage.emaTarget ?? stage.model, cfg.emaDecay) : null;
   ctx.ema = ema;
 
@@ -158,6 +175,7 @@ export async function runStage<C extends CommonConfig, B>(
 
   const source = stage.batches(position);
   const checkpoint = (step: number): string => {
+    if (!lead) return (lastCheckpoint = join(o.out, checkpointName(step)));
     const path = saveCheckpoint(
       o.out,
       {
@@ -184,7 +202,21 @@ export async function runStage<C extends CommonConfig, B>(
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const progress = new Progress(total, start, cfg.logEvery, join(o.out, 'metrics.jsonl'));
+  const progress = lead ? new Progress(total, start, cfg.logEvery, join(o.out, 'metrics.jsonl')) : null;
+  // a failed collective names the step and how to continue
+  const collective = <T>(what: string, step: number, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      throw new DistributedError(
+        `${what} failed at step ${step + 1} on rank ${dp!.rank}: ${(e as Error).message}\n` +
+          'Another worker has probably stopped (see its error), or the network failed. ' +
+          (lastCheckpoint
+            ? `The last checkpoint is ${lastCheckpoint}; continue with --resume (with any number of processes).`
+            : 'No checkpoint was written yet.'),
+      );
+    }
+  };
   let step = start;
   try {
     for (; step < total; step++) {
@@ -198,12 +230,22 @@ export async function runStage<C extends CommonConfig, B>(
         waitMs += batch.waitMs;
         const value = tidy(() => {
           const out = withAutocast(cfg.precision, () => stage.step(batch, ctx));
+          dp?.beforeBackward(micro === cfg.gradAccum - 1); // no all-reduce on accumulation-only micro-steps
           out.loss.div(cfg.gradAccum).backward();
           for (const [k, v] of Object.entries(out.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / cfg.gradAccum;
           return out.loss.item();
         });
         disposeBatch(batch);
         lossSum += value / cfg.gradAccum;
+      }
+      if (dp) {
+        collective('the all-reduce of gradients', step, () => dp.reduceGradients());
+        const keys = Object.keys(metrics);
+        const avg = collective('the all-reduce of losses', step, () =>
+          dp.mean([lossSum, ...keys.map((k) => metrics[k]!)]),
+        );
+        lossSum = avg[0]!;
+        keys.forEach((k, i) => (metrics[k] = avg[i + 1]!));
       }
       if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(step, lossSum, lastCheckpoint);
       const gradNorm =
@@ -217,36 +259,37 @@ export async function runStage<C extends CommonConfig, B>(
       opt.zeroGrad();
       ema?.update(Math.min(cfg.emaDecay, (1 + step) / (10 + step)));
       stage.afterStep?.(ctx);
-      progress.step(
+      progress?.step(
         step,
         { loss: lossSum, ...metrics, lr, ...(cfg.clipGrad > 0 ? { grad_norm: gradNorm } : {}) },
         waitMs,
       );
       const done = step + 1;
       await new Promise((r) => setImmediate(r)); // a macrotask turn: lets signals (Ctrl-C) and worker messages in
+      if (dp) interrupted = collective('agreeing on a stop', step, () => dp.any(interrupted));
       if (interrupted) {
-        progress.note(`interrupted: checkpoint ${checkpoint(done)} written; continue with --resume`);
+        progress?.note(`interrupted: checkpoint ${checkpoint(done)} written; continue with --resume`);
         step = done;
         break;
       }
       if (done % cfg.checkpointEvery === 0 || done === total) checkpoint(done);
-      if (stage.validate && (done % cfg.valEvery === 0 || done === total)) {
+      if (lead && stage.validate && (done % cfg.valEvery === 0 || done === total)) {
         const v = await noGrad(() => stage.validate!(ctx));
-        progress.note(`validation at step ${done}: ${JSON.stringify(v)}`);
+        progress!.note(`validation at step ${done}: ${JSON.stringify(v)}`);
         writeFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify({ step: done, validation: v })}\n`, {
           flag: 'a',
         });
       }
-      if (stage.samples && (done % cfg.sampleEvery === 0 || done === total))
-        progress.note(`samples: ${await stage.samples(ctx)}`);
+      if (lead && stage.samples && (done % cfg.sampleEvery === 0 || done === total))
+        progress!.note(`samples: ${await stage.samples(ctx)}`);
       if (o.stopAfter !== undefined && done - start >= o.stopAfter) {
         step = done;
         break;
       }
     }
     if (step === total && !interrupted && o.stopAfter === undefined) {
-      const final = stage.finish ? await stage.finish(ctx) : undefined;
-      log(`trained ${total} steps in ${progress.elapsedS.toFixed(0)} s`);
+      const final = lead && stage.finish ? await stage.finish(ctx) : undefined;
+      if (progress) log(`trained ${total} steps in ${progress.elapsedS.toFixed(0)} s`);
       return { step, interrupted, final, lastCheckpoint };
     }
     return { step, interrupted, lastCheckpoint };

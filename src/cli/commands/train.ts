@@ -1,6 +1,10 @@
 // reptok train <stage>: trains a stage from a preset, a config file and --set overrides.
 import { PRESETS, STAGES, presetsFor, resolveTrainConfig, train, type StageName } from '../../train/presets.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { DataParallel, distributedEnv } from '../../train/distributed.ts';
+import { launchWorkers } from '../../train/launch.ts';
+import { setNumThreads } from '../../engine/index.ts';
+import { availableParallelism } from 'node:os';
 
 const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s).join(', ')}`).join('\n');
 
@@ -15,7 +19,11 @@ export const spec: CommandSpec = {
     'are written atomically; --resume continues exactly where the last one left off; Ctrl-C writes one and stops.\n' +
     'Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/. Stages chain through their outputs:\n' +
     '  ssl -> <out>/encoder.safetensors      (--set encoderWeights=... for the tokenizer)\n' +
-    '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizer=... for generator and t2i)',
+    '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizer=... for generator and t2i)\n\n' +
+    'Several processes (data parallel on c10d/gloo): --nproc-per-node N starts N workers that split every batch\n' +
+    '(batchSize is the global batch); add --nnodes/--node-rank/--master-addr/--master-port on each machine. Under an\n' +
+    "external launcher that sets torchrun's WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, run plain\n" +
+    '`reptok train`. Rank 0 writes the checkpoints; --resume works with any number of processes.',
   positionals: [{ name: 'stage', help: STAGES.join(' | ') }],
   options: {
     preset: { type: 'string', help: 'named configuration (see above)', arg: 'NAME' },
@@ -35,14 +43,28 @@ export const spec: CommandSpec = {
     steps: { type: 'number', help: 'number of training steps (overrides the config)', arg: 'N' },
     resume: { type: 'boolean', help: 'continue the run in --out from its last checkpoint' },
     force: { type: 'boolean', help: 'start over in an --out that already holds a run' },
+    'nproc-per-node': { type: 'number', help: 'data-parallel worker processes on this machine', arg: 'N' },
+    nnodes: { type: 'number', help: 'machines taking part (default 1)', arg: 'M' },
+    'node-rank': { type: 'number', help: "this machine's index, 0..M-1 (default 0)", arg: 'R' },
+    'master-addr': { type: 'string', help: "node 0's address (default 127.0.0.1 on one machine)", arg: 'ADDR' },
+    'master-port': { type: 'number', help: 'rendezvous port on node 0 (default: a free one on one machine)', arg: 'P' },
+    'dist-timeout': {
+      type: 'number',
+      help: 'seconds a collective may wait for the other workers (default 1800)',
+      arg: 'S',
+    },
+    'bucket-mb': { type: 'number', help: 'gradient all-reduce bucket size in MB (default 25)', arg: 'MB' },
   },
   examples: [
     'reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
     'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizer=runs/fmnist-tok/tokenizer.safetensors',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --resume',
+    'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --nproc-per-node 2',
   ],
 };
+
+const LAUNCH_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
 
 export async function run({ positionals, options }: Parsed): Promise<void> {
   const stage = positionals[0] as StageName;
@@ -56,12 +78,45 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
       'train',
     );
   const config = resolveTrainConfig(stage, options.preset, { file: options.config, sets: options.set });
-  const result = await train(stage, config, {
-    out: options.out,
-    resume: options.resume,
-    force: options.force,
-    steps: options.steps,
-  });
-  if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
-  if (result.interrupted) process.exitCode = 130;
+  const env = distributedEnv();
+  if (options['nproc-per-node'] !== undefined && !env) {
+    // the launcher: this process only supervises; the workers run this same command line without the launch flags
+    const workerArgs: string[] = [];
+    const argv = process.argv.slice(2);
+    for (let i = 0; i < argv.length; i++) {
+      const flag = LAUNCH_FLAGS.find((f) => argv[i] === f || argv[i]!.startsWith(`${f}=`));
+      if (flag === undefined) workerArgs.push(argv[i]!);
+      else if (argv[i] === flag) i++; // its value
+    }
+    process.exitCode = await launchWorkers(process.argv[1]!, workerArgs, {
+      nprocPerNode: options['nproc-per-node'],
+      nnodes: options.nnodes ?? 1,
+      nodeRank: options['node-rank'] ?? 0,
+      masterAddr: options['master-addr'] ?? '',
+      masterPort: options['master-port'] ?? 0,
+    });
+    return;
+  }
+  if (env && process.env.OMP_NUM_THREADS === undefined && config.threads === 0)
+    setNumThreads(Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)));
+  const parallel = env
+    ? new DataParallel(env, {
+        timeoutMs: 1000 * (options['dist-timeout'] ?? 1800),
+        bucketMb: options['bucket-mb'] ?? 25,
+        device: 'cpu',
+      })
+    : undefined;
+  try {
+    const result = await train(stage, config, {
+      out: options.out,
+      resume: options.resume,
+      force: options.force,
+      steps: options.steps,
+      parallel,
+    });
+    if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
+    if (result.interrupted) process.exitCode = 130;
+  } finally {
+    parallel?.destroy();
+  }
 }

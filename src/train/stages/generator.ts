@@ -122,8 +122,8 @@ async function tokenData(
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: tok.config.imageSize[0], log: ctx.log });
   return {
     tok,
-    train: tokensFor(tok, c.tokenizer, train, c.cacheDir, ctx.log),
-    test: tokensFor(tok, c.tokenizer, test, c.cacheDir, ctx.log),
+    train: tokensFor(tok, c.tokenizer, train, c.cacheDir, ctx.log, ctx.shard),
+    test: tokensFor(tok, c.tokenizer, test, c.cacheDir, ctx.log, ctx.shard),
   };
 }
 
@@ -242,7 +242,7 @@ export async function generatorStage(
   };
   return {
     model,
-    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position),
+    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position, ctx.shard),
     step: (b) => {
       model.train();
       return {
@@ -304,7 +304,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
   const testText = (idx: Tensor) => model.encode((idx.toArray() as number[]).map((i) => test.captions![i]!));
   return {
     model,
-    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position),
+    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position, ctx.shard),
     step: (b) => {
       model.train();
       const enc = model.encode(b.captions, { train: true, generator: ctx.generator });

@@ -227,7 +227,14 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
   return {
     model,
     batches: (position) =>
-      new DataLoader(train, { batchSize: c.batchSize, views, seed: c.seed, prefetch: c.prefetch, position }),
+      new DataLoader(train, {
+        batchSize: c.batchSize,
+        views,
+        seed: c.seed,
+        prefetch: c.prefetch,
+        position,
+        shard: ctx.shard,
+      }),
     step: (batch) => {
       const globals = cat(batch.views.slice(0, 2)); // (2B, C, H, W)
       const t = noGrad(() => model.teacher.forward(globals).logits.float()); // (2B, K)

@@ -120,6 +120,7 @@ export async function tokenizerStage(
         seed: c.seed,
         prefetch: c.prefetch,
         position,
+        shard: ctx.shard,
       }),
     step: (batch) => {
       const out = tok.loss(batch.views[0]!, { generator: ctx.generator });
