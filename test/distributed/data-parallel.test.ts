@@ -39,18 +39,23 @@ const args = (stage: keyof typeof PRESET, out: string, config: string, ...more: 
 ];
 const run = (a: string[]) => spawnSync(process.execPath, a, { encoding: 'utf8', env: { ...process.env, CI: '1' } });
 
-/** Model, EMA and optimizer state of two checkpoints agree within float32 reduction-order tolerance. */
-function assertClose(a: string, b: string, tol = 2e-4): void {
+/**
+ * Two checkpoints agree within float32 reduction-order tolerance: the optimizer's moments (sums of gradients) to
+ * 1e-6; weights to 1e-3, because AdamW's normalised step m/(√v + ε) turns rounding noise in a gradient of ~ε into a
+ * step of up to lr either way (seen: one mixer bias with a near-zero gradient, 1.5e-4 apart after 3 steps; every
+ * other weight within 1e-7).
+ */
+function assertClose(a: string, b: string): void {
   const [ca, cb] = [loadCheckpoint(a), loadCheckpoint(b)];
   assert.equal(ca.step, cb.step);
   assert.deepEqual(ca.data, cb.data);
-  const parts: [string, Map<string, any>, Map<string, any>][] = [
-    ['model', ca.model, cb.model],
-    ['ema', ca.ema!, cb.ema!],
-    ['optimizer', ca.optimizer.tensors, cb.optimizer.tensors],
-    ['rng', ca.rng, cb.rng],
+  const parts: [string, Map<string, any>, Map<string, any>, number][] = [
+    ['model', ca.model, cb.model, 1e-3],
+    ['ema', ca.ema!, cb.ema!, 1e-3],
+    ['optimizer', ca.optimizer.tensors, cb.optimizer.tensors, 1e-6],
+    ['rng', ca.rng, cb.rng, 0],
   ];
-  for (const [part, x, y] of parts) {
+  for (const [part, x, y, tol] of parts) {
     assert.equal(x.size, y.size, `${part}: different keys`);
     for (const [k, v] of x) {
       const w = y.get(k)!;
