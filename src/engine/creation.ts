@@ -16,7 +16,26 @@ export interface RandomOptions extends TensorOptions {
 
 // `undefined` keeps the schema's default dtype (randint and randperm default to int64, most factories to float32)
 const dt = (o: TensorOptions): number | undefined => (o.dtype === undefined ? undefined : dtypeCode(o.dtype));
-const dev = (o: TensorOptions): Device | null => o.device ?? null;
+const dev = (o: TensorOptions): Device | null => {
+  if (o.device === undefined && explicitDevices)
+    throw new Error('a tensor was created without a device inside model code: pass { device: <input>.device }');
+  return o.device ?? null;
+};
+
+// While set (tests: `withExplicitDevices`), every factory call must name its device, so model code that would
+// create a CPU tensor next to CUDA inputs (positions, noise, masks, time grids) fails on the CPU already.
+let explicitDevices = false;
+
+/** Runs `fn` with every tensor factory required to name its device (a check for device-agnostic model code). */
+export function withExplicitDevices<T>(fn: () => T): T {
+  const before = explicitDevices;
+  explicitDevices = true;
+  try {
+    return fn();
+  } finally {
+    explicitDevices = before;
+  }
+}
 const finish = (t: Tensor, o: TensorOptions): Tensor => (o.requiresGrad ? t.requiresGrad_() : t);
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -167,7 +186,7 @@ export function tensor(data: NestedArray | AnyTypedArray, o: TensorOptions & { s
     bytes = typedFor(flat, stored);
     if (o.shape) shape = [...o.shape];
   }
-  let t = new Tensor(native.fromBytes(bytes, dtypeCode(stored), shape, o.device));
+  let t = new Tensor(native.fromBytes(bytes, dtypeCode(stored), shape, dev(o) ?? undefined));
   if (o.dtype !== undefined && o.dtype !== stored) {
     const c = t.to(o.dtype);
     t.dispose();

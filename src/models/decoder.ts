@@ -3,7 +3,7 @@
 // (or pixel) grid, conditioned on the adapted token (prepended as an extra token) and on time (AdaRMSNorm).
 // Reference: CompVis/RepTok reptok/encoder/encoder.py (Transformer, GenericTransformerLayer, AxialRoPE2D, ...).
 // Module names are the reference's (`backbone.mid_merge`, `mid_level.N.self_attn.qkv_proj`, ...).
-import { F, Tensor, cat, linspace, noGrad, stack, tidy, zeros } from '../engine/index.ts';
+import { F, Tensor, cat, linspace, noGrad, stack, tidy, zeros, type Device } from '../engine/index.ts';
 import { Linear, Module, ModuleList, init } from '../nn/index.ts';
 
 export interface DecoderConfig {
@@ -71,12 +71,12 @@ export class LinearSwiGLU extends Linear {
  * Cell centres of an h×w grid on the relative canvas [-1, 1]² as (row, col) pairs: (h·w, 2). On a non-square
  * grid the shorter side spans a proportionally shorter range, so cells stay square (the reference's bounding_box).
  */
-export function axialPositions(h: number, w: number): Tensor {
+export function axialPositions(h: number, w: number, device?: Device): Tensor {
   const ar = w / h;
   const [yMax, xMax] = ar > 1 ? [1 / ar, 1] : ar < 1 ? [1, ar] : [1, 1];
   return tidy(() => {
     const centres = (lo: number, hi: number, n: number): Tensor => {
-      const edges = linspace(lo, hi, n + 1);
+      const edges = linspace(lo, hi, n + 1, { device });
       return edges.slice(0, 0, n).add(edges.slice(0, 1)).div(2);
     };
     const ys = centres(-yMax, yMax, h).reshape(h, 1).expand(h, w);
@@ -335,7 +335,7 @@ export class DecoderTransformer extends Module {
     if (H % nh || W % nw)
       throw new RangeError(`decoder input ${H}×${W} is not a multiple of the patch size ${nh}×${nw}`);
     return tidy(() => {
-      const pos = axialPositions(H, W).reshape(1, H, W, 2).expand(B, H, W, 2);
+      const pos = axialPositions(H, W, x.device).reshape(1, H, W, 2).expand(B, H, W, 2);
       const m = this.midMerge.forward(x.permute(0, 2, 3, 1), pos, extra, posExtra); // (B, 1+N, width)
       const layers = [...this.midLevel];
       const rope = axialRope(
