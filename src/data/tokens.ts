@@ -105,7 +105,7 @@ export function tokensFor(
     ];
     const mine = encodeRange(tok, data, from, to);
     mkdirSync(cacheDir, { recursive: true });
-    const meta = { tokenizer: tokenizerPath, images: String(data.n) };
+    const meta = { tokenizerFile: tokenizerPath, images: String(data.n) };
     if (shard.world === 1) {
       saveSafetensors(file, { tokens: mine }, meta);
       tokens = mine;

@@ -7,6 +7,7 @@ export {
   hasOp,
   type TensorLike,
   type Shape,
+  type StateDict,
   type GeneratorLike,
   type BatchShard,
 } from './tensor.ts';

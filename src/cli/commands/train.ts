@@ -19,7 +19,7 @@ export const spec: CommandSpec = {
     'are written atomically; --resume continues exactly where the last one left off; Ctrl-C writes one and stops.\n' +
     'Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/. Stages chain through their outputs:\n' +
     '  ssl -> <out>/encoder.safetensors      (--set encoderWeights=... for the tokenizer)\n' +
-    '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizer=... for generator and t2i)\n\n' +
+    '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizerFile=... for generator and t2i)\n\n' +
     'Several processes (data parallel on c10d/gloo): --nproc-per-node N starts N workers that split every batch\n' +
     '(batchSize is the global batch); add --nnodes/--node-rank/--master-addr/--master-port on each machine. Under an\n' +
     "external launcher that sets torchrun's WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, run plain\n" +
@@ -58,7 +58,7 @@ export const spec: CommandSpec = {
   examples: [
     'reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizer=runs/fmnist-tok/tokenizer.safetensors',
+    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --resume',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --nproc-per-node 2',
   ],
