@@ -8,9 +8,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { readTar } = await import('../io/tar.ts');
-const { readImageBytes } = await import('../io/image.ts');
+const { IMAGE_EXTENSIONS, readImageBytes } = await import('../io/image-decode.ts');
 const { Rng, hashInts } = await import('./prng.ts');
-const { IMAGE_EXTENSIONS } = await import('./image-folder.ts');
 const { default: sharp } = await import('sharp');
 sharp.cache(false); // libvips' operation cache would hold decoded images: memory must stay flat
 
@@ -38,11 +37,11 @@ function* tarSamples(path) {
     const dot = e.name.indexOf('.', slash + 1);
     const key = dot < 0 ? e.name : e.name.slice(0, dot);
     const ext = dot < 0 ? '' : e.name.slice(dot + 1).toLowerCase();
-    if (cur && cur.key !== key) {
+    if (cur && cur.member !== key) {
       yield cur;
       cur = null;
     }
-    cur ??= { key: `${path}:${key}`, image: null, label: 0, caption: '' };
+    cur ??= { member: key, key: `${path}:${key}`, image: null, label: 0, caption: '' };
     if (IMAGE_EXTENSIONS.has(`.${ext}`)) cur.image = e.data;
     else if (ext === 'cls') cur.label = Number.parseInt(e.data.toString('utf8').trim(), 10) || 0;
     else if (ext === 'txt') cur.caption = e.data.toString('utf8').trim();

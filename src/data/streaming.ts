@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 
 import { fromBytes, tensor } from '../engine/index.ts';
 import { SINGLE, localBatchSize, type BatchPosition, type Shard } from './batches.ts';
-import { IMAGE_EXTENSIONS } from './image-folder.ts';
+import { IMAGE_EXTENSIONS } from '../io/image-decode.ts';
 import type { Batch } from './loader.ts';
 import { Rng, hashInts } from './prng.ts';
 import { outSize, transformInto, transformedSize, type TransformSpec } from './transforms.ts';
