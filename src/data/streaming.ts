@@ -66,6 +66,8 @@ export interface StreamOptions {
   /** Samples (still encoded) each worker shuffles among. */
   shuffleBuffer?: number;
   position?: BatchPosition;
+  /** Where unreadable samples are reported (the first ten, then a count when the loader closes). */
+  log?: (msg: string) => void;
 }
 
 type Message =
@@ -90,7 +92,7 @@ export class StreamLoader {
     readonly source: StreamSource,
     o: StreamOptions,
   ) {
-    this.#o = { workers: 2, prefetch: 8, shuffleBuffer: 64, ...o, shard: o.shard ?? SINGLE };
+    this.#o = { workers: 2, prefetch: 8, shuffleBuffer: 64, log: () => {}, ...o, shard: o.shard ?? SINGLE };
     this.#position = o.position ?? { epoch: 0, index: 0 };
     const b = localBatchSize(o.batchSize, this.#o.shard);
     const W = this.#o.workers;
@@ -137,7 +139,10 @@ export class StreamLoader {
       if (m?.type === 'skip') {
         q.shift();
         this.skipped++;
-        if (this.skippedExamples.length < 10) this.skippedExamples.push(`${m.key}: ${m.reason}`);
+        if (this.skippedExamples.length < 10) {
+          this.skippedExamples.push(`${m.key}: ${m.reason}`);
+          this.#o.log(`skipped an unreadable sample: ${m.key}: ${m.reason}`);
+        }
         continue;
       }
       if (m) return m;
@@ -208,6 +213,7 @@ export class StreamLoader {
   }
 
   close(): void {
+    if (this.skipped) this.#o.log(`skipped ${this.skipped} unreadable sample(s) in all`);
     for (const w of this.#workers) {
       w.postMessage({ type: 'stop' });
       void w.terminate();

@@ -3,13 +3,15 @@
 // a few thousand images stream with flat memory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { writeTar } from '../../src/io/tar.ts';
 import { StreamLoader, streamSource } from '../../src/data/streaming.ts';
+import { resolveTrainConfig, train } from '../../src/train/presets.ts';
+import { tinyConfigs } from '../train/fixtures.ts';
 
 /** `shards` tar files holding `n` 24×24 gray PNGs in total (label = sample number) and `corrupt` broken ones. */
 async function writeShards(n: number, shards: number, corrupt: number): Promise<string> {
@@ -78,4 +80,16 @@ test('a few thousand images stream through with flat memory', async (t) => {
   assert.equal(images, 90 * 32);
   // holding the decoded images would take 3000 × 3·64·64 B = 37 MB (148 MB as floats): well above this bound
   assert.ok(growth < 24, `RSS grew by ${growth.toFixed(1)} MB while streaming ${images} images`);
+});
+
+test('the tokenizer stage trains from tar shards (data stream:<folder>), the last shard held out', async () => {
+  const dir = await writeShards(60, 3, 2);
+  const file = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'tok.json');
+  writeFileSync(file, JSON.stringify({ ...tinyConfigs(`stream:${dir}`).tokenizer, valEvery: 2 }));
+  const config = resolveTrainConfig('tokenizer', 'fmnist-tokenizer', { file });
+  const logs: string[] = [];
+  const out = mkdtempSync(join(tmpdir(), 'reptok-stream-run-'));
+  const r = await train('tokenizer', config, { out, steps: 2, log: (m) => logs.push(m) });
+  assert.equal(r.step, 2);
+  assert.ok(existsSync(join(out, 'tokenizer.safetensors')));
 });

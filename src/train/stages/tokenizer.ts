@@ -12,10 +12,11 @@ import { RepTokTokenizer, reptokPixel, saveTokenizer, type TokenizerConfig } fro
 import { inferDinov2Config, toOfficialLayout } from '../../models/dinov2-weights.ts';
 import { decoderPath, perSampleMse } from '../../flow/paths.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
+import { StreamLoader } from '../../data/streaming.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
-import { loadSplits } from '../datasets.ts';
+import { loadSplits, streamSplits } from '../datasets.ts';
 import type { Stage, StageContext } from '../trainer.ts';
 
 export interface TokenizerStageConfig extends CommonConfig {
@@ -80,9 +81,15 @@ export async function tokenizerStage(
     );
   }
   const [H] = tcfg.imageSize;
-  const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
-  if (train.c !== tcfg.imageChannels && tcfg.space === 'pixel')
-    throw new Error(`the data has ${train.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
+  // in memory, or streamed from disk ('stream:<path>')
+  const streamed = c.data.startsWith('stream:')
+    ? await streamSplits(c.data, { size: H, channels: tcfg.imageChannels === 1 ? 1 : 3, log: ctx.log })
+    : null;
+  const { train, test } = streamed
+    ? { train: null, test: streamed.test }
+    : await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
+  if (test.c !== tcfg.imageChannels && tcfg.space === 'pixel')
+    throw new Error(`the data has ${test.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
   const tok = noGrad(() => new RepTokTokenizer(tcfg));
   if (encoderSd) tok.tokenEncoder.loadPretrained(encoderSd);
   if (tcfg.space === 'latent') {
@@ -113,15 +120,13 @@ export async function tokenizerStage(
 
   return {
     model: tok,
-    batches: (position) =>
-      new DataLoader(train, {
-        batchSize: c.batchSize,
-        views: [{ size: H, crop: 'resize', hflip: c.hflip }],
-        seed: c.seed,
-        prefetch: c.prefetch,
-        position,
-        shard: ctx.shard,
-      }),
+    batches: (position) => {
+      const views = [{ size: H, crop: 'resize' as const, hflip: c.hflip }];
+      const common = { batchSize: c.batchSize, views, seed: c.seed, position, shard: ctx.shard };
+      return streamed
+        ? new StreamLoader(streamed.source, { ...common, size: H, channels: test.c as 1 | 3, log: ctx.log })
+        : new DataLoader(train!, { ...common, prefetch: c.prefetch });
+    },
     step: (batch) => {
       const out = tok.loss(batch.views[0]!, { generator: ctx.generator });
       return { loss: out.total, metrics: { rf: out.rf.mean().item(), cos: out.cos.mean().item() } };
