@@ -67,6 +67,7 @@ export interface Native {
   isGradEnabled(): boolean;
   setGradEnabled(flag: boolean): void;
   setAutocastCpu(enabled: boolean, dtype?: number): boolean;
+  setAutocastCuda(enabled: boolean, dtype?: number): boolean;
   // random
   manualSeed(seed: number | bigint): void;
   newGenerator(device: string, seed: number | bigint): Handle;

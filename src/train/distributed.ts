@@ -71,6 +71,8 @@ export class DataParallel {
   readonly group: ProcessGroup;
   readonly shard: Shard;
   readonly timeoutMs: number;
+  /** Where collectives run: the CPU (gloo) or this rank's GPU (NCCL). */
+  readonly device: Device;
   readonly #bucketBytes: number;
   #reducer: Handle | null = null;
   /** Time spent waiting for gradient all-reduces after backward (the part communication did not hide). */
@@ -81,6 +83,7 @@ export class DataParallel {
     o: DataParallelOptions,
   ) {
     this.timeoutMs = o.timeoutMs;
+    this.device = o.device;
     this.#bucketBytes = Math.max(1, Math.round(o.bucketMb * 2 ** 20));
     this.group = new ProcessGroup({
       rank: env.rank,
@@ -144,14 +147,14 @@ export class DataParallel {
   /** The mean of each value over the ranks (losses and metrics for the log). */
   mean(values: number[]): number[] {
     return tidy(() => {
-      const t = this.group.allReduce(tensor(Float64Array.from(values)), 'sum');
+      const t = this.group.allReduce(tensor(Float64Array.from(values), { device: this.device }), 'sum');
       return (t.toArray() as number[]).map((v) => v / this.env.worldSize);
     });
   }
 
   /** Whether `flag` is set on any rank (a stop request reaches every rank at the same step). */
   any(flag: boolean): boolean {
-    return tidy(() => this.group.allReduce(tensor([flag ? 1 : 0]), 'max').item() === 1);
+    return tidy(() => this.group.allReduce(tensor([flag ? 1 : 0], { device: this.device }), 'max').item() === 1);
   }
 
   destroy(): void {

@@ -4,7 +4,16 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Generator, Tensor, manualSeed, noGrad, runtimeInfo, setNumThreads, tidy } from '../engine/index.ts';
+import {
+  Generator,
+  Tensor,
+  manualSeed,
+  noGrad,
+  runtimeInfo,
+  setNumThreads,
+  tidy,
+  type Device,
+} from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
@@ -34,6 +43,8 @@ export interface StageContext<C extends CommonConfig = CommonConfig> {
   ema: EMA | null;
   /** This process's part of every global batch in data-parallel training (absent: the whole batch). */
   shard?: Shard;
+  /** Where the model trains (absent: the CPU); stages put their own tensors (validation material) there too. */
+  device?: Device;
 }
 
 export interface Stage<C extends CommonConfig, B> {
@@ -79,6 +90,8 @@ export interface RunOptions {
   log?: (msg: string) => void;
   /** Data-parallel training: this process is one rank (see distributed.ts). */
   parallel?: DataParallel;
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: Device;
 }
 
 export interface RunResult {
@@ -124,15 +137,17 @@ export async function runStage<C extends CommonConfig, B>(
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
+  const device = o.device ?? 'cpu';
   manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
   const ctx: StageContext<C> = {
     config: cfg,
     out: o.out,
-    generator: new Generator({ seed: cfg.seed }),
+    generator: new Generator({ seed: cfg.seed, device }),
     step: 0,
     log,
     ema: null,
     shard: dp?.shard ?? SINGLE,
+    device,
   };
   ctx.generator.batchShard = dp ? dp.shard : null;
   if (dp)
@@ -140,6 +155,7 @@ export async function runStage<C extends CommonConfig, B>(
       `data parallel: ${dp.group.worldSize} processes (${dp.group.backend}), ${cfg.batchSize / dp.group.worldSize} images each per batch`,
     );
   const stage = await makeStage(ctx);
+  if (device !== 'cpu') stage.model.to({ device });
   dp?.syncModule(stage.model);
   const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);
   const opt = new AdamW(
@@ -226,10 +242,10 @@ export async function runStage<C extends CommonConfig, B>(
       let waitMs = 0;
       const metrics: Record<string, number> = {};
       for (let micro = 0; micro < cfg.gradAccum; micro++) {
-        const batch = await source.next();
+        const batch = toDevice(await source.next(), device);
         waitMs += batch.waitMs;
         const value = tidy(() => {
-          const out = withAutocast(cfg.precision, () => stage.step(batch, ctx));
+          const out = withAutocast(cfg.precision, () => stage.step(batch, ctx), device);
           dp?.beforeBackward(micro === cfg.gradAccum - 1); // no all-reduce on accumulation-only micro-steps
           out.loss.div(cfg.gradAccum).backward();
           for (const [k, v] of Object.entries(out.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / cfg.gradAccum;
@@ -239,7 +255,7 @@ export async function runStage<C extends CommonConfig, B>(
         lossSum += value / cfg.gradAccum;
       }
       if (dp) {
-        collective('the all-reduce of gradients', step, () => dp.reduceGradients());
+        metrics.comm_ms = collective('the all-reduce of gradients', step, () => dp.reduceGradients()).waitMs;
         const keys = Object.keys(metrics);
         const avg = collective('the all-reduce of losses', step, () =>
           dp.mean([lossSum, ...keys.map((k) => metrics[k]!)]),
@@ -298,6 +314,20 @@ export async function runStage<C extends CommonConfig, B>(
     process.off('SIGTERM', onSignal);
     source.close();
   }
+}
+
+/** The batch with its tensors moved to `device` (the CPU ones disposed). */
+function toDevice<B>(b: B, device: Device): B {
+  if (device === 'cpu') return b;
+  const move = (v: unknown): unknown => {
+    if (v instanceof Tensor) {
+      const moved = v.to(device);
+      v.dispose();
+      return moved;
+    }
+    return Array.isArray(v) ? v.map(move) : v;
+  };
+  return Object.fromEntries(Object.entries(b as object).map(([k, v]) => [k, move(v)])) as B;
 }
 
 function disposeBatch(b: unknown): void {

@@ -3,7 +3,7 @@ import { PRESETS, STAGES, presetsFor, resolveTrainConfig, train, type StageName 
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 import { DataParallel, distributedEnv } from '../../train/distributed.ts';
 import { launchWorkers } from '../../train/launch.ts';
-import { setNumThreads } from '../../engine/index.ts';
+import { cuda, setNumThreads, type Device } from '../../engine/index.ts';
 import { availableParallelism } from 'node:os';
 
 const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s).join(', ')}`).join('\n');
@@ -53,6 +53,11 @@ export const spec: CommandSpec = {
       help: 'seconds a collective may wait for the other workers (default 1800)',
       arg: 'S',
     },
+    device: {
+      type: 'string',
+      help: 'cpu (default), cuda or cuda:N; with several processes each uses cuda:LOCAL_RANK (tokenizer stage)',
+      arg: 'DEV',
+    },
     'bucket-mb': { type: 'number', help: 'gradient all-reduce bucket size in MB (default 25)', arg: 'MB' },
   },
   examples: [
@@ -63,6 +68,22 @@ export const spec: CommandSpec = {
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --nproc-per-node 2',
   ],
 };
+
+/** The device of this process: --device, with a bare 'cuda' meaning this worker's LOCAL_RANK. */
+function deviceFor(flag: string, stage: StageName, localRank: number | undefined): Device {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(flag))
+    throw new UsageError(`--device must be cpu, cuda or cuda:N, got '${flag}'`, 'train');
+  if (flag === 'cpu') return 'cpu';
+  if (stage !== 'tokenizer')
+    throw new UsageError(`--device ${flag}: only the tokenizer stage trains on CUDA so far; use --device cpu`, 'train');
+  if (cuda.deviceCount() === 0)
+    throw new UsageError(
+      `--device ${flag}: this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); build against a CUDA libtorch ` +
+        'with LIBTORCH=<root> (see README)',
+      'train',
+    );
+  return flag === 'cuda' ? `cuda:${localRank ?? 0}` : (flag as Device);
+}
 
 const LAUNCH_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
 
@@ -79,6 +100,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     );
   const config = resolveTrainConfig(stage, options.preset, { file: options.config, sets: options.set });
   const env = distributedEnv();
+  const device = deviceFor(options.device ?? 'cpu', stage, env?.localRank);
   if (options['nproc-per-node'] !== undefined && !env) {
     // the launcher: this process only supervises; the workers run this same command line without the launch flags
     const workerArgs: string[] = [];
@@ -103,7 +125,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     ? new DataParallel(env, {
         timeoutMs: 1000 * (options['dist-timeout'] ?? 1800),
         bucketMb: options['bucket-mb'] ?? 25,
-        device: 'cpu',
+        device,
       })
     : undefined;
   try {
@@ -113,6 +135,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
       force: options.force,
       steps: options.steps,
       parallel,
+      device,
     });
     if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
     if (result.interrupted) process.exitCode = 130;

@@ -103,12 +103,17 @@ export async function tokenizerStage(
   );
 
   // fixed validation material: held-out images, noise and times
-  const valImages = imagesTensor(
-    test,
-    Int32Array.from({ length: Math.min(c.val.images, test.n) }, (_, i) => i),
-  );
-  const valGen = new Generator({ seed: c.seed + 1 });
-  const valNoise = randn([valImages.shape[0]!, ...tok.gridShape], { generator: valGen });
+  const device = ctx.device ?? 'cpu';
+  const images = (from: number, count: number): Tensor =>
+    tidy(() =>
+      imagesTensor(
+        test,
+        Int32Array.from({ length: count }, (_, i) => from + i),
+      ).to(device),
+    );
+  const valImages = images(0, Math.min(c.val.images, test.n));
+  const valGen = new Generator({ seed: c.seed + 1, device });
+  const valNoise = randn([valImages.shape[0]!, ...tok.gridShape], { generator: valGen, device });
   const samplesDir = join(ctx.out, 'samples');
 
   const reconstruct = (images: Tensor): Tensor =>
@@ -142,7 +147,7 @@ export async function tokenizerStage(
             const cond = tok.condition(token);
             const K = c.val.segments;
             const segs = Array.from({ length: K }, (_, k) => {
-              const t = full([grid.shape[0]!], (k + 0.5) / K);
+              const t = full([grid.shape[0]!], (k + 0.5) / K, { device });
               return perSampleMse(
                 tok.velocity(decoderPath.interpolate(grid, valNoise, t), t, cond),
                 decoderPath.target(grid, valNoise),
@@ -169,7 +174,7 @@ export async function tokenizerStage(
             tok.eval();
             const rec = reconstruct(valImages);
             tok.train();
-            return imageGrid(cat([valImages, rec]), { nrow: valImages.shape[0]! });
+            return imageGrid(cat([valImages, rec]).to('cpu'), { nrow: valImages.shape[0]! });
           }),
         ),
       );
@@ -191,12 +196,10 @@ export async function tokenizerStage(
             const n = Math.min(c.val.testImages, test.n);
             const scores: number[] = [];
             for (let i = 0; i < n; i += 64) {
-              const imgs = imagesTensor(
-                test,
-                Int32Array.from({ length: Math.min(64, n - i) }, (_, k) => i + k),
-              );
+              const imgs = images(i, Math.min(64, n - i));
               const noise = randn([imgs.shape[0]!, ...tok.gridShape], {
-                generator: new Generator({ seed: c.seed + 2 + i }),
+                generator: new Generator({ seed: c.seed + 2 + i, device }),
+                device,
               });
               scores.push(
                 psnr(tok.decode(tok.encode(imgs), { steps: c.val.steps, noise }).images, imgs) * imgs.shape[0]!,
