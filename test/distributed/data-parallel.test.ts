@@ -1,7 +1,7 @@
 // Data-parallel training through `reptok train --nproc-per-node 2` (gloo, TCPStore on 127.0.0.1): 2 processes with
 // the global batch split in two train the same weights as 1 process (float32 reduction-order tolerance) for the
 // tokenizer and generator stages, with gradient accumulation; kill -9 of a worker ends the run with a clear message,
-// and the run resumes exactly, also with 1 process.
+// and the run resumes exactly, also with 1 process; plain `reptok train` under an external launcher works too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { checkpointName, listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.ts';
+import { freePort } from '../../src/train/launch.ts';
 import { ROOT } from '../helpers.ts';
 import { syntheticFolder, tinyConfigs } from '../train/fixtures.ts';
 
@@ -141,4 +142,32 @@ test('kill -9 of a worker stops the run with a clear message; it resumes with 1 
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, /resumed from .*step-00000002\.safetensors at step 2/);
   assertClose(join(whole, checkpointName(6)), join(broken, checkpointName(6)));
+});
+
+test('plain `reptok train` under an external launcher (torchrun variables) trains data-parallel', async () => {
+  const data = `folder:${await syntheticFolder()}`;
+  const config = configFile('tokenizer', tinyConfigs(data).tokenizer);
+  const [out, port] = [tmp('reptok-ext-'), await freePort()];
+  const codes = await Promise.all(
+    [0, 1].map(
+      (rank) =>
+        new Promise<{ code: number | null; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, args('tokenizer', out, config, '--steps', '2'), {
+            env: {
+              ...process.env,
+              CI: '1',
+              ...{ WORLD_SIZE: '2', RANK: String(rank), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: '2' },
+              ...{ MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), OMP_NUM_THREADS: '1' },
+            },
+          });
+          let stderr = '';
+          child.stderr.on('data', (d) => (stderr += d));
+          child.on('exit', (code) => resolve({ code, stderr }));
+        }),
+    ),
+  );
+  for (const c of codes) assert.equal(c.code, 0, c.stderr);
+  assert.match(codes[0]!.stderr, /data parallel: 2 processes \(gloo\), 4 images each per batch/);
+  assert.equal(codes[1]!.stderr.trim(), '', 'rank 1 logs nothing');
+  assert.ok(existsSync(join(out, checkpointName(2))));
 });
