@@ -13,7 +13,8 @@ function python(): string {
     if (spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) return p;
   }
   throw new Error(
-    'no python3 with PyTorch found: install it with `apt-get install python3-torch` (the bench:* scripts do this), or pass --impl reptok to skip the peer',
+    'no python3 with PyTorch found: install it with `apt-get install python3-torch` ' +
+      '(the bench:* scripts do this), or pass --impl reptok to skip the peer',
   );
 }
 

@@ -124,7 +124,8 @@ export function tokensFor(
       tokens = tidy(() => cat(parts!.map(load)));
     }
     log(
-      `tokens: encoded ${to - from} of ${data.n} images in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${file}`,
+      `tokens: encoded ${to - from} of ${data.n} images in ${((performance.now() - t0) / 1000).toFixed(1)} s ` +
+        `-> ${shard.world > 1 ? `${join(cacheDir, `tokens-${key}.part-*`)}` : file}`,
     );
   }
   return { tokens, labels: data.labels, captions: data.captions };

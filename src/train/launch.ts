@@ -51,7 +51,8 @@ export async function launchWorkers(script: string, args: string[], o: LaunchOpt
   const world = n * nnodes;
   const threads = process.env.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / n)));
   log(
-    `launcher: ${n} worker(s) on node ${nodeRank} of ${nnodes} (world ${world}), rendezvous ${masterAddr}:${masterPort}, ` +
+    `launcher: ${n} worker(s) on node ${nodeRank} of ${nnodes} (world ${world}), ` +
+      `rendezvous ${masterAddr}:${masterPort}, ` +
       `${threads} thread(s) each`,
   );
 
@@ -129,7 +130,8 @@ export async function launchWorkers(script: string, args: string[], o: LaunchOpt
   if (failure) {
     const f = failure as { rank: number; pid: number | undefined; code: number | null; signal: NodeJS.Signals | null };
     log(
-      `reptok train: worker rank ${f.rank} (pid ${f.pid}) ${f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`}; ` +
+      `reptok train: worker rank ${f.rank} (pid ${f.pid}) ` +
+        `${f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`}; ` +
         'the run stopped. Continue it with --resume (with any number of processes).',
     );
     return f.code && f.code > 0 ? f.code : 1;

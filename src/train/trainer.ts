@@ -72,8 +72,10 @@ export class NonFiniteLossError extends Error {
     lastCheckpoint: string | null,
   ) {
     super(
-      `the loss became ${value} at step ${step + 1}; training stopped.${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
-        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), a longer warm-up (--set warmupSteps=...), or fp32 precision.',
+      `the loss became ${value} at step ${step + 1}; training stopped.` +
+        `${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
+        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), ' +
+        'a longer warm-up (--set warmupSteps=...), or fp32 precision.',
     );
     this.name = 'NonFiniteLossError';
   }
@@ -152,7 +154,8 @@ export async function runStage<C extends CommonConfig, B>(
   ctx.generator.batchShard = dp ? dp.shard : null;
   if (dp)
     log(
-      `data parallel: ${dp.group.worldSize} processes (${dp.group.backend}), ${cfg.batchSize / dp.group.worldSize} images each per batch`,
+      `data parallel: ${dp.group.worldSize} processes (${dp.group.backend}), ` +
+        `${cfg.batchSize / dp.group.worldSize} images each per batch`,
     );
   const stage = await makeStage(ctx);
   if (device !== 'cpu') stage.model.to({ device });

@@ -30,11 +30,12 @@ async function writeShards(n: number, shards: number, corrupt: number): Promise<
 
 const opts = { size: 16, channels: 1 as const, views: [{ size: 16, crop: 'resize' as const }], seed: 3 };
 
-test('every readable sample once per epoch, split disjointly across 2 ranks × 2 workers; corrupt ones counted', async () => {
+test('every readable sample once per epoch, disjoint across 2 ranks × 2 workers; corrupt ones counted', async () => {
   const dir = await writeShards(120, 3, 5);
   const seen: number[] = [];
   for (const rank of [0, 1]) {
-    const loader = new StreamLoader(streamSource(dir), { ...opts, batchSize: 8, shard: { rank, world: 2 }, workers: 2 });
+    const shard = { rank, world: 2 };
+    const loader = new StreamLoader(streamSource(dir), { ...opts, batchSize: 8, shard, workers: 2 });
     for (let i = 0; i < 30 && loader.position.epoch === 0; i++) {
       const b = await loader.next();
       if (b.epoch > 0) break;

@@ -66,7 +66,7 @@ function assertClose(a: string, b: string): void {
   }
 }
 
-test('2 processes × half the batch train the tokenizer and the generator like 1 process (with accumulation)', async () => {
+test('2 processes × half the batch train tokenizer and generator like 1 process (with accumulation)', async () => {
   const data = `folder:${await syntheticFolder()}`;
   const tok = configFile('tokenizer', { ...tinyConfigs(data).tokenizer, gradAccum: 2 });
   const [one, two] = [tmp('reptok-dp1-'), tmp('reptok-dp2-')];
@@ -100,7 +100,7 @@ test('2 processes × half the batch train the tokenizer and the generator like 1
   assertClose(join(g1, checkpointName(3)), join(g2, checkpointName(3)));
 });
 
-test('kill -9 of a worker stops the run with a clear message; it resumes with 1 process like an unbroken run', async () => {
+test('kill -9 of a worker stops the run with a clear message; 1 process resumes it like an unbroken run', async () => {
   const data = `folder:${await syntheticFolder()}`;
   const config = configFile('tokenizer', {
     ...tinyConfigs(data).tokenizer,

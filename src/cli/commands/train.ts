@@ -14,15 +14,16 @@ export const spec: CommandSpec = {
     'Train one stage of the pipeline: ssl (encoder), tokenizer (stage A), generator (stage B), t2i (text-to-image).',
   details:
     `Stages:\n${stageLines}\n\n` +
-    'The config is the preset, then --config FILE (JSON or YAML), then each --set key=value (dotted keys, JSON values).\n' +
-    'It is printed, written to <out>/config.json and stored in every checkpoint. Checkpoints (<out>/step-*.safetensors)\n' +
-    'are written atomically; --resume continues exactly where the last one left off; Ctrl-C writes one and stops.\n' +
-    'Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/. Stages chain through their outputs:\n' +
+    'The config is the preset, then --config FILE (JSON or YAML), then each --set key=value (dotted keys, JSON\n' +
+    'values). It is printed, written to <out>/config.json and stored in every checkpoint. Checkpoints\n' +
+    '(<out>/step-*.safetensors) are written atomically; --resume continues exactly where the last one left off;\n' +
+    'Ctrl-C writes one and stops. Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/.\n' +
+    'Stages chain through their outputs:\n' +
     '  ssl -> <out>/encoder.safetensors      (--set encoderWeights=... for the tokenizer)\n' +
     '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizerFile=... for generator and t2i)\n\n' +
     'Several processes (data parallel on c10d/gloo): --nproc-per-node N starts N workers that split every batch\n' +
-    '(batchSize is the global batch); add --nnodes/--node-rank/--master-addr/--master-port on each machine. Under an\n' +
-    "external launcher that sets torchrun's WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, run plain\n" +
+    '(batchSize is the global batch); add --nnodes/--node-rank/--master-addr/--master-port on each machine. Under\n' +
+    "an external launcher that sets torchrun's WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, run plain\n" +
     '`reptok train`. Rank 0 writes the checkpoints; --resume works with any number of processes.',
   positionals: [{ name: 'stage', help: STAGES.join(' | ') }],
   options: {
@@ -62,8 +63,10 @@ export const spec: CommandSpec = {
   },
   examples: [
     'reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
-    'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
+    'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set ' +
+      'encoderWeights=runs/fmnist-ssl/encoder.safetensors',
+    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set ' +
+      'tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --resume',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --nproc-per-node 2',
   ],
@@ -78,8 +81,8 @@ function deviceFor(flag: string, stage: StageName, localRank: number | undefined
     throw new UsageError(`--device ${flag}: only the tokenizer stage trains on CUDA so far; use --device cpu`, 'train');
   if (cuda.deviceCount() === 0)
     throw new UsageError(
-      `--device ${flag}: this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); build against a CUDA libtorch ` +
-        'with LIBTORCH=<root> (see README)',
+      `--device ${flag}: this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); ` +
+        'build against a CUDA libtorch with LIBTORCH=<root> (see README)',
       'train',
     );
   return flag === 'cuda' ? `cuda:${localRank ?? 0}` : (flag as Device);
