@@ -82,7 +82,8 @@ static Napi::Value initProcessGroup(const Napi::CallbackInfo& info) {
   const std::string backend = str(o, "backend", "gloo");
   const std::string storeKind = str(o, "store", "tcp");
   if (world < 1 || rank < 0 || rank >= world)
-    throw Napi::RangeError::New(env, "initProcessGroup: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(world) + ")");
+    throw Napi::RangeError::New(
+        env, "initProcessGroup: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(world) + ")");
   return guard(
       env,
       [&]() -> Napi::Value {
@@ -357,7 +358,8 @@ static Napi::Value createReducer(const Napi::CallbackInfo& info) {
         std::vector<int64_t> sizes;
         for (size_t k = n; k-- > 0;) {
           const at::Tensor& p = params[k];
-          TORCH_CHECK(p.requires_grad() && p.is_leaf(), "parameter ", k, " (", describe(p), ") is not a trainable leaf");
+          TORCH_CHECK(p.requires_grad() && p.is_leaf(), "parameter ", k, " (", describe(p),
+                      ") is not a trainable leaf");
           bool fresh = s->buckets.empty();
           if (!fresh) {
             const at::Tensor& first = params[s->buckets.back().params[0]];
