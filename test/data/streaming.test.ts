@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { writeTar } from '../../src/io/tar.ts';
 import { StreamLoader, streamSource } from '../../src/data/streaming.ts';
 import { resolveTrainConfig, train } from '../../src/train/presets.ts';
-import { tinyConfigs } from '../train/fixtures.ts';
+import { syntheticFolder, tinyConfigs } from '../train/fixtures.ts';
 
 /** `shards` tar files holding `n` 24×24 gray PNGs in total (label = sample number) and `corrupt` broken ones. */
 async function writeShards(n: number, shards: number, corrupt: number): Promise<string> {
@@ -93,4 +93,38 @@ test('the tokenizer stage trains from tar shards (data stream:<folder>), the las
   const r = await train('tokenizer', config, { out, steps: 2, log: (m) => logs.push(m) });
   assert.equal(r.step, 2);
   assert.ok(existsSync(join(out, 'tokenizer.safetensors')));
+});
+
+test('an image folder streams lazily: every image once per epoch, class = first sub-folder', async () => {
+  const dir = await syntheticFolder(); // 24 'left' + 24 'right' images
+  const source = streamSource(dir);
+  assert.equal(source.kind, 'files');
+  const loader = new StreamLoader(source, { ...opts, channels: 3, batchSize: 8, workers: 2 });
+  const labels: number[] = [];
+  for (let i = 0; i < 6; i++) labels.push(...((await loader.next()).labels.toArray() as number[]));
+  const next = await loader.next(); // a stream learns that an epoch is over when it asks for more
+  assert.deepEqual([next.epoch, next.index], [1, 0]);
+  loader.close();
+  assert.equal(labels.filter((l) => l === 0).length, 24);
+  assert.equal(labels.filter((l) => l === 1).length, 24);
+});
+
+test('a stream resumed from a position continues with the same batches', async () => {
+  const dir = await writeShards(64, 2, 0);
+  const o = { ...opts, batchSize: 8, workers: 2 };
+  const labels = async (l: StreamLoader, n: number) => {
+    const out: number[][] = [];
+    for (let i = 0; i < n; i++) out.push((await l.next()).labels.toArray() as number[]);
+    return out;
+  };
+  const whole = new StreamLoader(streamSource(dir), o);
+  const all = await labels(whole, 5);
+  whole.close();
+  const first = new StreamLoader(streamSource(dir), o);
+  await labels(first, 2);
+  const position = first.position;
+  first.close();
+  const resumed = new StreamLoader(streamSource(dir), { ...o, position });
+  assert.deepEqual(await labels(resumed, 3), all.slice(2));
+  resumed.close();
 });
