@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Tensor, cat, noGrad, tensor, tidy } from '../engine/index.ts';
+import { Tensor, cat, noGrad, tensor, tidy, zeros } from '../engine/index.ts';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 import type { RepTokTokenizer } from '../models/tokenizer.ts';
 import {
@@ -65,7 +65,8 @@ function encodeRange(tok: RepTokTokenizer, data: ImageArray, from: number, to: n
             ),
           ),
         );
-      return cat(parts);
+      // a rank whose share is empty (more ranks than images) writes an empty part
+      return parts.length ? cat(parts) : zeros([0, tok.tokenDim]);
     }),
   );
 }
