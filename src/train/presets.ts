@@ -4,7 +4,12 @@ import type { CommonConfig } from './config.ts';
 import { resolveConfig } from './config.ts';
 import { runStage, type RunOptions, type RunResult, type Stage, type StageContext } from './trainer.ts';
 import { sslPreset, sslStage, type SslConfig } from './stages/ssl.ts';
-import { tokenizerPreset, tokenizerStage, type TokenizerStageConfig } from './stages/tokenizer.ts';
+import {
+  finishTokenizerConfig,
+  tokenizerPreset,
+  tokenizerStage,
+  type TokenizerStageConfig,
+} from './stages/tokenizer.ts';
 import {
   generatorPreset,
   generatorStage,
@@ -32,11 +37,18 @@ export const presetsFor = (stage: StageName): string[] =>
     .filter(([, p]) => p().stage === stage)
     .map(([n]) => n);
 
-const STAGE_IMPL: Record<StageName, (ctx: StageContext<any>) => Promise<Stage<any, any>>> = {
-  ssl: (ctx) => sslStage(ctx as StageContext<SslConfig>),
-  tokenizer: (ctx) => tokenizerStage(ctx as StageContext<TokenizerStageConfig>),
-  generator: (ctx) => generatorStage(ctx as StageContext<GeneratorStageConfig>),
-  t2i: (ctx) => t2iStage(ctx as StageContext<T2IStageConfig>),
+/** Each stage: how it finishes its config before the config is recorded (optional), and how it is built. */
+const STAGE_IMPL: Record<
+  StageName,
+  { finishConfig?: (c: any) => CommonConfig; create: (ctx: StageContext<any>) => Promise<Stage<any, any>> }
+> = {
+  ssl: { create: (ctx) => sslStage(ctx as StageContext<SslConfig>) },
+  tokenizer: {
+    finishConfig: (c) => finishTokenizerConfig(c as TokenizerStageConfig),
+    create: (ctx) => tokenizerStage(ctx as StageContext<TokenizerStageConfig>),
+  },
+  generator: { create: (ctx) => generatorStage(ctx as StageContext<GeneratorStageConfig>) },
+  t2i: { create: (ctx) => t2iStage(ctx as StageContext<T2IStageConfig>) },
 };
 
 export function resolveTrainConfig(
@@ -56,12 +68,6 @@ export function resolveTrainConfig(
 }
 
 export async function train(stage: StageName, config: CommonConfig, o: RunOptions): Promise<RunResult> {
-  return runStage(
-    config,
-    async (ctx) => {
-      const s = await STAGE_IMPL[stage](ctx);
-      return s;
-    },
-    o,
-  );
+  const impl = STAGE_IMPL[stage];
+  return runStage(impl.finishConfig?.(config) ?? config, impl.create, o);
 }

@@ -15,9 +15,12 @@ import {
   type Device,
 } from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
+import type { DataInfo, TrainingInfo } from '../models/model-file.ts';
+import type { ImageArray } from '../data/image-array.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
 import { atomicWriteText } from '../io/atomic.ts';
+import { imageGrid, writeImage } from '../io/image.ts';
 import { checkpointName, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import type { CommonConfig } from './config.ts';
@@ -32,19 +35,78 @@ export interface BatchSource<B> {
   close(): void;
 }
 
-export interface StageContext<C extends CommonConfig = CommonConfig> {
-  config: C;
-  out: string;
+/**
+ * What a stage gets from the trainer: the config, the output folder, the random stream, the EMA, and the pieces
+ * every stage needs (evaluation with EMA weights in eval mode, sample grids, what the model files record).
+ */
+export class StageContext<C extends CommonConfig = CommonConfig> {
   /** The stage's random stream (noise, times, label dropout...): part of every checkpoint. */
-  generator: Generator;
-  step: number;
-  log(msg: string): void;
+  readonly generator: Generator;
+  /** The current step (0-based). */
+  step = 0;
   /** The EMA weights (sampling uses them), or null when EMA is off. */
-  ema: EMA | null;
-  /** This process's part of every global batch in data-parallel training (absent: the whole batch). */
-  shard?: Shard;
-  /** Where the model trains (absent: the CPU); stages put their own tensors (validation material) there too. */
-  device?: Device;
+  ema: EMA | null = null;
+  /** The command that started the run (recorded in the model files). */
+  readonly command: string;
+  readonly log: (msg: string) => void;
+  /** This process's part of every global batch in data-parallel training (else the whole batch). */
+  readonly shard: Shard;
+  /** Where the model trains; stages put their own tensors (validation material) there too. */
+  readonly device: Device;
+
+  constructor(
+    readonly config: C,
+    readonly out: string,
+    o: { log?: (msg: string) => void; command?: string; shard?: Shard; device?: Device } = {},
+  ) {
+    this.shard = o.shard ?? SINGLE;
+    this.device = o.device ?? 'cpu';
+    this.generator = new Generator({ seed: config.seed, device: this.device });
+    // data parallel: batch-major draws are made for the global batch, each rank keeping its rows (creation.ts)
+    if (this.shard.world > 1) this.generator.batchShard = this.shard;
+    this.log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+    this.command = o.command ?? process.argv.slice(1).join(' ');
+  }
+
+  /**
+   * Runs `fn` as evaluation: with the EMA weights (when EMA is on), `module` in eval mode, without gradients. The
+   * trained weights and the module's mode come back when it returns or throws, so `fn` must be synchronous.
+   */
+  evaluate<T>(module: Module, fn: () => T): T {
+    const wasTraining = module.training;
+    module.eval();
+    try {
+      const out = noGrad(() => (this.ema ? this.ema.withWeights(fn) : fn()));
+      if (out instanceof Promise) throw new Error('StageContext.evaluate: fn must be synchronous');
+      return out;
+    } finally {
+      module.train(wasTraining);
+    }
+  }
+
+  /** Writes images (B, C, H, W) as one picture, `nrow` per row, to <out>/samples/step-NNNNNN.png; returns its path. */
+  async writeSamplePicture(images: Tensor, nrow: number): Promise<string> {
+    const dir = join(this.out, 'samples');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `step-${String(this.step + 1).padStart(6, '0')}.png`);
+    const grid = imageGrid(images, { nrow });
+    try {
+      await writeImage(path, grid);
+    } finally {
+      grid.dispose();
+    }
+    return path;
+  }
+
+  /** What a model file records about its training: the command, the steps, the resolved config. */
+  get trainingInfo(): TrainingInfo {
+    return { command: this.command, step: this.config.steps, config: this.config };
+  }
+
+  /** What a model file records about its data: the data set, image size, channels, value range, class names. */
+  dataInfo(d: ImageArray): DataInfo {
+    return { name: this.config.data, imageSize: [d.h, d.w], channels: d.c, valueRange: [-1, 1], classes: d.classes };
+  }
 }
 
 export interface Stage<C extends CommonConfig, B> {
@@ -90,6 +152,8 @@ export interface RunOptions {
   /** Stop after this many steps of this run (tests use it to simulate an interruption). */
   stopAfter?: number;
   log?: (msg: string) => void;
+  /** The command line recorded in the model files (default: this process's arguments). */
+  command?: string;
   /** Data-parallel training: this process is one rank (see distributed.ts). */
   parallel?: DataParallel;
   /** 'cpu' (default), 'cuda' or 'cuda:N'. */
@@ -130,28 +194,22 @@ export async function runStage<C extends CommonConfig, B>(
   // data parallel: rank 0 (the lead) alone writes files and logs
   const dp = o.parallel ?? null;
   const lead = !dp || dp.isLead;
-  const log = lead ? (o.log ?? ((m: string) => process.stderr.write(`${m}\n`))) : () => {};
+  const device = o.device ?? 'cpu';
+  const ctx = new StageContext({ ...config, steps: o.steps ?? config.steps }, o.out, {
+    ...o,
+    log: lead ? o.log : () => {},
+    shard: dp?.shard,
+    device,
+  });
+  const { config: cfg, log } = ctx;
+  const total = cfg.steps;
   if (lead) prepareOutDir(o.out, o);
-  if (config.threads > 0) setNumThreads(config.threads);
-  const total = o.steps ?? config.steps;
-  const cfg = { ...config, steps: total };
+  if (cfg.threads > 0) setNumThreads(cfg.threads);
   if (lead) atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
-  const device = o.device ?? 'cpu';
   manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
-  const ctx: StageContext<C> = {
-    config: cfg,
-    out: o.out,
-    generator: new Generator({ seed: cfg.seed, device }),
-    step: 0,
-    log,
-    ema: null,
-    shard: dp?.shard ?? SINGLE,
-    device,
-  };
-  ctx.generator.batchShard = dp ? dp.shard : null;
   if (dp)
     log(
       `data parallel: ${dp.group.worldSize} processes (${dp.group.backend}), ` +

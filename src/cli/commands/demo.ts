@@ -8,15 +8,14 @@ import { Generator, cat, noGrad, randn, tensor, tidy } from '../../engine/index.
 import { imageGrid, writeImage } from '../../io/image.ts';
 import { loadTokenizer } from '../../models/tokenizer.ts';
 import { smallVit } from '../../models/dinov2.ts';
-import { MLPMixer1D, classField } from '../../models/generator.ts';
+import { classField, loadGenerator } from '../../models/generator.ts';
 import { generate } from '../../flow/token-flow.ts';
-import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
 import { loadFashionMnist, FASHION_MNIST_CLASSES } from '../../data/fashion-mnist.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
 import { mergeConfig, type Json } from '../../train/config.ts';
 import { PRESETS, train, type StageName } from '../../train/presets.ts';
-import type { CommandSpec, Parsed } from '../args.ts';
+import { commandLine, type CommandSpec, type Parsed } from '../args.ts';
 
 export const spec: CommandSpec = {
   name: 'demo',
@@ -83,7 +82,7 @@ const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: stri
   },
 ];
 
-export async function run({ options }: Parsed): Promise<void> {
+export async function run({ options, argv }: Parsed): Promise<void> {
   const out: string = options.out;
   const scale: number = options.scale;
   mkdirSync(out, { recursive: true });
@@ -109,6 +108,7 @@ export async function run({ options }: Parsed): Promise<void> {
     const r = await train(s.stage, config, {
       out: join(out, s.stage),
       force: true,
+      command: `${commandLine('demo', argv)} (stage ${s.stage}: preset ${s.preset}, shortened)`,
       log: (m) => (m.startsWith('config') || m.startsWith('runtime') ? undefined : log(m)),
     });
     times[s.stage] = (performance.now() - t0) / 1000;
@@ -117,12 +117,7 @@ export async function run({ options }: Parsed): Promise<void> {
 
   // the picture: test images, their reconstructions, generated samples per class
   const tok = loadTokenizer(join(out, 'tokenizer', 'tokenizer.safetensors'));
-  const genPath = join(out, 'generator', 'generator.safetensors');
-  const meta = SafetensorsFile.open(genPath);
-  const gen = noGrad(() => new MLPMixer1D(JSON.parse(meta.metadata.config!)));
-  meta.close();
-  gen.loadStateDict(loadSafetensors(genPath).tensors, { context: genPath });
-  gen.eval();
+  const gen = loadGenerator(join(out, 'generator', 'generator.safetensors'));
   const test = loadFashionMnist('test');
   const picture = noGrad(() =>
     tidy(() => {

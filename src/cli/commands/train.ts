@@ -1,10 +1,11 @@
 // reptok train <stage>: trains a stage from a preset, a config file and --set overrides.
 import { PRESETS, STAGES, presetsFor, resolveTrainConfig, train, type StageName } from '../../train/presets.ts';
-import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { availableParallelism } from 'node:os';
+
+import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 import { DataParallel, distributedEnv } from '../../train/distributed.ts';
 import { launchWorkers } from '../../train/launch.ts';
 import { cuda, setNumThreads, type Device } from '../../engine/index.ts';
-import { availableParallelism } from 'node:os';
 
 const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s).join(', ')}`).join('\n');
 
@@ -90,7 +91,7 @@ function deviceFor(flag: string, stage: StageName, localRank: number | undefined
 
 const LAUNCH_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
 
-export async function run({ positionals, options }: Parsed): Promise<void> {
+export async function run({ positionals, options, argv }: Parsed): Promise<number | void> {
   const stage = positionals[0] as StageName;
   if (!STAGES.includes(stage)) throw new UsageError(`unknown stage '${stage}'; stages: ${STAGES.join(', ')}`, 'train');
   if (!options.preset)
@@ -107,20 +108,18 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (options['nproc-per-node'] !== undefined && !env) {
     // the launcher: this process only supervises; the workers run this same command line without the launch flags
     const workerArgs: string[] = [];
-    const argv = process.argv.slice(2);
     for (let i = 0; i < argv.length; i++) {
       const flag = LAUNCH_FLAGS.find((f) => argv[i] === f || argv[i]!.startsWith(`${f}=`));
       if (flag === undefined) workerArgs.push(argv[i]!);
       else if (argv[i] === flag) i++; // its value
     }
-    process.exitCode = await launchWorkers(process.argv[1]!, workerArgs, {
+    return launchWorkers(process.argv[1]!, ['train', ...workerArgs], {
       nprocPerNode: options['nproc-per-node'],
       nnodes: options.nnodes ?? 1,
       nodeRank: options['node-rank'] ?? 0,
       masterAddr: options['master-addr'] ?? '',
       masterPort: options['master-port'] ?? 0,
     });
-    return;
   }
   if (env && process.env.OMP_NUM_THREADS === undefined && config.threads === 0)
     setNumThreads(Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)));
@@ -137,11 +136,12 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
       resume: options.resume,
       force: options.force,
       steps: options.steps,
+      command: commandLine('train', argv),
       parallel,
       device,
     });
     if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
-    if (result.interrupted) process.exitCode = 130;
+    if (result.interrupted) return 130;
   } finally {
     parallel?.destroy();
   }
