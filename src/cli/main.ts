@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   interpolate: () => import('./commands/interpolate.ts'),
   sample: () => import('./commands/sample.ts'),
   generate: () => import('./commands/generate.ts'),
+  eval: () => import('./commands/eval.ts'),
 };
 
 function overview(): string {
@@ -29,13 +30,14 @@ function overview(): string {
     '',
     'Commands:',
     '  demo         the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
-    '  train        train a stage: ssl | tokenizer | generator | t2i',
+    '  train        train a stage: ssl | tokenizer | generator | t2i | classifier',
     '  encode       images -> one token each (a tokens file)',
     '  decode       a tokens file -> images',
     '  reconstruct  images -> token -> images, beside the originals',
     '  interpolate  the path between two images, as a strip or an animation',
     '  sample       class-conditional samples as a grid',
     '  generate     images from text prompts as a grid',
+    '  eval         measure a tokenizer and generator (PSNR, SSIM, FD, precision/recall, ...) with a report page',
     '  pull         download model files from the Hugging Face Hub (when online)',
     '  info         print the runtime (libtorch, threads, BLAS, CUDA), or what a model file holds',
     '',

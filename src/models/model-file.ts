@@ -2,7 +2,7 @@
 // generator) is one .safetensors file whose metadata says what it is and how to rebuild it, so nothing needs a
 // config on the side:
 //
-//   format    'reptok-encoder' | 'reptok-tokenizer' | 'reptok-generator' | 'reptok-t2i'
+//   format    'reptok-encoder' | 'reptok-tokenizer' | 'reptok-generator' | 'reptok-t2i' | 'reptok-classifier'
 //   config    the architecture (JSON): the constructor's config of the model
 //   data      what it was trained on (JSON DataInfo): image size, channels, value range, class names or the caption
 //             vocabulary
@@ -25,6 +25,7 @@ export const MODEL_FORMATS = {
   tokenizer: 'reptok-tokenizer',
   generator: 'reptok-generator',
   t2i: 'reptok-t2i',
+  classifier: 'reptok-classifier',
 } as const;
 
 export type ModelKind = keyof typeof MODEL_FORMATS;

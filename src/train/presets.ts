@@ -4,6 +4,7 @@ import type { CommonConfig } from './config.ts';
 import { resolveConfig } from './config.ts';
 import { runStage, type RunOptions, type RunResult, type Stage, type StageContext } from './trainer.ts';
 import { sslPreset, sslStage, type SslConfig } from './stages/ssl.ts';
+import { classifierPreset, classifierStage, type ClassifierStageConfig } from './stages/classifier.ts';
 import {
   finishTokenizerConfig,
   tokenizerPreset,
@@ -19,14 +20,16 @@ import {
   type T2IStageConfig,
 } from './stages/generator.ts';
 
-export const STAGES = ['ssl', 'tokenizer', 'generator', 't2i'] as const;
+export const STAGES = ['ssl', 'tokenizer', 'generator', 't2i', 'classifier'] as const;
 export type StageName = (typeof STAGES)[number];
 
 export const PRESETS: Record<string, () => CommonConfig> = {
   'fmnist-ssl': () => sslPreset('fashion-mnist'),
+  'fmnist-classifier': () => classifierPreset('fashion-mnist'),
   'fmnist-tokenizer': () => tokenizerPreset('fashion-mnist'),
   'fmnist-generator': () => generatorPreset('fashion-mnist'),
   'emoji-ssl': () => sslPreset('emoji'),
+  'emoji-classifier': () => classifierPreset('emoji'),
   'emoji-tokenizer': () => tokenizerPreset('emoji'),
   'emoji-generator': () => generatorPreset('emoji'),
   'emoji-t2i': () => t2iPreset('emoji'),
@@ -49,6 +52,7 @@ const STAGE_IMPL: Record<
   },
   generator: { create: (ctx) => generatorStage(ctx as StageContext<GeneratorStageConfig>) },
   t2i: { create: (ctx) => t2iStage(ctx as StageContext<T2IStageConfig>) },
+  classifier: { create: (ctx) => classifierStage(ctx as StageContext<ClassifierStageConfig>) },
 };
 
 export function resolveTrainConfig(

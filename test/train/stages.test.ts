@@ -22,6 +22,7 @@ const PRESET: Record<StageName, string> = {
   tokenizer: 'fmnist-tokenizer',
   generator: 'fmnist-generator',
   t2i: 'emoji-t2i',
+  classifier: 'fmnist-classifier',
 };
 
 function configFor(stage: StageName, overrides: object): any {

@@ -33,6 +33,7 @@ const USES: Record<ModelKind, string[]> = {
   tokenizer: ['reptok encode', 'reptok decode', 'reptok reconstruct', 'reptok interpolate'],
   generator: ['reptok sample (with its tokenizer)'],
   t2i: ['reptok generate (with its tokenizer)'],
+  classifier: ['reptok eval --classifier FILE (the reference classifier of the metrics)'],
 };
 
 /** A one-line summary of a model's architecture. */
@@ -58,6 +59,8 @@ function architecture(kind: ModelKind, c: any): string {
         `over tokens of width ${c.t2i.tokenDim}; text encoder ${c.text.width} wide, ${c.text.depth} blocks, ` +
         `${c.text.maxLength} words`
       );
+    case 'classifier':
+      return `CNN ${c.widths.join('/')} channels, ${c.imageChannels}-channel images -> ${c.numClasses} classes`;
   }
 }
 

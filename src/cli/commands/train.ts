@@ -12,7 +12,8 @@ const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s)
 export const spec: CommandSpec = {
   name: 'train',
   summary:
-    'Train one stage of the pipeline: ssl (encoder), tokenizer (stage A), generator (stage B), t2i (text-to-image).',
+    'Train one stage of the pipeline: ssl (encoder), tokenizer (stage A), generator (stage B), t2i (text-to-image), ' +
+    'classifier (the reference classifier of reptok eval).',
   details:
     `Stages:\n${stageLines}\n\n` +
     'The config is the preset, then --config FILE (JSON or YAML), then each --set key=value (dotted keys, JSON\n' +
