@@ -17,7 +17,8 @@
         "native/kernels/swiglu.cc",
         "native/kernels/cosine-rope-qk.cc",
         "native/kernels/attention.cc",
-        "native/kernels/linear.cc"
+        "native/kernels/linear.cc",
+        "native/distributed.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

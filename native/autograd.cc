@@ -125,6 +125,20 @@ static Napi::Value setAutocastCpu(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), before);
 }
 
+// setAutocastCuda(enabled, dtypeCode): the same on CUDA (bfloat16 or float16 matmuls and convolutions).
+static Napi::Value setAutocastCuda(const Napi::CallbackInfo& info) {
+  bool enable = toBool(info[0], "setAutocastCuda");
+  bool before = at::autocast::is_enabled();
+  if (enable) {
+    at::autocast::set_autocast_gpu_dtype(static_cast<at::ScalarType>(toInt(info[1], "setAutocastCuda dtype")));
+    at::autocast::increment_nesting();
+  } else if (before && at::autocast::decrement_nesting() == 0) {
+    at::autocast::clear_cache();
+  }
+  at::autocast::set_enabled(enable);
+  return Napi::Boolean::New(info.Env(), before);
+}
+
 void initAutograd(Napi::Env env, Napi::Object exports) {
   exportFn<backward>(env, exports, "backward");
   exportFn<grad>(env, exports, "autogradGrad");
@@ -135,6 +149,7 @@ void initAutograd(Napi::Env env, Napi::Object exports) {
   exportFn<isGradEnabled>(env, exports, "isGradEnabled");
   exportFn<setGradEnabled>(env, exports, "setGradEnabled");
   exportFn<setAutocastCpu>(env, exports, "setAutocastCpu");
+  exportFn<setAutocastCuda>(env, exports, "setAutocastCuda");
 }
 
 }  // namespace reptok

@@ -53,6 +53,9 @@ function cxx11Abi(cmake) {
 
 const t = locate();
 const hasCuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so'));
+// c10d's NCCL process group: in CUDA builds of libtorch that ship its header (Debian's libtorch-dev is CPU-only).
+const hasNccl =
+  hasCuda && fs.existsSync(path.join(t.inc, 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupNCCL.hpp'));
 const arg = process.argv[2];
 let out;
 if (arg === '--include') out = [t.inc, path.join(t.inc, 'torch', 'csrc', 'api', 'include')];
@@ -63,6 +66,8 @@ else if (arg === '--libs')
     .concat(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : [])
     .concat(['-Wl,--as-needed']);
 else if (arg === '--defines')
-  out = [`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.cmake)}`].concat(hasCuda ? ['REPTOK_WITH_CUDA=1'] : []);
+  out = [`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.cmake)}`]
+    .concat(hasCuda ? ['REPTOK_WITH_CUDA=1'] : [])
+    .concat(hasNccl ? ['REPTOK_WITH_NCCL=1'] : []);
 else fail(`libtorch-config: unknown option ${arg}`);
 process.stdout.write(out.join(' '));

@@ -5,14 +5,14 @@ import { register } from 'tsx/esm/api';
 register();
 const { produceBatch, nextPosition } = await import('./batches.ts');
 
-const { dataset, views, batchSize, seed, augment, prefetch } = workerData;
+const { dataset, views, batchSize, seed, augment, prefetch, shard } = workerData;
 let position = workerData.position;
 let inFlight = 0;
 let stopped = false;
 
 function pump() {
   while (!stopped && inFlight < prefetch) {
-    const b = produceBatch(dataset, views, batchSize, seed, position, augment);
+    const b = produceBatch(dataset, views, batchSize, seed, position, augment, shard);
     parentPort.postMessage({ type: 'batch', batch: b }, [
       ...b.views.map((v) => v.buffer),
       b.labels.buffer,

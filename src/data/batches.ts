@@ -54,6 +54,32 @@ export function batchIndices(n: number, batchSize: number, seed: number, p: Batc
   return perm.slice(p.index * batchSize, (p.index + 1) * batchSize);
 }
 
+/**
+ * This process's part of every global batch of `batchSize`: rank r of `world` takes the r-th of `world` equal
+ * consecutive slices, so N processes with batch b see exactly the samples of one process with batch N·b.
+ */
+export interface Shard {
+  rank: number;
+  world: number;
+}
+export const SINGLE: Shard = { rank: 0, world: 1 };
+
+/** Images per process of a global batch split `shard.world` ways (it must divide evenly). */
+export function localBatchSize(batchSize: number, shard: Shard): number {
+  if (batchSize % shard.world !== 0)
+    throw new Error(
+      `batchSize ${batchSize} is the global batch; it must divide evenly among ${shard.world} processes ` +
+        `(set batchSize to a multiple of ${shard.world})`,
+    );
+  return batchSize / shard.world;
+}
+
+/** The data-set indices of this process's part of batch `p` (see Shard). */
+export function shardIndices(n: number, batchSize: number, seed: number, p: BatchPosition, shard: Shard): Int32Array {
+  const b = localBatchSize(batchSize, shard);
+  return batchIndices(n, batchSize, seed, p).subarray(shard.rank * b, (shard.rank + 1) * b);
+}
+
 export function produceBatch(
   d: ImageArray,
   views: TransformSpec[],
@@ -61,14 +87,17 @@ export function produceBatch(
   seed: number,
   p: BatchPosition,
   augment = true,
+  shard: Shard = SINGLE,
 ): RawBatch {
   if (batchesPerEpoch(d.n, batchSize) === 0)
     throw new Error(`the data set has ${d.n} images, fewer than one batch of ${batchSize}`);
-  const indices = batchIndices(d.n, batchSize, seed, p);
-  const rng = augment ? new Rng(hashInts(seed, p.epoch, p.index, 1)) : null;
+  const indices = shardIndices(d.n, batchSize, seed, p, shard).slice();
+  const first = shard.rank * indices.length;
   const size = d.c * d.h * d.w;
-  const out = views.map((v) => new Float32Array(batchSize * transformedSize(v, d.c)));
+  const out = views.map((v) => new Float32Array(indices.length * transformedSize(v, d.c)));
   for (let i = 0; i < indices.length; i++) {
+    // one augmentation stream per image, keyed by its place in the global batch: any split transforms it alike
+    const rng = augment ? new Rng(hashInts(seed, p.epoch, p.index, 1, first + i)) : null;
     const img = { data: d.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), c: d.c, h: d.h, w: d.w };
     views.forEach((v, k) => transformInto(img, v, rng, out[k]!, i * transformedSize(v, d.c)));
   }

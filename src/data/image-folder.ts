@@ -4,10 +4,10 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, relative, sep } from 'node:path';
 
-import { readImageBytes } from '../io/image.ts';
+import { IMAGE_EXTENSIONS, readImageBytes } from '../io/image-decode.ts';
 import { sharedBytes, type ImageArray } from './image-array.ts';
 
-export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.svg', '.tif', '.tiff', '.avif']);
+export { IMAGE_EXTENSIONS };
 
 export interface FolderOptions {
   /** Images are resized (shorter side) and center-cropped to size×size. */

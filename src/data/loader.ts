@@ -5,12 +5,15 @@ import { Worker } from 'node:worker_threads';
 
 import { Tensor, fromBytes, tensor } from '../engine/index.ts';
 import {
+  SINGLE,
   batchesPerEpoch,
   checkPosition,
+  localBatchSize,
   nextPosition,
   produceBatch,
   type BatchPosition,
   type RawBatch,
+  type Shard,
 } from './batches.ts';
 import { outSize, type TransformSpec } from './transforms.ts';
 import type { ImageArray } from './image-array.ts';
@@ -27,6 +30,8 @@ export interface LoaderOptions {
   /** false: deterministic evaluation transforms (no random crops, flips or jitter). */
   augment?: boolean;
   position?: BatchPosition;
+  /** This process's part of each (global) batch of `batchSize` in data-parallel training. */
+  shard?: Shard;
 }
 
 export interface Batch extends BatchPosition {
@@ -48,7 +53,8 @@ export class DataLoader {
 
   constructor(dataset: ImageArray, o: LoaderOptions) {
     this.#d = dataset;
-    this.#o = { prefetch: 4, workers: 1, augment: true, ...o };
+    this.#o = { prefetch: 4, workers: 1, augment: true, ...o, shard: o.shard ?? SINGLE };
+    localBatchSize(o.batchSize, this.#o.shard);
     this.#position = o.position ?? { epoch: 0, index: 0 };
     if (batchesPerEpoch(dataset.n, o.batchSize) === 0)
       throw new Error(
@@ -77,6 +83,7 @@ export class DataLoader {
         augment: o.augment,
         prefetch: o.prefetch,
         position: this.#position,
+        shard: o.shard,
       },
     });
     this.#worker.unref();
@@ -100,7 +107,15 @@ export class DataLoader {
 
   async #raw(): Promise<RawBatch> {
     if (this.#o.workers === 0)
-      return produceBatch(this.#d, this.#o.views, this.#o.batchSize, this.#o.seed, this.#position, this.#o.augment);
+      return produceBatch(
+        this.#d,
+        this.#o.views,
+        this.#o.batchSize,
+        this.#o.seed,
+        this.#position,
+        this.#o.augment,
+        this.#o.shard,
+      );
     if (!this.#worker) this.#start();
     if (this.#failure) throw this.#failure;
     const b =
@@ -116,7 +131,7 @@ export class DataLoader {
     const raw = await this.#raw();
     const waitMs = performance.now() - t0;
     this.#position = nextPosition(this.#position, this.#d.n, this.#o.batchSize);
-    const B = this.#o.batchSize;
+    const B = raw.indices.length;
     const views = raw.views.map((v, k) => {
       const spec = this.#o.views[k]!;
       const [h, w] = outSize(spec);

@@ -2,6 +2,7 @@
 import { native } from './native.ts';
 import { dtypeCode } from './dtype.ts';
 import { Tensor } from './tensor.ts';
+import type { Device } from './device.ts';
 
 function withGradMode<T>(enabled: boolean, fn: () => T): T {
   const prev = native.isGradEnabled();
@@ -55,14 +56,15 @@ export function backward(
 }
 
 /**
- * Runs `fn` with CPU autocast: matmuls and convolutions in `dtype` (bfloat16), numerically sensitive ops in
- * float32, as libtorch's autocast decides. Gradients flow back in the matching dtypes.
+ * Runs `fn` with autocast on `device`'s kind (CPU, or CUDA): matmuls and convolutions in `dtype` (bfloat16),
+ * numerically sensitive ops in float32, as libtorch's autocast decides. Gradients flow back in the matching dtypes.
  */
-export function autocast<T>(fn: () => T, dtype: 'bfloat16' | 'float16' = 'bfloat16'): T {
-  native.setAutocastCpu(true, dtypeCode(dtype));
+export function autocast<T>(fn: () => T, dtype: 'bfloat16' | 'float16' = 'bfloat16', device: Device = 'cpu'): T {
+  const set = device.startsWith('cuda') ? native.setAutocastCuda : native.setAutocastCpu;
+  set(true, dtypeCode(dtype));
   try {
     return fn();
   } finally {
-    native.setAutocastCpu(false);
+    set(false);
   }
 }

@@ -1,6 +1,7 @@
 // Factory functions: tensors from shapes, ranges, random distributions and JavaScript data.
 import { native } from './native.ts';
-import { Tensor, aten, genArg, type GeneratorLike, type Shape } from './tensor.ts';
+import { Tensor, aten, genArg, isSharded, type GeneratorLike, type Shape } from './tensor.ts';
+import type { Handle } from './native.ts';
 import { dtypeCode, dtypeOfArray, type AnyTypedArray, type DType } from './dtype.ts';
 import type { Device } from './device.ts';
 
@@ -15,7 +16,26 @@ export interface RandomOptions extends TensorOptions {
 
 // `undefined` keeps the schema's default dtype (randint and randperm default to int64, most factories to float32)
 const dt = (o: TensorOptions): number | undefined => (o.dtype === undefined ? undefined : dtypeCode(o.dtype));
-const dev = (o: TensorOptions): Device | null => o.device ?? null;
+const dev = (o: TensorOptions): Device | null => {
+  if (o.device === undefined && explicitDevices)
+    throw new Error('a tensor was created without a device inside model code: pass { device: <input>.device }');
+  return o.device ?? null;
+};
+
+// While set (tests: `withExplicitDevices`), every factory call must name its device, so model code that would
+// create a CPU tensor next to CUDA inputs (positions, noise, masks, time grids) fails on the CPU already.
+let explicitDevices = false;
+
+/** Runs `fn` with every tensor factory required to name its device (a check for device-agnostic model code). */
+export function withExplicitDevices<T>(fn: () => T): T {
+  const before = explicitDevices;
+  explicitDevices = true;
+  try {
+    return fn();
+  } finally {
+    explicitDevices = before;
+  }
+}
 const finish = (t: Tensor, o: TensorOptions): Tensor => (o.requiresGrad ? t.requiresGrad_() : t);
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -64,15 +84,29 @@ export const fullLike = (t: Tensor, value: number, o: TensorOptions = {}): Tenso
 // Random (the global generator unless `generator` is given)
 // ---------------------------------------------------------------------------------------------------------------
 
+// A data-parallel rank's training generator (`batchShard` set) draws for the whole global batch and keeps its own
+// consecutive rows, so N processes draw exactly the numbers one process with an N-times larger batch draws, and the
+// generator's state stays the same on every rank (and in a single process resuming their checkpoint).
+function draw(shape: Shape, o: RandomOptions, op: (shape: Shape, g: Handle | null) => Tensor): Tensor {
+  const s = o.generator?.batchShard;
+  if (!isSharded(o.generator)) return finish(op(shape, genArg(o.generator)), o);
+  const [b, ...rest] = shape;
+  if (b === undefined) throw new Error('a data-parallel generator draws batch-major tensors; got a scalar shape');
+  const all = op([b * s!.world, ...rest], o.generator!.handle);
+  const mine = all.slice(0, s!.rank * b, (s!.rank + 1) * b).clone();
+  all.dispose();
+  return finish(mine, o);
+}
+
 export const randn = (shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::randn.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::randn.generator', sh, g, dt(o), null, dev(o)));
 export const rand = (shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::rand.generator', shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::rand.generator', sh, g, dt(o), null, dev(o)));
 /** Integers uniform in [low, high) (int64 by default). */
 export const randint = (low: number, high: number, shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::randint.low_generator', low, high, shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::randint.low_generator', low, high, sh, g, dt(o), null, dev(o)));
 export const normal = (mean: number, std: number, shape: Shape, o: RandomOptions = {}): Tensor =>
-  finish(aten('aten::normal.float_float', mean, std, shape, genArg(o.generator), dt(o), null, dev(o)), o);
+  draw(shape, o, (sh, g) => aten('aten::normal.float_float', mean, std, sh, g, dt(o), null, dev(o)));
 /** A random permutation of 0..n-1 (int64). */
 export const randperm = (n: number, o: RandomOptions = {}): Tensor =>
   aten('aten::randperm.generator', n, genArg(o.generator), dt(o), null, dev(o));
@@ -153,7 +187,7 @@ export function tensor(data: NestedArray | AnyTypedArray, o: TensorOptions & { s
     bytes = typedFor(flat, stored);
     if (o.shape) shape = [...o.shape];
   }
-  let t = new Tensor(native.fromBytes(bytes, dtypeCode(stored), shape, o.device));
+  let t = new Tensor(native.fromBytes(bytes, dtypeCode(stored), shape, dev(o) ?? undefined));
   if (o.dtype !== undefined && o.dtype !== stored) {
     const c = t.to(o.dtype);
     t.dispose();

@@ -9,6 +9,7 @@ export {
   type Shape,
   type StateDict,
   type GeneratorLike,
+  type BatchShard,
 } from './tensor.ts';
 export * from './creation.ts';
 export * from './ops.ts';
@@ -19,5 +20,6 @@ export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';
 export { setNumThreads, getNumThreads, runtimeInfo, memoryStats } from './runtime.ts';
 export { cuda, type Device } from './device.ts';
+export { ProcessGroup, type ProcessGroupOptions, type ReduceOp } from './distributed.ts';
 export { profile, formatProfile, type OpProfile } from './profile.ts';
 export { DTYPES, isFloating, itemSize, type DType } from './dtype.ts';

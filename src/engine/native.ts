@@ -67,6 +67,7 @@ export interface Native {
   isGradEnabled(): boolean;
   setGradEnabled(flag: boolean): void;
   setAutocastCpu(enabled: boolean, dtype?: number): boolean;
+  setAutocastCuda(enabled: boolean, dtype?: number): boolean;
   // random
   manualSeed(seed: number | bigint): void;
   newGenerator(device: string, seed: number | bigint): Handle;
@@ -90,6 +91,30 @@ export interface Native {
   parallelInfo(): string;
   mallocTuning(): boolean;
   onednnGemm(): boolean;
+  // distributed (c10d)
+  initProcessGroup(o: {
+    backend: 'gloo' | 'nccl';
+    store: 'tcp' | 'file';
+    rank: number;
+    worldSize: number;
+    timeoutMs: number;
+    host?: string;
+    port?: number;
+    isServer?: boolean;
+    path?: string;
+    glooHostname?: string;
+    glooThreads?: number;
+  }): Handle;
+  destroyProcessGroup(g: Handle): void;
+  groupInfo(g: Handle): { rank: number; worldSize: number; backend: string; timeoutMs: number };
+  allReduce(g: Handle, t: Handle, op: string, timeoutMs?: number): void;
+  broadcast(g: Handle, t: Handle, root: number, timeoutMs?: number): void;
+  allGather(g: Handle, t: Handle, timeoutMs?: number): Handle[];
+  barrier(g: Handle, timeoutMs?: number): void;
+  createReducer(g: Handle, params: Handle[], bucketBytes: number): Handle;
+  reducerInfo(r: Handle): { bucketBytes: number[] };
+  reducerPrepare(r: Handle, sync: boolean): void;
+  reducerFinalize(r: Handle, timeoutMs: number): { waitMs: number; unused: number };
   // profiler
   profilerStart(withShapes?: boolean): void;
   profilerStop(): OpProfile[];

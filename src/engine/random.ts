@@ -2,7 +2,7 @@
 // (one for data order, one for augmentation, one for noise...) whose state can be saved and restored exactly.
 // Both are libtorch's own generators, so the same seed gives the same numbers as PyTorch.
 import { native, type Handle } from './native.ts';
-import { Tensor } from './tensor.ts';
+import { Tensor, type BatchShard } from './tensor.ts';
 import type { Device } from './device.ts';
 
 /** Seeds the global generators of every device. */
@@ -13,6 +13,8 @@ export function manualSeed(seed: number | bigint): void {
 export class Generator {
   readonly handle: Handle;
   readonly device: Device;
+  /** Set on a data-parallel rank's training generator: batch-major draws are split across ranks (creation.ts). */
+  batchShard: BatchShard | null = null;
 
   /** A new generator; the default seed is PyTorch's (67280421310721). */
   constructor(opts: { seed?: number | bigint; device?: Device } = {}, /** @internal */ handle?: Handle) {

@@ -766,5 +766,20 @@ function isDTypeName(s: string): s is DType {
 /** Anything with a native generator handle (see random.ts). */
 export interface GeneratorLike {
   readonly handle: Handle;
+  /** A data-parallel rank's share of batch-major draws (see creation.ts); absent or world 1: unsharded. */
+  readonly batchShard?: BatchShard | null;
 }
-export const genArg = (g?: GeneratorLike | null): Handle | null => (g ? g.handle : null);
+/** Rank `rank` of `world` processes that split every batch into equal consecutive parts. */
+export interface BatchShard {
+  rank: number;
+  world: number;
+}
+export const isSharded = (g?: GeneratorLike | null): boolean => (g?.batchShard?.world ?? 1) > 1;
+export function genArg(g?: GeneratorLike | null): Handle | null {
+  if (isSharded(g))
+    throw new Error(
+      'this generator draws for the whole data-parallel batch: use randn/rand/randint with a batch-major shape ' +
+        '(in-place fills and other draws cannot be split across ranks)',
+    );
+  return g ? g.handle : null;
+}

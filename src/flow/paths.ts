@@ -3,15 +3,15 @@
 //   t ~ logit-normal.
 // - Generator (stage B): t = 0 is noise, t = 1 is data; x_t = t·x₁ + (1 − t)·x₀, target u = x₁ − x₀;
 //   t ~ U(0, 1) (or logit-normal). In both, the network's output is dz/dt, so the same ODE solvers integrate either.
-import { Tensor, rand, randn, tidy, type GeneratorLike } from '../engine/index.ts';
+import { Tensor, rand, randn, tidy, type Device, type GeneratorLike } from '../engine/index.ts';
 
 export type TimeSampler = { kind: 'uniform' } | { kind: 'logit-normal'; loc?: number; scale?: number };
 
 /** B times in (0, 1): uniform, or sigmoid(N(loc, scale²)) (logit-normal, which concentrates on the middle). */
-export function sampleTime(B: number, sampler: TimeSampler, generator?: GeneratorLike): Tensor {
-  if (sampler.kind === 'uniform') return rand([B], { generator });
+export function sampleTime(B: number, sampler: TimeSampler, generator?: GeneratorLike, device?: Device): Tensor {
+  if (sampler.kind === 'uniform') return rand([B], { generator, device });
   return tidy(() =>
-    randn([B], { generator })
+    randn([B], { generator, device })
       .mul(sampler.scale ?? 1)
       .add(sampler.loc ?? 0)
       .sigmoid(),

@@ -17,7 +17,7 @@ export function flowLoss(
 ): { loss: Tensor; xt: Tensor; ut: Tensor; t: Tensor } {
   return tidy(() => {
     const x0 = o.x0 ?? randnLike(x1, { generator: o.generator });
-    const t = o.t ?? sampleTime(x1.shape[0]!, o.sampler ?? { kind: 'uniform' }, o.generator);
+    const t = o.t ?? sampleTime(x1.shape[0]!, o.sampler ?? { kind: 'uniform' }, o.generator, x1.device);
     const xt = generatorPath.interpolate(x1, x0, t);
     const ut = generatorPath.target(x1, x0);
     return { loss: v(xt, t).sub(ut).square().mean(), xt, ut, t };
@@ -34,11 +34,13 @@ export function validationLoss(
   if (!(K > 0)) throw new RangeError('validation needs at least one segment');
   return tidy(() => {
     const x0 = o.x0 ?? randnLike(x1, { generator: o.generator });
-    const mids = linspace(0, 1, K + 1)
+    const mids = linspace(0, 1, K + 1, { device: 'cpu' }) // host-side values
       .slice(0, 0, K)
       .add(1 / (2 * K))
       .data(); // float32, as the reference
-    const losses = [...mids].map((m) => flowLoss(v, x1, { x0, t: full([x1.shape[0]!], m) }).loss);
+    const losses = [...mids].map(
+      (m) => flowLoss(v, x1, { x0, t: full([x1.shape[0]!], m, { device: x1.device }) }).loss,
+    );
     const segments = stack(losses);
     return { loss: segments.mean(), segments };
   });

@@ -228,7 +228,7 @@ export class DecoderTransformer extends Module {
     if (H % nh || W % nw)
       throw new RangeError(`decoder input ${H}×${W} is not a multiple of the patch size ${nh}×${nw}`);
     return tidy(() => {
-      const pos = axialPositions(H, W).reshape(1, H, W, 2).expand(B, H, W, 2);
+      const pos = axialPositions(H, W, x.device).reshape(1, H, W, 2).expand(B, H, W, 2);
       const m = this.midMerge.forward(x.permute(0, 2, 3, 1), pos, extra, posExtra); // (B, 1+N, width)
       const layers = [...this.midLevel];
       const rope = axialRope(

@@ -164,7 +164,9 @@ export class TextToImage extends Module {
     let p = prompts;
     if (o.train && this.generator.config.textDropoutProb > 0) {
       const drop = tidy(() =>
-        rand([prompts.length], { generator: o.generator }).lt(this.generator.config.textDropoutProb).toArray(),
+        rand([prompts.length], { generator: o.generator, device: this.generator.posEmbed.device })
+          .lt(this.generator.config.textDropoutProb)
+          .toArray(),
       ) as boolean[];
       p = prompts.map((q, i) => (drop[i] ? '' : q));
     }

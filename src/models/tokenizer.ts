@@ -229,7 +229,7 @@ export class RepTokTokenizer extends Module {
     return tidy(() => {
       const B = images.shape[0]!;
       const x = o.grid ?? this.toGrid(images, o.generator);
-      const t = o.t ?? sampleTime(B, this.config.timeSampler, o.generator);
+      const t = o.t ?? sampleTime(B, this.config.timeSampler, o.generator, images.device);
       const noise = o.noise ?? randn(x.shape, { generator: o.generator, device: x.device });
       const zt = decoderPath.interpolate(x, noise, t);
       const { token, cos } = this.tokenEncoder.encode(this.#rgb(images), { withCosLoss: true });

@@ -305,7 +305,10 @@ export class AutoencoderKL extends Module {
     const blend = (a: Tensor, b: Tensor, dim: 2 | 3): Tensor => {
       const n = Math.min(a.shape[dim]!, b.shape[dim]!, blendExtent);
       if (n === 0) return b;
-      const ramp = tensor(Array.from({ length: n }, (_, y) => y / n)).reshape(dim === 2 ? [1, 1, n, 1] : [1, 1, 1, n]);
+      const ramp = tensor(
+        Array.from({ length: n }, (_, y) => y / n),
+        { device: a.device },
+      ).reshape(dim === 2 ? [1, 1, n, 1] : [1, 1, 1, n]);
       const head = a
         .narrow(dim, a.shape[dim]! - n, n)
         .mul(ramp.rsub(1))

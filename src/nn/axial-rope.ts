@@ -1,18 +1,18 @@
 // Axial rotary position embedding on a 2-D grid (HDiT's AxialRoPE2D): cell positions on [-1, 1]², per-layer
 // fixed frequencies, and the cos/sin of every layer's angles computed in one batch.
-import { Tensor, cat, linspace, noGrad, stack, tidy } from '../engine/index.ts';
+import { Tensor, cat, linspace, noGrad, stack, tidy, type Device } from '../engine/index.ts';
 import { Module } from './module.ts';
 
 /**
  * Cell centres of an h×w grid on the relative canvas [-1, 1]² as (row, col) pairs: (h·w, 2). On a non-square
  * grid the shorter side spans a proportionally shorter range, so cells stay square (the reference's bounding_box).
  */
-export function axialPositions(h: number, w: number): Tensor {
+export function axialPositions(h: number, w: number, device?: Device): Tensor {
   const ar = w / h;
   const [yMax, xMax] = ar > 1 ? [1 / ar, 1] : ar < 1 ? [1, ar] : [1, 1];
   return tidy(() => {
     const centres = (lo: number, hi: number, n: number): Tensor => {
-      const edges = linspace(lo, hi, n + 1);
+      const edges = linspace(lo, hi, n + 1, { device });
       return edges.slice(0, 0, n).add(edges.slice(0, 1)).div(2);
     };
     const ys = centres(-yMax, yMax, h).reshape(h, 1).expand(h, w);

@@ -1,6 +1,6 @@
 // The trainer's precision setting applied around a stage's forward pass.
-import { autocast } from '../engine/index.ts';
+import { autocast, type Device } from '../engine/index.ts';
 import type { CommonConfig } from './config.ts';
 
-export const withAutocast = <T>(precision: CommonConfig['precision'], fn: () => T): T =>
-  precision === 'bf16' ? autocast(fn) : fn();
+export const withAutocast = <T>(precision: CommonConfig['precision'], fn: () => T, device: Device = 'cpu'): T =>
+  precision === 'bf16' ? autocast(fn, 'bfloat16', device) : fn();

@@ -4,7 +4,16 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Generator, Tensor, manualSeed, noGrad, runtimeInfo, setNumThreads, tidy } from '../engine/index.ts';
+import {
+  Generator,
+  Tensor,
+  manualSeed,
+  noGrad,
+  runtimeInfo,
+  setNumThreads,
+  tidy,
+  type Device,
+} from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
 import type { DataInfo, TrainingInfo } from '../models/model-file.ts';
 import type { ImageArray } from '../data/image-array.ts';
@@ -13,10 +22,12 @@ import type { BatchPosition } from '../data/batches.ts';
 import { atomicWriteText, removeStaleTemporaries } from '../io/atomic.ts';
 import { imageGrid, writeImage } from '../io/image.ts';
 import { makeOutputDir } from '../io/out-dir.ts';
-import { loadLatestCheckpoint, saveCheckpoint, truncateMetrics } from './checkpoint.ts';
+import { checkpointName, loadLatestCheckpoint, saveCheckpoint, truncateMetrics } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import { checkConfig, type CommonConfig } from './config.ts';
 import { withAutocast } from './autocast.ts';
+import { DistributedError, type DataParallel } from './distributed.ts';
+import { SINGLE, type Shard } from '../data/batches.ts';
 
 /** A source of batches whose position a checkpoint can store and restore. */
 export interface BatchSource<B> {
@@ -39,13 +50,21 @@ export class StageContext<C extends CommonConfig = CommonConfig> {
   /** The command that started the run (recorded in the model files). */
   readonly command: string;
   readonly log: (msg: string) => void;
+  /** This process's part of every global batch in data-parallel training (else the whole batch). */
+  readonly shard: Shard;
+  /** Where the model trains; stages put their own tensors (validation material) there too. */
+  readonly device: Device;
 
   constructor(
     readonly config: C,
     readonly out: string,
-    o: { log?: (msg: string) => void; command?: string } = {},
+    o: { log?: (msg: string) => void; command?: string; shard?: Shard; device?: Device } = {},
   ) {
-    this.generator = new Generator({ seed: config.seed });
+    this.shard = o.shard ?? SINGLE;
+    this.device = o.device ?? 'cpu';
+    this.generator = new Generator({ seed: config.seed, device: this.device });
+    // data parallel: batch-major draws are made for the global batch, each rank keeping its rows (creation.ts)
+    if (this.shard.world > 1) this.generator.batchShard = this.shard;
     this.log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
     this.command = o.command ?? process.argv.slice(1).join(' ');
   }
@@ -136,6 +155,10 @@ export interface RunOptions {
   log?: (msg: string) => void;
   /** The command line recorded in the model files (default: this process's arguments). */
   command?: string;
+  /** Data-parallel training: this process is one rank (see distributed.ts). */
+  parallel?: DataParallel;
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: Device;
 }
 
 export interface RunResult {
@@ -170,16 +193,32 @@ export async function runStage<C extends CommonConfig, B>(
   makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>,
   o: RunOptions,
 ): Promise<RunResult> {
-  const ctx = new StageContext(checkConfig({ ...config, steps: o.steps ?? config.steps }), o.out, o);
+  // data parallel: rank 0 (the lead) alone writes files and logs
+  const dp = o.parallel ?? null;
+  const lead = !dp || dp.isLead;
+  const device = o.device ?? 'cpu';
+  const ctx = new StageContext(checkConfig({ ...config, steps: o.steps ?? config.steps }), o.out, {
+    ...o,
+    log: lead ? o.log : () => {},
+    shard: dp?.shard,
+    device,
+  });
   const { config: cfg, log } = ctx;
   const total = cfg.steps;
-  prepareOutDir(o.out, o);
+  if (lead) prepareOutDir(o.out, o);
   if (cfg.threads > 0) setNumThreads(cfg.threads);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
   manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
+  if (dp)
+    log(
+      `data parallel: ${dp.group.worldSize} processes (${dp.group.backend}), ` +
+        `${cfg.batchSize / dp.group.worldSize} images each per batch`,
+    );
   const stage = await makeStage(ctx);
+  if (device !== 'cpu') stage.model.to({ device });
+  dp?.syncModule(stage.model);
   const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);
   const opt = new AdamW(
     [
@@ -189,6 +228,7 @@ export async function runStage<C extends CommonConfig, B>(
     { lr: cfg.lr, betas: cfg.betas },
   );
   const sched = new LRScheduler(opt, warmupCosine({ warmup: cfg.warmupSteps, total, minRatio: cfg.minLrRatio }));
+  dp?.attach(params.map(([, p]) => p));
   const ema = cfg.emaDecay > 0 ? new EMA(stage.emaTarget ?? stage.model, cfg.emaDecay) : null;
   ctx.ema = ema;
 
@@ -220,14 +260,15 @@ export async function runStage<C extends CommonConfig, B>(
         `${latest.path} is at step ${start}, past the ${total} steps of this run; ` +
           `pass --steps ${start} or more to continue it`,
       );
-    truncateMetrics(join(o.out, 'metrics.jsonl'), start);
+    if (lead) truncateMetrics(join(o.out, 'metrics.jsonl'), start);
     log(`resumed from ${latest.path} at step ${start}`);
   }
 
   const source = stage.batches(position);
   // the run has started: only now does the folder hold it (a failed start leaves no config.json behind)
-  atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  if (lead) atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const checkpoint = (step: number): string => {
+    if (!lead) return (lastCheckpoint = join(o.out, checkpointName(step)));
     const path = saveCheckpoint(
       o.out,
       {
@@ -254,7 +295,21 @@ export async function runStage<C extends CommonConfig, B>(
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const progress = new Progress(total, start, cfg.logEvery, join(o.out, 'metrics.jsonl'));
+  const progress = lead ? new Progress(total, start, cfg.logEvery, join(o.out, 'metrics.jsonl')) : null;
+  // a failed collective names the step and how to continue
+  const collective = <T>(what: string, step: number, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      throw new DistributedError(
+        `${what} failed at step ${step + 1} on rank ${dp!.rank}: ${(e as Error).message}\n` +
+          'Another worker has probably stopped (see its error), or the network failed. ' +
+          (lastCheckpoint
+            ? `The last checkpoint is ${lastCheckpoint}; continue with --resume (with any number of processes).`
+            : 'No checkpoint was written yet.'),
+      );
+    }
+  };
   let step = start;
   try {
     for (; step < total; step++) {
@@ -264,16 +319,26 @@ export async function runStage<C extends CommonConfig, B>(
       let waitMs = 0;
       const metrics: Record<string, number> = {};
       for (let micro = 0; micro < cfg.gradAccum; micro++) {
-        const batch = await source.next();
+        const batch = toDevice(await source.next(), device);
         waitMs += batch.waitMs;
         const value = tidy(() => {
-          const out = withAutocast(cfg.precision, () => stage.step(batch, ctx));
+          const out = withAutocast(cfg.precision, () => stage.step(batch, ctx), device);
+          dp?.beforeBackward(micro === cfg.gradAccum - 1); // no all-reduce on accumulation-only micro-steps
           out.loss.div(cfg.gradAccum).backward();
           for (const [k, v] of Object.entries(out.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / cfg.gradAccum;
           return out.loss.item();
         });
         disposeBatch(batch);
         lossSum += value / cfg.gradAccum;
+      }
+      if (dp) {
+        metrics.comm_ms = collective('the all-reduce of gradients', step, () => dp.reduceGradients()).waitMs;
+        const keys = Object.keys(metrics);
+        const avg = collective('the all-reduce of losses', step, () =>
+          dp.mean([lossSum, ...keys.map((k) => metrics[k]!)]),
+        );
+        lossSum = avg[0]!;
+        keys.forEach((k, i) => (metrics[k] = avg[i + 1]!));
       }
       if (!Number.isFinite(lossSum)) throw new NonFiniteLossError(step, lossSum, lastCheckpoint);
       const gradNorm =
@@ -287,36 +352,37 @@ export async function runStage<C extends CommonConfig, B>(
       opt.zeroGrad();
       ema?.update(Math.min(cfg.emaDecay, (1 + step) / (10 + step)));
       stage.afterStep?.(ctx);
-      progress.step(
+      progress?.step(
         step,
         { loss: lossSum, ...metrics, lr, ...(cfg.clipGrad > 0 ? { grad_norm: gradNorm } : {}) },
         waitMs,
       );
       const done = step + 1;
       await new Promise((r) => setImmediate(r)); // a macrotask turn: lets signals (Ctrl-C) and worker messages in
+      if (dp) interrupted = collective('agreeing on a stop', step, () => dp.any(interrupted));
       if (interrupted) {
-        progress.note(`interrupted: checkpoint ${checkpoint(done)} written; continue with --resume`);
+        progress?.note(`interrupted: checkpoint ${checkpoint(done)} written; continue with --resume`);
         step = done;
         break;
       }
       if (done % cfg.checkpointEvery === 0 || done === total) checkpoint(done);
-      if (stage.validate && (done % cfg.valEvery === 0 || done === total)) {
+      if (lead && stage.validate && (done % cfg.valEvery === 0 || done === total)) {
         const v = await noGrad(() => stage.validate!(ctx));
-        progress.note(`validation at step ${done}: ${JSON.stringify(v)}`);
+        progress!.note(`validation at step ${done}: ${JSON.stringify(v)}`);
         writeFileSync(join(o.out, 'metrics.jsonl'), `${JSON.stringify({ step: done, validation: v })}\n`, {
           flag: 'a',
         });
       }
-      if (stage.samples && (done % cfg.sampleEvery === 0 || done === total))
-        progress.note(`samples: ${await stage.samples(ctx)}`);
+      if (lead && stage.samples && (done % cfg.sampleEvery === 0 || done === total))
+        progress!.note(`samples: ${await stage.samples(ctx)}`);
       if (o.stopAfter !== undefined && done - start >= o.stopAfter) {
         step = done;
         break;
       }
     }
     if (step === total && !interrupted && o.stopAfter === undefined) {
-      const final = stage.finish ? await stage.finish(ctx) : undefined;
-      log(`trained ${total} steps in ${progress.elapsedS.toFixed(0)} s`);
+      const final = lead && stage.finish ? await stage.finish(ctx) : undefined;
+      if (progress) log(`trained ${total} steps in ${progress.elapsedS.toFixed(0)} s`);
       return { step, interrupted, final, lastCheckpoint };
     }
     return { step, interrupted, lastCheckpoint };
@@ -325,6 +391,20 @@ export async function runStage<C extends CommonConfig, B>(
     process.off('SIGTERM', onSignal);
     source.close();
   }
+}
+
+/** The batch with its tensors moved to `device` (the CPU ones disposed). */
+function toDevice<B>(b: B, device: Device): B {
+  if (device === 'cpu') return b;
+  const move = (v: unknown): unknown => {
+    if (v instanceof Tensor) {
+      const moved = v.to(device);
+      v.dispose();
+      return moved;
+    }
+    return Array.isArray(v) ? v.map(move) : v;
+  };
+  return Object.fromEntries(Object.entries(b as object).map(([k, v]) => [k, move(v)])) as B;
 }
 
 function disposeBatch(b: unknown): void {

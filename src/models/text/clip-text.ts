@@ -207,8 +207,9 @@ export class ClipTextModel extends Module implements TextEncoder {
     const { ids, mask } = this.tokenizer.batch(prompts);
     return noGrad(() =>
       tidy(() => {
-        const idsT = tensor(ids.flat(), { dtype: 'int64', shape: [prompts.length, ids[0]!.length] });
-        const maskT = tensor(mask.flat(), { shape: [prompts.length, ids[0]!.length] });
+        const device = this.parameters()[0]!.device;
+        const idsT = tensor(ids.flat(), { dtype: 'int64', shape: [prompts.length, ids[0]!.length], device });
+        const maskT = tensor(mask.flat(), { shape: [prompts.length, ids[0]!.length], device });
         const out = this.forward(idsT, maskT);
         return { states: out.lastHiddenState, mask: maskT, pooled: out.pooled };
       }),

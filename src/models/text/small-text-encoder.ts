@@ -65,8 +65,9 @@ export class SmallTextEncoder extends Module implements TextEncoder {
     const { ids, mask } = this.tokenizer.batch(prompts, this.config.maxLength);
     return tidy(() => {
       const L = this.config.maxLength;
-      const maskT = tensor(mask.flat(), { shape: [prompts.length, L] });
-      const out = this.forward(tensor(ids.flat(), { dtype: 'int64', shape: [prompts.length, L] }), maskT);
+      const device = this.tokenEmbedding.weight.device;
+      const maskT = tensor(mask.flat(), { shape: [prompts.length, L], device });
+      const out = this.forward(tensor(ids.flat(), { dtype: 'int64', shape: [prompts.length, L], device }), maskT);
       return { states: out.states, mask: maskT, pooled: out.pooled };
     });
   }

@@ -77,6 +77,7 @@ export async function classifierStage(ctx: StageContext<ClassifierStageConfig>):
         seed: c.seed,
         prefetch: c.prefetch,
         position,
+        shard: ctx.shard,
       }),
     step: (batch) => {
       const logits = net.forward(batch.views[0]!);

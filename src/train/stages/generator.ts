@@ -131,8 +131,8 @@ async function tokenData(
   return {
     tok,
     data: ctx.dataInfo(train),
-    train: tokensFor(tok, c.tokenizerFile, train, c.cacheDir, ctx.log),
-    test: tokensFor(tok, c.tokenizerFile, test, c.cacheDir, ctx.log),
+    train: tokensFor(tok, c.tokenizerFile, train, c.cacheDir, ctx.log, ctx.shard),
+    test: tokensFor(tok, c.tokenizerFile, test, c.cacheDir, ctx.log, ctx.shard),
   };
 }
 
@@ -156,7 +156,7 @@ export async function generatorStage(
     });
   return {
     model,
-    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position),
+    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position, ctx.shard),
     step: (b) => {
       model.train();
       return {
@@ -222,7 +222,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
   const testText = (idx: Tensor) => model.encode((idx.toArray() as number[]).map((i) => test.captions![i]!));
   return {
     model,
-    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position),
+    batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position, ctx.shard),
     step: (b) => {
       model.train();
       const enc = model.encode(b.captions, { train: true, generator: ctx.generator });

@@ -82,7 +82,14 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
   return {
     model,
     batches: (position) =>
-      new DataLoader(train, { batchSize: c.batchSize, views, seed: c.seed, prefetch: c.prefetch, position }),
+      new DataLoader(train, {
+        batchSize: c.batchSize,
+        views,
+        seed: c.seed,
+        prefetch: c.prefetch,
+        position,
+        shard: ctx.shard,
+      }),
     step: (batch) => model.loss(batch.views),
     afterStep: () => model.updateTeacher(ctx.step, c.steps),
     validate: async () =>

@@ -9,11 +9,12 @@ import { loadSafetensors } from '../../io/safetensors.ts';
 import { RepTokTokenizer, reptokPixel, saveTokenizer, type TokenizerConfig } from '../../models/tokenizer.ts';
 import { loadDinov2 } from '../../models/dinov2-weights.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
+import { StreamLoader } from '../../data/streaming.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
 import { flowLossBySegment, reconstructionPsnr } from '../../eval/tokenizer.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
-import { loadSplits } from '../datasets.ts';
+import { loadSplits, streamSplits } from '../datasets.ts';
 import type { Stage, StageContext } from '../trainer.ts';
 
 export interface TokenizerStageConfig extends CommonConfig {
@@ -69,9 +70,15 @@ export async function tokenizerStage(
   const c = ctx.config;
   const tcfg = c.tokenizer;
   const [H] = tcfg.imageSize;
-  const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
-  if (train.c !== tcfg.imageChannels && tcfg.space === 'pixel')
-    throw new Error(`the data has ${train.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
+  // in memory, or streamed from disk ('stream:<path>')
+  const streamed = c.data.startsWith('stream:')
+    ? await streamSplits(c.data, { size: H, channels: tcfg.imageChannels === 1 ? 1 : 3, log: ctx.log })
+    : null;
+  const { train, test } = streamed
+    ? { train: null, test: streamed.test }
+    : await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
+  if (test.c !== tcfg.imageChannels && tcfg.space === 'pixel')
+    throw new Error(`the data has ${test.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
   const tok = noGrad(() => new RepTokTokenizer(tcfg));
   if (c.encoderWeights) {
     const encoder = loadDinov2(c.encoderWeights);
@@ -94,26 +101,28 @@ export async function tokenizerStage(
       `${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
   );
 
-  // fixed validation material: held-out images and noise
-  const valImages = imagesTensor(
-    test,
-    Int32Array.from({ length: Math.min(c.val.images, test.n) }, (_, i) => i),
+  // fixed validation material: held-out images and noise, on the training device
+  const { device } = ctx;
+  const valImages = tidy(() =>
+    imagesTensor(
+      test,
+      Int32Array.from({ length: Math.min(c.val.images, test.n) }, (_, i) => i),
+    ).to(device),
   );
-  const valGen = new Generator({ seed: c.seed + 1 });
-  const valNoise = randn([valImages.shape[0]!, ...tok.gridShape], { generator: valGen });
+  const valGen = new Generator({ seed: c.seed + 1, device });
+  const valNoise = randn([valImages.shape[0]!, ...tok.gridShape], { generator: valGen, device });
   const reconstructions = (): Tensor =>
     tok.decode(tok.encode(valImages), { steps: c.val.steps, noise: valNoise }).images;
 
   return {
     model: tok,
-    batches: (position) =>
-      new DataLoader(train, {
-        batchSize: c.batchSize,
-        views: [{ size: H, crop: 'resize', hflip: c.hflip }],
-        seed: c.seed,
-        prefetch: c.prefetch,
-        position,
-      }),
+    batches: (position) => {
+      const views = [{ size: H, crop: 'resize' as const, hflip: c.hflip }];
+      const common = { batchSize: c.batchSize, views, seed: c.seed, position, shard: ctx.shard };
+      return streamed
+        ? new StreamLoader(streamed.source, { ...common, size: H, channels: test.c as 1 | 3, log: ctx.log })
+        : new DataLoader(train!, { ...common, prefetch: c.prefetch });
+    },
     step: (batch) => {
       const out = tok.loss(batch.views[0]!, { generator: ctx.generator });
       return { loss: out.total, metrics: { rf: out.rf.mean().item(), cos: out.cos.mean().item() } };
@@ -138,12 +147,12 @@ export async function tokenizerStage(
       const path = join(ctx.out, 'tokenizer.safetensors');
       saveTokenizer(path, tok, {
         weights: ctx.ema?.shadow ?? tok.stateDict(),
-        data: ctx.dataInfo(train),
+        data: ctx.dataInfo(train ?? test),
         training: ctx.trainingInfo,
       });
       const n = Math.min(c.val.testImages, test.n);
       const testPsnr = ctx.evaluate(tok, () =>
-        reconstructionPsnr(tok, test, n, { steps: c.val.steps, seed: c.seed + 2 }),
+        reconstructionPsnr(tok, test, n, { steps: c.val.steps, seed: c.seed + 2, device }),
       );
       ctx.log(
         `exported ${path} (EMA weights); test PSNR ${testPsnr.toFixed(2)} dB over ${n} held-out images ` +
