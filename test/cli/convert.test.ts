@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { Tensor, noGrad, readImage, tidy } from '../../src/index.ts';
 import { loadSafetensors } from '../../src/io/index.ts';
-import { main } from '../../src/cli/main.ts';
+import { reptok } from './run-cli.ts';
 import { loadTokenizerFile } from '../../src/models/tokenizer.ts';
 import { classField, loadGeneratorFile } from '../../src/models/generator.ts';
 import { generate } from '../../src/flow/token-flow.ts';
@@ -25,20 +25,6 @@ const c = (k: string): Tensor => cases.get(k)!;
 const ckpt = join(dir, config.file);
 const heads = String(config.tiny_sizes.dino.num_heads); // stored nowhere (see test/models/official-checkpoint.test.ts)
 const tmp = mkdtempSync(join(tmpdir(), 'reptok-convert-'));
-
-async function reptok(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const [log, error, write] = [console.log, console.error, process.stderr.write];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args), out: out.join('\n'), err: err.join('') };
-  } finally {
-    [console.log, console.error, process.stderr.write] = [log, error, write];
-  }
-}
 
 test('convert writes tokenizer.safetensors and generator.safetensors that reproduce the fixture', async () => {
   const out = join(tmp, 'converted');

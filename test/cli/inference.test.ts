@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 
 import { Generator, rand, randn, readImage } from '../../src/index.ts';
-import { main } from '../../src/cli/main.ts';
+import { reptok } from './run-cli.ts';
 import { commandLine } from '../../src/cli/args.ts';
 import { loadGeneratorFile, peekModelFile, saveGenerator } from '../../src/models/index.ts';
 import { saveTokens } from '../../src/pipeline/tokens-file.ts';
@@ -30,22 +30,6 @@ for (const [i, p] of images.entries())
       .mul(2)
       .sub(1),
   );
-
-/** Runs `reptok <args>` in this process: exit code, stdout and stderr. */
-async function reptok(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const [log, error, write] = [console.log, console.error, process.stderr.write];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  process.stderr.write = ((chunk: string) => err.push(String(chunk).replace(/\n$/, '')) > 0) as typeof write;
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    [console.log, console.error, process.stderr.write] = [log, error, write];
-  }
-}
 
 const json = async (...args: string[]): Promise<any> => {
   const r = await reptok(...args, '--json');
