@@ -33,7 +33,7 @@ noGrad(() =>
   tidy(() => {
     let token = tok.encode(image);
     const encodeS = seconds(() => (token = tok.encode(image)));
-    const cond = tok.dino.adapt(token);
+    const cond = tok.condition(token);
     const z = randn([1, ...tok.gridShape]);
     const stepS = timeMedian(() => tidy(() => void tok.velocity(z, full([1], 0.5), cond)), 3, 1);
     const vaeS = seconds(() => tidy(() => void tok.fromGrid(z)));

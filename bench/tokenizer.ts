@@ -34,7 +34,7 @@ const trainStep = (): void =>
     opt.step();
   });
 const decoderNfe = (): void =>
-  noGrad(() => tidy(() => void tok.velocity(randn([batch, 4, 16, 16]), full([batch], 0.5), tok.dino.adapt(token))));
+  noGrad(() => tidy(() => void tok.velocity(randn([batch, 4, 16, 16]), full([batch], 0.5), tok.condition(token))));
 
 if (process.argv.includes('--profile')) {
   trainStep();

@@ -60,7 +60,7 @@ export function tokensFor(
       }),
     );
     mkdirSync(cacheDir, { recursive: true });
-    saveSafetensors(file, { tokens }, { tokenizer: tokenizerPath, images: String(data.n) });
+    saveSafetensors(file, { tokens }, { tokenizerFile: tokenizerPath, images: String(data.n) });
     log(`tokens: encoded ${data.n} images in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${file}`);
   }
   return { tokens, labels: data.labels, captions: data.captions };

@@ -7,6 +7,7 @@ export {
   hasOp,
   type TensorLike,
   type Shape,
+  type StateDict,
   type GeneratorLike,
 } from './tensor.ts';
 export * from './creation.ts';

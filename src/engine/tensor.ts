@@ -14,6 +14,8 @@ import { formatTensor } from './format.ts';
 
 export type TensorLike = Tensor | number | boolean;
 export type Shape = readonly number[];
+/** Named tensors as a module tree or a checkpoint file holds them (PyTorch's state dict). */
+export type StateDict = Map<string, Tensor>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Operator calls

@@ -11,8 +11,8 @@ export interface SolveOptions {
   sampler?: SamplerName;
   /** Steps for the fixed-step samplers. */
   steps?: number;
-  /** An explicit time grid for the fixed-step samplers (overrides `steps`; e.g. float32 linspace values). */
-  grid?: number[];
+  /** Explicit times t_0 … t_N for the fixed-step samplers (overrides `steps`; e.g. float32 linspace values). */
+  times?: number[];
   /** Tolerances of the adaptive sampler. */
   atol?: number;
   rtol?: number;
@@ -29,10 +29,10 @@ export interface SolveResult {
 export function solve(v: VelocityFn, z0: Tensor, t0: number, t1: number, o: SolveOptions = {}): SolveResult {
   const sampler = o.sampler ?? 'euler';
   if (sampler === 'dopri5') return dopri5(v, z0, t0, t1, o);
-  const steps = o.grid ? o.grid.length - 1 : (o.steps ?? 50);
+  const steps = o.times ? o.times.length - 1 : (o.steps ?? 50);
   if (!(Number.isInteger(steps) && steps > 0)) throw new RangeError(`steps must be a positive integer, got ${steps}`);
-  // default grid as the decoder reference builds it: t_i = t0 + (t1 − t0)·i/N (i/N from N down to 1)
-  const ts = o.grid ?? Array.from({ length: steps + 1 }, (_, i) => (t0 * (steps - i) + t1 * i) / steps);
+  // default times as the decoder reference builds them: t_i = t0 + (t1 − t0)·i/N (i/N from N down to 1)
+  const ts = o.times ?? Array.from({ length: steps + 1 }, (_, i) => (t0 * (steps - i) + t1 * i) / steps);
   let z = z0;
   let nfe = 0;
   for (let i = 0; i < steps; i++) {

@@ -45,7 +45,7 @@ export function validationLoss(
 }
 
 /**
- * Generates from noise x0 (t = 0) to data (t = 1). The fixed-step samplers use the reference's float32 time grid
+ * Generates from noise x0 (t = 0) to data (t = 1). The fixed-step samplers step through the reference's float32 times
  * linspace(0, 1, N + 1); guidance applies inside `guidance.interval`.
  */
 export function generate(
@@ -53,6 +53,6 @@ export function generate(
   x0: Tensor,
   o: SolveOptions & { guidance?: GuidanceOptions } = {},
 ): SolveResult {
-  const grid = o.sampler === 'dopri5' ? undefined : tidy(() => [...linspace(0, 1, (o.steps ?? 50) + 1).data()]);
-  return solve(guided(field, o.guidance), x0, 0, 1, { ...o, grid });
+  const times = o.sampler === 'dopri5' ? undefined : tidy(() => [...linspace(0, 1, (o.steps ?? 50) + 1).data()]);
+  return solve(guided(field, o.guidance), x0, 0, 1, { ...o, times });
 }

@@ -1,7 +1,6 @@
 // State dicts from checkpoint files, whatever the format: safetensors, or torch.save archives (.pth/.pt/.ckpt/.bin).
 // Keys are normalised for the usual wrappers: `_orig_mod.` (torch.compile) and a leading `module.` (DDP).
-import { Tensor } from '../engine/index.ts';
-import type { StateDict } from '../nn/index.ts';
+import { Tensor, type StateDict } from '../engine/index.ts';
 import { loadSafetensors } from './safetensors.ts';
 import { loadTorchCheckpoint } from './torch-checkpoint.ts';
 import { looksLikeZip } from './zip.ts';

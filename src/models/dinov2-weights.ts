@@ -1,8 +1,7 @@
 // Loading DINOv2 weights as users have them: official torch-hub checkpoints (.pth, official key layout) and Hub
 // safetensors (facebook/dinov2-*, facebook/dinov2-with-registers-*, transformers' key layout). The layout is
 // detected from the keys; the Hub layout is converted by one key map (and q/k/v are fused into qkv).
-import { Tensor, cat, noGrad } from '../engine/index.ts';
-import type { StateDict } from '../nn/index.ts';
+import { Tensor, cat, noGrad, type StateDict } from '../engine/index.ts';
 import { loadStateDictFile } from '../io/checkpoint-file.ts';
 import { DINOV2_PRESETS, DinoVisionTransformer, type Dinov2Config } from './dinov2.ts';
 

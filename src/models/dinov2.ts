@@ -383,6 +383,32 @@ export const DINOV2_PRESETS = {
   dinov2_vitg14_reg: { ...RELEASED, ...G, ...REGISTERS },
 } satisfies Record<string, Dinov2Config>;
 
+/**
+ * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4 unless set,
+ * width 128, 4 blocks of 4 heads, 4 registers.
+ */
+export function smallVit(
+  imgSize: number,
+  o: { patchSize?: number; embedDim?: number; depth?: number; numHeads?: number } = {},
+): Dinov2Config {
+  return {
+    imgSize,
+    patchSize: o.patchSize ?? 4,
+    inChans: 3,
+    embedDim: o.embedDim ?? 128,
+    depth: o.depth ?? 4,
+    numHeads: o.numHeads ?? 4,
+    mlpRatio: 4,
+    ffn: 'mlp',
+    qkvBias: true,
+    initValues: 1.0,
+    numRegisterTokens: 4,
+    interpolateAntialias: true,
+    interpolateOffset: 0,
+    layerNormEps: 1e-6,
+  };
+}
+
 export type Dinov2Preset = keyof typeof DINOV2_PRESETS;
 
 /** A DINOv2 of a released architecture (random weights until loaded), with optional overrides. */

@@ -3,7 +3,7 @@
 // time embeddings as in DiT (Peebles & Xie, 2023). Reference: CompVis/RepTok reptok/models/mlp-mixer.py
 // (MLPMixer1D), reptok/models/transformer/dit.py (TimestepEmbedder, LabelEmbedder). Keys are the reference's
 // (`pos_embed`, `t_embedder.mlp.{0,2}`, `label_embedder.embedding_table`, `mixer.N...`).
-import { F, Tensor, arange, cat, full, rand, randn, tidy, where, type GeneratorLike } from '../engine/index.ts';
+import { F, Tensor, cat, full, rand, randn, tidy, where, type GeneratorLike } from '../engine/index.ts';
 import type { GuidableField } from '../flow/guidance.ts';
 import {
   Dropout,
@@ -13,7 +13,7 @@ import {
   Linear,
   Module,
   Sequential,
-  SiLU,
+  TimestepEmbedder,
   type UnaryModule,
 } from '../nn/index.ts';
 
@@ -25,10 +25,10 @@ export interface GeneratorConfig {
   /** Mixer width. */
   dim: number;
   depth: number;
-  /** Expansion of the token-mixing MLP (across the sequence). */
-  expansionFactor: number;
-  /** Expansion of the channel MLP. */
-  expansionFactorToken: number;
+  /** Hidden width of the token-mixing MLP (across the sequence) over the sequence length (reference: expansion_factor). */
+  tokenMlpRatio: number;
+  /** Hidden width of the channel MLP over the mixer width (reference: expansion_factor_token). */
+  channelMlpRatio: number;
   /** 0 for unconditional; else a label embedding with a null row for guidance. */
   numClasses: number;
   classDropoutProb: number;
@@ -40,34 +40,6 @@ export interface GeneratorConfig {
 // ---------------------------------------------------------------------------------------------------------------
 // Embeddings
 // ---------------------------------------------------------------------------------------------------------------
-
-/** Sinusoidal features of t (N, dim): [cos(t·f), sin(t·f)] with f_i = exp(−ln(max_period)·i/(dim/2)). */
-export function timestepEmbedding(t: Tensor, dim: number, maxPeriod = 10_000): Tensor {
-  return tidy(() => {
-    const half = Math.floor(dim / 2);
-    const freqs = arange(0, half, 1, { dtype: 'float32', device: t.device }).mul(-Math.log(maxPeriod)).div(half).exp();
-    const args = t.unsqueeze(1).float().mul(freqs.unsqueeze(0));
-    const emb = cat([args.cos(), args.sin()], -1);
-    return dim % 2 ? F.pad(emb, [0, 1]) : emb;
-  });
-}
-
-export class TimestepEmbedder extends Module {
-  readonly mlp: Sequential;
-  constructor(
-    hidden: number,
-    readonly frequencyDim = 256,
-  ) {
-    super();
-    this.mlp = this.module(
-      'mlp',
-      new Sequential(new Linear(frequencyDim, hidden), new SiLU(), new Linear(hidden, hidden)),
-    );
-  }
-  forward(t: Tensor): Tensor {
-    return tidy(() => this.mlp.forward(timestepEmbedding(t, this.frequencyDim)));
-  }
-}
 
 /** Class labels -> vectors; the extra last row is the null label used for classifier-free guidance. */
 export class LabelEmbedder extends Module {
@@ -151,10 +123,16 @@ class PreNormResidual extends Module implements UnaryModule {
 }
 
 /** One mixer block: a pre-norm residual MLP across the sequence, then one across the channels. */
-export function mixerBlock(seqLen: number, dim: number, e: number, eTok: number, dropout: number): Sequential {
+export function mixerBlock(
+  seqLen: number,
+  dim: number,
+  tokenMlpRatio: number,
+  channelMlpRatio: number,
+  dropout: number,
+): Sequential {
   return new Sequential(
-    new PreNormResidual(dim, feedForward(seqLen, e, dropout, true)),
-    new PreNormResidual(dim, feedForward(dim, eTok, dropout, false)),
+    new PreNormResidual(dim, feedForward(seqLen, tokenMlpRatio, dropout, true)),
+    new PreNormResidual(dim, feedForward(dim, channelMlpRatio, dropout, false)),
   );
 }
 
@@ -164,11 +142,11 @@ export function mlpMixer1D(
   channels: number,
   dim: number,
   depth: number,
-  e: number,
-  eTok: number,
+  tokenMlpRatio: number,
+  channelMlpRatio: number,
   dropout: number,
 ): Sequential {
-  const blocks = Array.from({ length: depth }, () => mixerBlock(seqLen, dim, e, eTok, dropout));
+  const blocks = Array.from({ length: depth }, () => mixerBlock(seqLen, dim, tokenMlpRatio, channelMlpRatio, dropout));
   return new Sequential(new Linear(channels, dim), ...blocks, new LayerNorm(dim), new Linear(dim, channels));
 }
 
@@ -185,7 +163,7 @@ export class MLPMixer1D extends Module {
     const seqLen = c.nTokens + (c.numClasses > 0 ? 2 : 1) + c.nExtraTokens;
     this.mixer = this.module(
       'mixer',
-      mlpMixer1D(seqLen, c.tokenDim, c.dim, c.depth, c.expansionFactor, c.expansionFactorToken, c.dropout),
+      mlpMixer1D(seqLen, c.tokenDim, c.dim, c.depth, c.tokenMlpRatio, c.channelMlpRatio, c.dropout),
     );
     this.posEmbed = this.param('pos_embed', randn([1, c.nTokens, c.tokenDim]));
     this.tEmbedder = this.module('t_embedder', new TimestepEmbedder(c.tokenDim));
@@ -254,8 +232,8 @@ export function classField(model: MLPMixer1D, y: Tensor): GuidableField {
 
 const base = {
   nTokens: 1,
-  expansionFactor: 3,
-  expansionFactorToken: 4,
+  tokenMlpRatio: 3,
+  channelMlpRatio: 4,
   classDropoutProb: 0.1,
   nExtraTokens: 0,
   dropout: 0,

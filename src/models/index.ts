@@ -3,6 +3,7 @@ export {
   DinoVisionTransformer,
   DINOV2_PRESETS,
   dinov2,
+  smallVit,
   type Dinov2Config,
   type Dinov2Features,
   type Dinov2Preset,
@@ -32,7 +33,6 @@ export {
   reptokXL,
   reptokMid,
   reptokPixel,
-  smallVit,
   saveTokenizer,
   loadTokenizer,
   type TokenizerConfig,
@@ -42,7 +42,7 @@ export {
   type TokenizerLoss,
 } from './tokenizer.ts';
 export { DecoderTransformer, type DecoderConfig } from './decoder.ts';
-export { ConditionEncoder, type TrainableSpec } from './token-encoder.ts';
+export { TokenEncoder, type TrainableSpec } from './token-encoder.ts';
 export { AutoencoderKL, SD_VAE, vaeConfigFromDiffusers, type VaeConfig, type Posterior } from './vae.ts';
 export {
   MLPMixer1D,

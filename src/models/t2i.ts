@@ -10,9 +10,9 @@
 // Guidance uses the empty prompt as the null condition; training replaces captions by "" with probability
 // `textDropoutProb`. The text encoder is either a frozen pretrained one (CLIP) or a small one that trains along.
 import { F, Tensor, cat, rand, randn, tidy, type GeneratorLike } from '../engine/index.ts';
-import { LayerNorm, Linear, Module, ModuleList, Sequential, init } from '../nn/index.ts';
+import { LayerNorm, Linear, Module, ModuleList, Sequential, TimestepEmbedder, init } from '../nn/index.ts';
 import type { GuidableField } from '../flow/guidance.ts';
-import { TimestepEmbedder, mixerBlock } from './generator.ts';
+import { mixerBlock } from './generator.ts';
 import type { TextEncoder, TextEncoding } from './text/text-encoder.ts';
 
 export interface T2IConfig {
@@ -21,9 +21,9 @@ export interface T2IConfig {
   dim: number;
   depth: number;
   heads: number;
-  /** Expansion of the token-mixing and channel MLPs. */
-  expansionFactor: number;
-  expansionFactorToken: number;
+  /** Hidden widths of the token-mixing and channel MLPs, as in GeneratorConfig. */
+  tokenMlpRatio: number;
+  channelMlpRatio: number;
   /** Width of the text encoder's states. */
   textDim: number;
   textDropoutProb: number;
@@ -75,7 +75,7 @@ class T2IBlock extends Module {
   readonly cross: CrossAttention;
   constructor(c: T2IConfig) {
     super();
-    this.mix = this.module('mix', mixerBlock(c.nTokens + 2, c.dim, c.expansionFactor, c.expansionFactorToken, 0));
+    this.mix = this.module('mix', mixerBlock(c.nTokens + 2, c.dim, c.tokenMlpRatio, c.channelMlpRatio, 0));
     this.cross = this.module('cross', new CrossAttention(c.dim, c.textDim, c.heads));
   }
   forward(x: Tensor, text: TextEncoding): Tensor {

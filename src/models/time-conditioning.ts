@@ -1,30 +1,13 @@
-// Time conditioning of RepTok's decoder: random Fourier features of t, a linear map, and a SwiGLU mapping network
-// (HDiT's). Reference: CompVis/RepTok FourierFeatures, MappingNetwork, RF.get_conditioning. Keys: `time_emb.weight`,
-// `time_in_proj.weight`, `mapping.*`.
-import { Tensor, cat, randn, tidy } from '../engine/index.ts';
-import { Linear, Module, ModuleList, init } from '../nn/index.ts';
-import { LinearSwiGLU, RMSNorm } from './decoder.ts';
+// Time conditioning of RepTok's decoder: random Fourier features of t (nn/time-embedding.ts), a linear map, and the
+// SwiGLU mapping network defined here (HDiT's). Reference: CompVis/RepTok MappingNetwork, RF.get_conditioning.
+// Keys: `mapping.*`.
+import { Tensor, tidy } from '../engine/index.ts';
+import { Linear, LinearSwiGLU, Module, ModuleList, RMSNorm, init } from '../nn/index.ts';
 
 export interface MappingConfig {
   width: number;
   depth: number;
   dFF: number;
-}
-
-/** [cos 2πtW, sin 2πtW] with a fixed Gaussian W (a buffer saved in checkpoints). */
-export class FourierFeatures extends Module {
-  readonly weight: Tensor; // (out/2, in)
-  constructor(inFeatures: number, outFeatures: number, std = 1) {
-    super();
-    if (outFeatures % 2) throw new RangeError('FourierFeatures needs an even number of output features');
-    this.weight = this.buffer('weight', randn([outFeatures / 2, inFeatures]).mul_(std));
-  }
-  forward(x: Tensor): Tensor {
-    return tidy(() => {
-      const f = x.matmul(this.weight.transpose(0, 1)).mul(2 * Math.PI);
-      return cat([f.cos(), f.sin()], -1);
-    });
-  }
 }
 
 class MappingFeedForward extends Module {

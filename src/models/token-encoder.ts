@@ -1,7 +1,8 @@
 // RepTok's encoder side: a pretrained self-supervised ViT whose [cls] output is the image's single token, of which
 // only the input [cls] embedding trains (by default), a frozen target for the cosine loss, and the token adapter
 // that maps the token to the decoder's width. Reference: CompVis/RepTok DINOFeatureEncoder, MultiFrameDINOEncoder,
-// RepTokConditionEncoder, ResidualProjection. Keys: `encoder.dino.{model,target_model,backbone,new_reg,temp_pos_embed}`.
+// RepTokConditionEncoder, ResidualProjection. Keys: `encoder.dino.{model,target_model,backbone,new_reg,temp_pos_embed}`
+// (the reference's names: `dino` is this token encoder, `backbone` its adapter).
 import { F, Tensor, noGrad, randn, tidy, zeros } from '../engine/index.ts';
 import { LayerNorm, Linear, Module, init } from '../nn/index.ts';
 import { DinoVisionTransformer, type Dinov2Config } from './dinov2.ts';
@@ -42,7 +43,7 @@ export function trainableNames(spec: TrainableSpec, model: DinoVisionTransformer
   throw new Error(`trainable must be 'cls', 'last:N' or 'params:a,b', got '${spec}'`);
 }
 
-/** The frozen target's [cls] embedding when the target shares the trainable model's backbone. */
+/** The frozen target's [cls] embedding when the target shares the trainable ViT. */
 class TargetClsToken extends Module {
   readonly clsToken: Tensor;
   constructor(dim: number) {
@@ -78,33 +79,36 @@ export interface EncoderOutput {
   cos?: Tensor; // (B): 1 − cos(token, frozen target token), when computed
 }
 
-export class ConditionEncoder extends Module {
+/** Image -> token through the ViT, and token -> decoder conditioning through the adapter. */
+export class TokenEncoder extends Module {
+  /** The self-supervised ViT (e.g. DINOv2) whose [cls] output is the token. */
   readonly model: DinoVisionTransformer;
   /** A full frozen copy when encoder weights beyond [cls] train; else only the frozen [cls] embedding. */
   readonly targetModel: DinoVisionTransformer | TargetClsToken;
-  readonly backbone: ResidualProjection;
+  /** Maps a token to the decoder's width (the reference's `backbone`). */
+  readonly adapter: ResidualProjection;
   readonly newReg: Tensor; // (1, R', D): checkpoint-compatible, never affects the output (see adapt())
   readonly tempPosEmbed: Tensor; // (1, 1, 1, D)
   readonly trainable: Set<string>;
 
   constructor(
-    dino: Dinov2Config,
+    vit: Dinov2Config,
     readonly inputSize: number,
     width: number,
     trainable: TrainableSpec = 'cls',
     newRegisters = 2,
   ) {
     super();
-    this.model = this.module('model', new DinoVisionTransformer(dino));
+    this.model = this.module('model', new DinoVisionTransformer(vit));
     this.trainable = trainableNames(trainable, this.model);
     const shared = this.trainable.size === 1 && this.trainable.has('cls_token');
     this.targetModel = this.module(
       'target_model',
-      shared ? new TargetClsToken(dino.embedDim) : new DinoVisionTransformer(dino),
+      shared ? new TargetClsToken(vit.embedDim) : new DinoVisionTransformer(vit),
     );
-    this.backbone = this.module('backbone', new ResidualProjection(dino.embedDim, width));
-    this.newReg = this.param('new_reg', randn([1, newRegisters, dino.embedDim]));
-    this.tempPosEmbed = this.param('temp_pos_embed', zeros([1, 1, 1, dino.embedDim]));
+    this.adapter = this.module('backbone', new ResidualProjection(vit.embedDim, width));
+    this.newReg = this.param('new_reg', randn([1, newRegisters, vit.embedDim]));
+    this.tempPosEmbed = this.param('temp_pos_embed', zeros([1, 1, 1, vit.embedDim]));
     this.freeze();
   }
 
@@ -134,7 +138,7 @@ export class ConditionEncoder extends Module {
   }
 
   /**
-   * The target's token: the frozen network's [cls] output, without gradients. With a shared backbone, `embedded`
+   * The target's token: the frozen network's [cls] output, without gradients. With a shared ViT, `embedded`
    * (the frozen patch embedding of the same x) saves embedding the images twice.
    */
   targetToken(x: Tensor, embedded?: Tensor): Tensor {
@@ -164,15 +168,14 @@ export class ConditionEncoder extends Module {
    * they cannot influence the result, so they are not computed.
    */
   adapt(token: Tensor): Tensor {
-    return tidy(() => this.backbone.forward(token.unsqueeze(1).add(this.tempPosEmbed.squeeze(1))));
+    return tidy(() => this.adapter.forward(token.unsqueeze(1).add(this.tempPosEmbed.squeeze(1))));
   }
 }
 
-/** `encoder`: the wrapper the reference puts around the condition encoder (`encoder.dino`). */
-export class RepTokEncoder extends Module {
-  readonly dino: ConditionEncoder;
-  constructor(dino: ConditionEncoder) {
+/** `encoder`: the wrapper the reference puts around the token encoder (`encoder.dino`; no logic of its own). */
+export class EncoderHolder extends Module {
+  constructor(readonly tokenEncoder: TokenEncoder) {
     super();
-    this.dino = this.module('dino', dino);
+    this.module('dino', tokenEncoder);
   }
 }

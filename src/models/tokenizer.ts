@@ -7,15 +7,15 @@
 //   encode:  image -> [RepTok preprocessing] -> ViT (only its input [cls] embedding trains) -> token (B, D)
 //   decode:  noise --ODE, velocity = decoder(z, t, adapt(token))--> grid -> (SD-VAE decoder) -> image
 //   loss:    flow matching on the grid + λ·(1 − cos(token, frozen target token))
-import { Tensor, full, noGrad, randn, tidy, zeros, type GeneratorLike } from '../engine/index.ts';
-import { Linear, Module, type StateDict } from '../nn/index.ts';
+import { Tensor, full, noGrad, randn, tidy, zeros, type GeneratorLike, type StateDict } from '../engine/index.ts';
+import { FourierFeatures, Linear, Module } from '../nn/index.ts';
 import { SafetensorsFile, loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 import { decoderPath, perSampleMse, sampleTime, type TimeSampler } from '../flow/paths.ts';
 import { solve, type SolveOptions } from '../flow/ode.ts';
-import { DINOV2_PRESETS, type Dinov2Config } from './dinov2.ts';
+import { DINOV2_PRESETS, smallVit, type Dinov2Config } from './dinov2.ts';
 import { DecoderTransformer, type DecoderConfig } from './decoder.ts';
-import { FourierFeatures, MappingNetwork, type MappingConfig } from './time-conditioning.ts';
-import { ConditionEncoder, RepTokEncoder, type TrainableSpec } from './token-encoder.ts';
+import { MappingNetwork, type MappingConfig } from './time-conditioning.ts';
+import { EncoderHolder, TokenEncoder, type TrainableSpec } from './token-encoder.ts';
 import { AutoencoderKL, SD_VAE, type VaeConfig } from './vae.ts';
 
 export interface TokenizerConfig {
@@ -65,23 +65,25 @@ export interface DecodeResult {
   nfe: number;
 }
 
-/** `ae`: the reference's AutoencoderKL wrapper, holding the diffusers model as `ae.ae`. */
+/** `ae`: the reference's AutoencoderKL wrapper, holding the diffusers model as `ae.ae` (no logic of its own). */
 class VaeHolder extends Module {
-  readonly ae: AutoencoderKL;
-  constructor(config: VaeConfig) {
+  constructor(readonly ae: AutoencoderKL) {
     super();
-    this.ae = this.module('ae', new AutoencoderKL(config));
+    this.module('ae', ae);
   }
 }
 
 export class RepTokTokenizer extends Module {
   readonly config: TokenizerConfig;
-  readonly encoder: RepTokEncoder;
-  readonly backbone: DecoderTransformer;
+  /** Image -> token, and token -> decoder conditioning (`encoder.dino.*`). */
+  readonly tokenEncoder: TokenEncoder;
+  /** The flow-matching decoder transformer (`backbone.*`). */
+  readonly decoder: DecoderTransformer;
   readonly timeEmb: FourierFeatures;
   readonly timeInProj: Linear;
   readonly mapping: MappingNetwork;
-  readonly vae: VaeHolder | null;
+  /** The frozen SD-VAE of latent mode (`ae.ae.*`); null in pixel mode. */
+  readonly vae: AutoencoderKL | null;
 
   constructor(config: TokenizerConfig) {
     super();
@@ -89,25 +91,22 @@ export class RepTokTokenizer extends Module {
     const c = this.config;
     if (c.space === 'latent' && !c.vae) throw new Error("tokenizer config: space 'latent' needs a VAE config");
     const [C] = this.gridShape;
-    this.encoder = this.module(
-      'encoder',
-      new RepTokEncoder(
-        new ConditionEncoder(c.encoder, c.encoderInputSize, c.decoder.width, c.trainable, c.newRegisters),
-      ),
-    );
-    this.backbone = this.module(
+    this.tokenEncoder = new TokenEncoder(c.encoder, c.encoderInputSize, c.decoder.width, c.trainable, c.newRegisters);
+    this.module('encoder', new EncoderHolder(this.tokenEncoder));
+    this.decoder = this.module(
       'backbone',
       new DecoderTransformer({ ...c.decoder, channels: C, condWidth: c.mapping.width }),
     );
     this.timeEmb = this.module('time_emb', new FourierFeatures(1, c.mapping.width));
     this.timeInProj = this.module('time_in_proj', new Linear(c.mapping.width, c.mapping.width, { bias: false }));
     this.mapping = this.module('mapping', new MappingNetwork(c.mapping));
-    this.vae = c.space === 'latent' ? this.module('ae', new VaeHolder(c.vae!)) : null;
+    this.vae = c.space === 'latent' ? this.module('ae', new VaeHolder(new AutoencoderKL(c.vae!))).ae : null;
     this.vae?.requiresGrad_(false).eval();
   }
 
-  get dino(): ConditionEncoder {
-    return this.encoder.dino;
+  /** Width D of a token (the encoder ViT's width). */
+  get tokenDim(): number {
+    return this.config.encoder.embedDim;
   }
 
   /** Shape (C, h, w) of the grid the flow runs on. */
@@ -121,7 +120,7 @@ export class RepTokTokenizer extends Module {
 
   override train(mode = true): this {
     super.train(mode);
-    this.dino.train(mode);
+    this.tokenEncoder.train(mode);
     this.vae?.eval();
     return this;
   }
@@ -137,7 +136,12 @@ export class RepTokTokenizer extends Module {
 
   /** Images (B, C, H, W) in [-1, 1] -> tokens (B, D). */
   encode(images: Tensor): Tensor {
-    return tidy(() => this.dino.encode(this.#rgb(images)).token);
+    return tidy(() => this.tokenEncoder.encode(this.#rgb(images)).token);
+  }
+
+  /** Tokens (B, D) -> the decoder's conditioning tokens (B, 1, W) that `velocity` takes. */
+  condition(tokens: Tensor): Tensor {
+    return this.tokenEncoder.adapt(tokens);
   }
 
   // ---- decoder side ----------------------------------------------------------------------------------------------
@@ -150,7 +154,7 @@ export class RepTokTokenizer extends Module {
   /** The decoder's velocity at grid z (B, C, h, w), time t (B), for adapted tokens (B, 1, W). */
   velocity(z: Tensor, t: Tensor, condTokens: Tensor): Tensor {
     return tidy(() => {
-      return this.backbone.forward(z, this.timeCondition(t), condTokens, this.tokenPositions(z));
+      return this.decoder.forward(z, this.timeCondition(t), condTokens, this.tokenPositions(z));
     });
   }
 
@@ -164,7 +168,7 @@ export class RepTokTokenizer extends Module {
     if (!this.vae) return images;
     return noGrad(() =>
       tidy(() =>
-        AutoencoderKL.sample(this.vae!.ae.encode(this.#rgb(images)), generator).mul(this.config.vae!.scalingFactor),
+        AutoencoderKL.sample(this.vae!.encode(this.#rgb(images)), generator).mul(this.config.vae!.scalingFactor),
       ),
     );
   }
@@ -172,7 +176,7 @@ export class RepTokTokenizer extends Module {
   /** Grid -> images in [-1, 1]. */
   fromGrid(z: Tensor): Tensor {
     return tidy(() => {
-      const img = this.vae ? this.vae.ae.decode(z.div(this.config.vae!.scalingFactor)) : z;
+      const img = this.vae ? this.vae.decode(z.div(this.config.vae!.scalingFactor)) : z;
       return img.clamp(-1, 1);
     });
   }
@@ -186,7 +190,7 @@ export class RepTokTokenizer extends Module {
       tidy(() => {
         const B = tokens.shape[0]!;
         const noise = o.noise ?? randn([B, ...this.gridShape], { generator: o.generator, device: tokens.device });
-        const cond = this.dino.adapt(tokens);
+        const cond = this.condition(tokens);
         const { z, nfe } = solve(
           (zt, t) => this.velocity(zt, full([B], t, { device: tokens.device }), cond),
           noise,
@@ -214,11 +218,11 @@ export class RepTokTokenizer extends Module {
       const t = o.t ?? sampleTime(B, this.config.timeSampler, o.generator);
       const noise = o.noise ?? randn(x.shape, { generator: o.generator, device: x.device });
       const zt = decoderPath.interpolate(x, noise, t);
-      const { token, cos } = this.dino.encode(this.#rgb(images), { withCosLoss: true });
-      const condTokens = this.dino.adapt(token);
+      const { token, cos } = this.tokenEncoder.encode(this.#rgb(images), { withCosLoss: true });
+      const condTokens = this.condition(token);
       const condNorm = this.timeCondition(t);
       const condPos = this.tokenPositions(zt);
-      const vPred = this.backbone.forward(zt, condNorm, condTokens, condPos);
+      const vPred = this.decoder.forward(zt, condNorm, condTokens, condPos);
       const rf = perSampleMse(vPred, decoderPath.target(x, noise));
       const total = rf.mean().add(cos!.mean().mul(this.config.cosWeight));
       return { total, rf, cos: cos!, token, t, zt, condNorm, condTokens, condPos, vPred };
@@ -234,13 +238,13 @@ export class RepTokTokenizer extends Module {
 
   /**
    * Loads a reference-layout state dict (a released RepTok checkpoint, or ours). A checkpoint that carries a full
-   * frozen copy of the encoder (`encoder.dino.target_model.*`) loads into the shared-backbone target: the copy must
+   * frozen copy of the encoder (`encoder.dino.target_model.*`) loads into the shared-ViT target: the copy must
    * equal the encoder's frozen weights, and only its [cls] embedding is kept.
    */
   loadReferenceStateDict(sd: StateDict, o: { strict?: boolean; context?: string } = {}): void {
     const prefix = 'encoder.dino.target_model.';
     const input = new Map(sd);
-    if (this.dino.sharedTarget && [...input.keys()].some((k) => k.startsWith(`${prefix}blocks.`))) {
+    if (this.tokenEncoder.sharedTarget && [...input.keys()].some((k) => k.startsWith(`${prefix}blocks.`))) {
       noGrad(() => {
         for (const [k, v] of sd) {
           if (!k.startsWith(prefix) || k === `${prefix}cls_token`) continue;
@@ -293,32 +297,6 @@ export function reptokMid(overrides: Partial<TokenizerConfig> = {}): TokenizerCo
     imageSize: [128, 128],
     ...overrides,
   });
-}
-
-/**
- * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4 unless set,
- * width 128, 4 blocks of 4 heads, 4 registers.
- */
-export function smallVit(
-  imgSize: number,
-  o: { patchSize?: number; embedDim?: number; depth?: number; numHeads?: number } = {},
-): Dinov2Config {
-  return {
-    imgSize,
-    patchSize: o.patchSize ?? 4,
-    inChans: 3,
-    embedDim: o.embedDim ?? 128,
-    depth: o.depth ?? 4,
-    numHeads: o.numHeads ?? 4,
-    mlpRatio: 4,
-    ffn: 'mlp',
-    qkvBias: true,
-    initValues: 1.0,
-    numRegisterTokens: 4,
-    interpolateAntialias: true,
-    interpolateOffset: 0,
-    layerNormEps: 1e-6,
-  };
 }
 
 /** Pixel-space tokenizer for small images (Fashion-MNIST 28×28 gray, emoji 32×32 RGB): no VAE, 4×4 patches. */

@@ -3,9 +3,7 @@
 // Children are registered under the reference implementation's names (`ls1`, `mlp.fc1`, `blocks.3`) whatever the
 // TypeScript field is called, so `stateDict()` keys equal the keys of the reference checkpoints and those load
 // without renaming.
-import { Tensor, keep, noGrad, type Device, type DType } from '../engine/index.ts';
-
-export type StateDict = Map<string, Tensor>;
+import { Tensor, keep, noGrad, type Device, type DType, type StateDict } from '../engine/index.ts';
 
 /** Thrown by loadStateDict when keys or shapes disagree; lists every problem at once. */
 export class StateDictError extends Error {

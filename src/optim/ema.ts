@@ -1,8 +1,8 @@
 // Exponential moving average of a model's weights: ema = decay·ema + (1 − decay)·θ after every step. Sampling
 // with EMA weights is usually better than with the raw ones.
-import { Tensor, keep, noGrad } from '../engine/index.ts';
+import { Tensor, keep, noGrad, type StateDict } from '../engine/index.ts';
 import { native } from '../engine/native.ts';
-import type { Module, StateDict } from '../nn/index.ts';
+import type { Module } from '../nn/index.ts';
 
 export class EMA {
   readonly shadow: StateDict = new Map();

@@ -4,9 +4,8 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { Tensor } from '../engine/index.ts';
+import type { StateDict, Tensor } from '../engine/index.ts';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
-import type { StateDict } from '../nn/index.ts';
 import type { OptimizerState } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
 

@@ -27,24 +27,24 @@ const images = (c = 1, h = 28, w = 28) => rand([2, c, h, w]).mul(2).sub(1);
 
 test("trainable 'last:1' keeps a full frozen target and trains the [cls] embedding and the last block", () => {
   const tok = tiny({ trainable: 'last:1' }).train();
-  assert.ok(tok.dino.targetModel instanceof DinoVisionTransformer);
+  assert.ok(tok.tokenEncoder.targetModel instanceof DinoVisionTransformer);
   const names = tok
     .trainableParameters()
     .map(([n]) => n)
     .filter((n) => n.startsWith('encoder.dino.model.'));
   assert.ok(names.includes('encoder.dino.model.cls_token'));
   assert.ok(names.every((n) => n === 'encoder.dino.model.cls_token' || n.startsWith('encoder.dino.model.blocks.1.')));
-  const target = new Map([...tok.dino.targetModel.stateDict()].map(([k, v]) => [k, v.clone()]));
+  const target = new Map([...tok.tokenEncoder.targetModel.stateDict()].map(([k, v]) => [k, v.clone()]));
   const opt = new AdamW(
     tok.trainableParameters().map(([, p]) => p),
     { lr: 1e-2 },
   );
   tidy(() => tok.loss(images()).total.backward());
   opt.step();
-  for (const [k, v] of tok.dino.targetModel.stateDict())
+  for (const [k, v] of tok.tokenEncoder.targetModel.stateDict())
     assert.ok(v.equal(target.get(k)!), `target ${k} must stay frozen`);
   assert.ok(
-    !tok.dino.model.blocks.at(1).norm1.weight!.equal(target.get('blocks.1.norm1.weight')!),
+    !tok.tokenEncoder.model.blocks.at(1).norm1.weight!.equal(target.get('blocks.1.norm1.weight')!),
     'the last block trains',
   );
   // the cosine loss is 0 for identical networks and grows once they differ
@@ -78,7 +78,7 @@ test('pixel space: gray images encode (the ViT sees three copies) and decode on 
     const wide = tiny({ imageSize: [16, 24] }).eval();
     assert.deepEqual(wide.decode(wide.encode(images(1, 16, 24)), { steps: 2 }).images.shape, [2, 1, 16, 24]);
     assert.throws(
-      () => wide.velocity(randn([2, 1, 15, 24]), rand([2]), wide.dino.adapt(token)),
+      () => wide.velocity(randn([2, 1, 15, 24]), rand([2]), wide.condition(token)),
       /not a multiple of the patch size/,
     );
   });

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 
 import { Generator, cat, noGrad, randn, tensor, tidy } from '../../engine/index.ts';
 import { imageGrid, writeImage } from '../../io/image.ts';
-import { loadTokenizer, smallVit } from '../../models/tokenizer.ts';
+import { loadTokenizer } from '../../models/tokenizer.ts';
+import { smallVit } from '../../models/dinov2.ts';
 import { MLPMixer1D, classField } from '../../models/generator.ts';
 import { generate } from '../../flow/token-flow.ts';
 import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
@@ -73,7 +74,7 @@ const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: stri
       lr: 1e-3,
       warmupSteps: 50,
       emaDecay: 0.99,
-      tokenizer: join(dir, 'tokenizer', 'tokenizer.safetensors'),
+      tokenizerFile: join(dir, 'tokenizer', 'tokenizer.safetensors'),
       cacheDir: join(dir, 'cache'),
       generator: { dim: 128, depth: 3 },
       val: { steps: 10, samplesPerClass: 8 },
@@ -134,7 +135,7 @@ export async function run({ options }: Parsed): Promise<void> {
         Int32Array.from({ length: 80 }, (_, i) => i % 10),
         { dtype: 'int64' },
       );
-      const { z } = generate(classField(gen, y), randn([80, 1, tok.dino.model.config.embedDim], { generator: g }), {
+      const { z } = generate(classField(gen, y), randn([80, 1, tok.tokenDim], { generator: g }), {
         steps: 25,
         guidance: { scale: 1.5, interval: [0.3, 0.9] },
       });
@@ -159,7 +160,7 @@ export async function run({ options }: Parsed): Promise<void> {
       `so reconstructions are rough (PSNR ${picture.psnr.toFixed(1)} dB) and samples blurry. To train properly (hours on 2 cores):`,
       '  reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
       '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-      '  reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizer=runs/fmnist-tok/tokenizer.safetensors',
+      '  reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
     ].join('\n'),
   );
 }

@@ -15,7 +15,7 @@ export const spec: CommandSpec = {
     'are written atomically; --resume continues exactly where the last one left off; Ctrl-C writes one and stops.\n' +
     'Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/. Stages chain through their outputs:\n' +
     '  ssl -> <out>/encoder.safetensors      (--set encoderWeights=... for the tokenizer)\n' +
-    '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizer=... for generator and t2i)',
+    '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizerFile=... for generator and t2i)',
   positionals: [{ name: 'stage', help: STAGES.join(' | ') }],
   options: {
     preset: { type: 'string', help: 'named configuration (see above)', arg: 'NAME' },
@@ -39,7 +39,7 @@ export const spec: CommandSpec = {
   examples: [
     'reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizer=runs/fmnist-tok/tokenizer.safetensors',
+    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --resume',
   ],
 };

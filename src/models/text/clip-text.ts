@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { F, Tensor, arange, full, noGrad, tensor, tidy } from '../../engine/index.ts';
-import { Embedding, LayerNorm, Linear, Module, ModuleList, type StateDict } from '../../nn/index.ts';
+import { F, Tensor, arange, full, noGrad, tensor, tidy, type StateDict } from '../../engine/index.ts';
+import { Embedding, LayerNorm, Linear, Module, ModuleList } from '../../nn/index.ts';
 import { loadStateDictFile } from '../../io/checkpoint-file.ts';
 import { ClipTokenizer } from './clip-tokenizer.ts';
 import type { TextEncoder, TextEncoding } from './text-encoder.ts';

@@ -35,8 +35,8 @@ interface SamplingConfig {
 
 export interface GeneratorStageConfig extends CommonConfig {
   stage: 'generator';
-  /** The frozen tokenizer (`tokenizer.safetensors` from `reptok train tokenizer`). */
-  tokenizer: string;
+  /** The frozen tokenizer's file (`tokenizer.safetensors` from `reptok train tokenizer`). */
+  tokenizerFile: string;
   generator: Omit<GeneratorConfig, 'tokenDim' | 'numClasses'>;
   timeSampler: TimeSampler;
   cacheDir: string;
@@ -45,7 +45,8 @@ export interface GeneratorStageConfig extends CommonConfig {
 
 export interface T2IStageConfig extends CommonConfig {
   stage: 't2i';
-  tokenizer: string;
+  /** The frozen tokenizer's file, as for the generator stage. */
+  tokenizerFile: string;
   t2i: Omit<T2IConfig, 'tokenDim' | 'textDim'>;
   text: SmallTextConfig & { minCount: number };
   timeSampler: TimeSampler;
@@ -71,7 +72,7 @@ export function generatorPreset(
     warmupSteps: 200,
     weightDecay: 0.01,
     emaDecay: 0.999,
-    tokenizer: '',
+    tokenizerFile: '',
     generator: { ...mixer, dim: 384, depth: 6 },
     timeSampler: { kind: 'uniform' },
     cacheDir,
@@ -91,14 +92,14 @@ export function t2iPreset(data: 'emoji', overrides: Partial<T2IStageConfig> = {}
     warmupSteps: 200,
     weightDecay: 0.01,
     emaDecay: 0.999,
-    tokenizer: '',
+    tokenizerFile: '',
     t2i: {
       nTokens: 1,
       dim: 384,
       depth: 6,
       heads: 6,
-      expansionFactor: 3,
-      expansionFactorToken: 4,
+      tokenMlpRatio: 3,
+      channelMlpRatio: 4,
       textDropoutProb: 0.1,
     },
     text: { width: 128, depth: 2, heads: 4, maxLength: 12, minCount: 1 },
@@ -114,16 +115,16 @@ async function tokenData(
   c: GeneratorStageConfig | T2IStageConfig,
   ctx: StageContext<CommonConfig>,
 ): Promise<{ tok: RepTokTokenizer; train: TokenSet; test: TokenSet }> {
-  if (!c.tokenizer)
+  if (!c.tokenizerFile)
     throw new Error(
-      'set the frozen tokenizer: --set tokenizer=<run>/tokenizer.safetensors (from `reptok train tokenizer`)',
+      'set the frozen tokenizer: --set tokenizerFile=<run>/tokenizer.safetensors (from `reptok train tokenizer`)',
     );
-  const tok = loadTokenizer(c.tokenizer);
+  const tok = loadTokenizer(c.tokenizerFile);
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: tok.config.imageSize[0], log: ctx.log });
   return {
     tok,
-    train: tokensFor(tok, c.tokenizer, train, c.cacheDir, ctx.log),
-    test: tokensFor(tok, c.tokenizer, test, c.cacheDir, ctx.log),
+    train: tokensFor(tok, c.tokenizerFile, train, c.cacheDir, ctx.log),
+    test: tokensFor(tok, c.tokenizerFile, test, c.cacheDir, ctx.log),
   };
 }
 
@@ -149,7 +150,7 @@ function validate(
   });
 }
 
-/** Generates tokens with guidance and decodes them; a grid with one row per condition. */
+/** Generates tokens with guidance and decodes them: one picture, a row per condition. */
 async function sampleGrid(
   path: string,
   tok: RepTokTokenizer,
@@ -160,7 +161,7 @@ async function sampleGrid(
   seed: number,
   D: number,
 ): Promise<void> {
-  const grid = noGrad(() =>
+  const picture = noGrad(() =>
     tidy(() => {
       const g = new Generator({ seed });
       const { z } = generate(field, randn([rows * perRow, 1, D], { generator: g }), {
@@ -172,8 +173,8 @@ async function sampleGrid(
     }),
   );
   mkdirSync(join(path, '..'), { recursive: true });
-  await writeImage(path, grid);
-  grid.dispose();
+  await writeImage(path, picture);
+  picture.dispose();
 }
 
 /** Class labels 0…classes−1, each repeated `perClass` times (int64): the conditioning of per-class sample sets. */
@@ -269,7 +270,7 @@ export async function generatorStage(
       saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), {
         format: 'reptok-generator',
         config: JSON.stringify(model.config),
-        tokenizer: c.tokenizer,
+        tokenizerFile: c.tokenizerFile,
         data: c.data,
       });
       ctx.log(`exported ${path} (EMA weights)`);
@@ -340,7 +341,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
         format: 'reptok-t2i',
         config: JSON.stringify({ t2i: model.generator.config, text: c.text }),
         words: words.toJSON(),
-        tokenizer: c.tokenizer,
+        tokenizerFile: c.tokenizerFile,
         data: c.data,
         ...(c.data.startsWith('emoji') ? { credit: TWEMOJI_CREDIT } : {}),
       });

@@ -5,7 +5,7 @@
 // centring (targets that spread the batch over the prototypes from the first step, where DINO's running-mean centre
 // leaves near-uniform targets for thousands of steps) and the KoLeo regulariser (spreads the [cls] features, which
 // is what k-NN retrieval needs).
-// The teacher's backbone is exported in the official DINOv2 layout (`encoder.safetensors`), so the tokenizer stage
+// The teacher's ViT is exported in the official DINOv2 layout (`encoder.safetensors`), so the tokenizer stage
 // consumes it exactly as it would consume real DINOv2 weights; k-NN and linear-probe accuracies are reported next to
 // raw pixels and the untrained network.
 import { join } from 'node:path';
@@ -13,9 +13,8 @@ import { join } from 'node:path';
 import { F, Tensor, cat, eye, keep, noGrad, randn, tensor, tidy, zeros } from '../../engine/index.ts';
 import { GELU, Linear, Module, Sequential } from '../../nn/index.ts';
 import { saveSafetensors } from '../../io/safetensors.ts';
-import { DinoVisionTransformer, type Dinov2Config } from '../../models/dinov2.ts';
+import { DinoVisionTransformer, smallVit, type Dinov2Config } from '../../models/dinov2.ts';
 import { encoderInput } from '../../models/preprocess.ts';
-import { smallVit } from '../../models/tokenizer.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
 import { imagesTensor, type ImageArray } from '../../data/image-array.ts';
 import type { TransformSpec } from '../../data/transforms.ts';
@@ -114,18 +113,19 @@ class DinoHead extends Module {
   }
 }
 
+/** Student or teacher: the ViT (`backbone.*`, the reference's name) and the DINO head on its [cls] output. */
 class Network extends Module {
-  readonly backbone: DinoVisionTransformer;
+  readonly vit: DinoVisionTransformer;
   readonly head: DinoHead;
   constructor(c: SslConfig) {
     super();
-    this.backbone = this.module('backbone', new DinoVisionTransformer(c.encoder).initWeights());
+    this.vit = this.module('backbone', new DinoVisionTransformer(c.encoder).initWeights());
     this.head = this.module('head', new DinoHead(c.encoder.embedDim, c.head));
   }
   /** [cls] features (B, D) and head logits (B, K). */
   forward(views: Tensor): { cls: Tensor; logits: Tensor } {
     return tidy(() => {
-      const cls = this.backbone.forward(encoderInput(views));
+      const cls = this.vit.forward(encoderInput(views));
       return { cls, logits: this.head.forward(cls) };
     });
   }
@@ -186,13 +186,8 @@ class SslModel extends Module {
 /** Class labels of the first n images (int64). */
 const labelsOf = (d: ImageArray, n: number): Tensor => tensor(d.labels.subarray(0, n), { dtype: 'int64' });
 
-/** cls features of a data set's images, from a backbone, in batches (no augmentation). */
-export function extractFeatures(
-  backbone: DinoVisionTransformer | null,
-  d: ImageArray,
-  count: number,
-  batch = 256,
-): Tensor {
+/** cls features of a data set's images from a ViT (raw pixels for null), in batches (no augmentation). */
+export function extractFeatures(vit: DinoVisionTransformer | null, d: ImageArray, count: number, batch = 256): Tensor {
   return noGrad(() =>
     tidy(() => {
       const parts: Tensor[] = [];
@@ -203,7 +198,7 @@ export function extractFeatures(
               d,
               Int32Array.from({ length: Math.min(batch, count - i) }, (_, k) => i + k),
             );
-            return backbone ? backbone.forward(encoderInput(imgs)) : imgs.flatten(1);
+            return vit ? vit.forward(encoderInput(imgs)) : imgs.flatten(1);
           }),
         );
       }
@@ -282,27 +277,24 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
             Math.min(test.n, c.eval.maxTest, c.eval.valTest),
           ];
           const [ytr, yte] = [labelsOf(train, nTrain), labelsOf(test, nTest)];
-          const backbone = model.teacher.backbone.eval();
+          const vit = model.teacher.vit.eval();
           return {
-            val_knn: knnAccuracy(
-              extractFeatures(backbone, train, nTrain),
-              ytr,
-              extractFeatures(backbone, test, nTest),
-              yte,
-              { k: c.eval.knnK, classes: train.classes.length },
-            ),
+            val_knn: knnAccuracy(extractFeatures(vit, train, nTrain), ytr, extractFeatures(vit, test, nTest), yte, {
+              k: c.eval.knnK,
+              classes: train.classes.length,
+            }),
           };
         }),
       ),
     finish: async () => {
       const path = join(ctx.out, 'encoder.safetensors');
-      saveSafetensors(path, model.teacher.backbone.stateDict(), {
+      saveSafetensors(path, model.teacher.vit.stateDict(), {
         format: 'dinov2',
         config: JSON.stringify(c.encoder),
         source: 'reptok train ssl',
       });
-      ctx.log(`exported the teacher's backbone (official DINOv2 layout) to ${path}`);
-      const final = await evaluateEncoder(model.teacher.backbone, train, test, c, ctx.log);
+      ctx.log(`exported the teacher's ViT (official DINOv2 layout) to ${path}`);
+      const final = await evaluateEncoder(model.teacher.vit, train, test, c, ctx.log);
       return { encoder: path, ...final };
     },
     dispose: () => {
@@ -314,7 +306,7 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
 
 /** k-NN (k = 20) and linear-probe accuracy of an encoder, raw pixels and an untrained network of the same shape. */
 export async function evaluateEncoder(
-  backbone: DinoVisionTransformer,
+  vit: DinoVisionTransformer,
   train: ImageArray,
   test: ImageArray,
   c: SslConfig,
@@ -327,7 +319,7 @@ export async function evaluateEncoder(
   const untrained = noGrad(() => new DinoVisionTransformer(c.encoder).initWeights().eval());
   const out: Record<string, number> = {};
   for (const [name, net] of [
-    ['ssl', backbone.eval()],
+    ['ssl', vit.eval()],
     ['untrained', untrained],
     ['pixels', null],
   ] as const) {

@@ -84,11 +84,11 @@ export async function tokenizerStage(
   if (train.c !== tcfg.imageChannels && tcfg.space === 'pixel')
     throw new Error(`the data has ${train.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
   const tok = noGrad(() => new RepTokTokenizer(tcfg));
-  if (encoderSd) tok.dino.loadPretrained(encoderSd);
+  if (encoderSd) tok.tokenEncoder.loadPretrained(encoderSd);
   if (tcfg.space === 'latent') {
     if (!c.vaeWeights)
       throw new Error('latent space needs SD-VAE weights: --set vaeWeights=<diffusion_pytorch_model.safetensors>');
-    tok.vae!.ae.loadStateDict(loadSafetensors(c.vaeWeights).tensors, { context: c.vaeWeights });
+    tok.vae!.loadStateDict(loadSafetensors(c.vaeWeights).tensors, { context: c.vaeWeights });
   }
   tok.train();
   ctx.log(
@@ -133,7 +133,7 @@ export async function tokenizerStage(
             // flow loss at the midpoints of K equal t-segments, same noise each time
             const grid = tok.toGrid(valImages, valGen);
             const token = tok.encode(valImages);
-            const cond = tok.dino.adapt(token);
+            const cond = tok.condition(token);
             const K = c.val.segments;
             const segs = Array.from({ length: K }, (_, k) => {
               const t = full([grid.shape[0]!], (k + 0.5) / K);
@@ -157,7 +157,7 @@ export async function tokenizerStage(
     samples: async (ctx2) => {
       mkdirSync(samplesDir, { recursive: true });
       const path = join(samplesDir, `step-${String(ctx2.step + 1).padStart(6, '0')}.png`);
-      const grid = withEma(() =>
+      const picture = withEma(() =>
         noGrad(() =>
           tidy(() => {
             tok.eval();
@@ -167,8 +167,8 @@ export async function tokenizerStage(
           }),
         ),
       );
-      await writeImage(path, grid);
-      grid.dispose();
+      await writeImage(path, picture);
+      picture.dispose();
       return `${path} (top: held-out images, bottom: their one-token reconstructions)`;
     },
     finish: async () => {
