@@ -107,23 +107,24 @@ function trainingLoop(steps: number, useTidy: boolean, onStep: (i: number) => vo
 }
 
 test('a 10,000-step MLP training loop holds a flat resident size', () => {
-  // Live tensors and their bytes are counted exactly. The resident size also sees allocator and JS-heap noise:
-  // measured after a full collection at steps 2,000 and 10,000, it must grow by less than 16 MiB over those 8,000
-  // steps, i.e. a leak of 2 KiB per step (one 32×16 float tensor) fails it; measured growth is well under 1 MiB.
-  let at2k = { rss: 0, count: 0, bytes: 0 };
-  const snapshot = () => {
-    gc();
-    return { rss: process.memoryUsage().rss, count: memoryStats().count, bytes: memoryStats().bytes };
-  };
-  let at10k = at2k;
+  // Live tensors and their bytes are counted exactly. The resident size also sees allocator and JS-heap noise,
+  // including one-off jumps (once +10 MiB between steps 2,000 and 10,000, not repeated in 12 later runs): it is
+  // measured after a full collection every 2,000 steps from step 2,000 on, and the median growth of the four
+  // windows must stay under 2 MiB. A leak of 1 KiB per step (half a 32×16 float tensor) grows every window by
+  // 2 MiB and fails; measured medians: 0.00–0.05 MiB in 9 runs.
+  const snapshots: { rss: number; count: number; bytes: number }[] = [];
   trainingLoop(10_000, true, (i) => {
-    if (i === 1_999) at2k = snapshot();
-    if (i === 9_999) at10k = snapshot();
+    if (i % 2_000 !== 1_999) return;
+    gc();
+    snapshots.push({ rss: process.memoryUsage().rss, count: memoryStats().count, bytes: memoryStats().bytes });
   });
-  assert.equal(at10k.count, at2k.count, 'no tensors accumulate across steps');
-  assert.equal(at10k.bytes, at2k.bytes, 'no tensor bytes accumulate across steps');
-  const growth = (at10k.rss - at2k.rss) / 2 ** 20;
-  assert.ok(growth < 16, `resident size grew by ${growth.toFixed(1)} MiB between step 2,000 and 10,000`);
+  const [first, last] = [snapshots[0]!, snapshots.at(-1)!];
+  assert.equal(last.count, first.count, 'no tensors accumulate across steps');
+  assert.equal(last.bytes, first.bytes, 'no tensor bytes accumulate across steps');
+  const windows = snapshots.slice(1).map((s, k) => (s.rss - snapshots[k]!.rss) / 2 ** 20);
+  const sorted = [...windows].sort((a, b) => a - b);
+  const median = (sorted[1]! + sorted[2]!) / 2;
+  assert.ok(median < 2, `resident size grew by ${windows.map((w) => w.toFixed(2)).join(', ')} MiB per 2,000 steps`);
 });
 
 test('without tidy, forgotten tensors are reclaimed by the garbage collector', () => {
