@@ -12,8 +12,12 @@
         "native/optim.cc",
         "native/runtime.cc",
         "native/profiler.cc",
-        "native/fused.cc",
-        "native/linear.cc"
+        "native/kernels/library.cc",
+        "native/kernels/rms-norm.cc",
+        "native/kernels/swiglu.cc",
+        "native/kernels/cosine-rope-qk.cc",
+        "native/kernels/attention.cc",
+        "native/kernels/linear.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

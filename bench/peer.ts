@@ -16,7 +16,8 @@ function python(): { exe: string; torch: string } {
     if (r.status === 0) return { exe, torch: r.stdout.trim() };
   }
   throw new Error(
-    'no python3 with PyTorch found: install it with `apt-get install python3-torch` (the bench:* scripts do this), or pass --impl reptok to skip the peer',
+    'no python3 with PyTorch found: install it with `apt-get install python3-torch` ' +
+      '(the bench:* scripts do this), or pass --impl reptok to skip the peer',
   );
 }
 

@@ -39,6 +39,7 @@ for (let epoch = 0; epoch < epochs; epoch++) {
   perm.dispose();
   const accuracy = noGrad(() => tidy(() => model.forward(xTest).argmax(1).eq(yTest).float().mean().item()));
   console.log(
-    `epoch ${epoch + 1}/${epochs}: mean training loss ${(total / Math.floor(xTrain.shape[0]! / batch)).toFixed(4)}, test accuracy ${(100 * accuracy).toFixed(2)}% (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    `epoch ${epoch + 1}/${epochs}: mean training loss ${(total / Math.floor(xTrain.shape[0]! / batch)).toFixed(4)}, ` +
+      `test accuracy ${(100 * accuracy).toFixed(2)}% (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
   );
 }

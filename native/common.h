@@ -108,7 +108,7 @@ void initRuntime(Napi::Env env, Napi::Object exports);
 void initProfiler(Napi::Env env, Napi::Object exports);
 void initLinear(Napi::Env env, Napi::Object exports);
 
-// For the backward of reptok:: operators (fused.cc, linear.cc): they are first-order only.
+// For the backward of reptok:: operators (native/kernels/, defined in library.cc): they are first-order only.
 void refuseDoubleBackward(const char* op);
 
 }  // namespace reptok

@@ -38,7 +38,8 @@ function ensureSystemPackages(pkgs) {
     run(apt[0], [...apt.slice(1), 'install', '-y', '-q', '--no-install-recommends', ...missing], { env });
   if (!install() && !(run(apt[0], [...apt.slice(1), 'update', '-q'], { env }) && install())) {
     console.error(
-      `reptok bootstrap: could not install ${missing.join(' ')}. Install them yourself: sudo apt-get install ${missing.join(' ')}`,
+      `reptok bootstrap: could not install ${missing.join(' ')}. ` +
+        `Install them yourself: sudo apt-get install ${missing.join(' ')}`,
     );
     process.exit(1);
   }

@@ -12,7 +12,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const target = join(root, 'build', 'Release', 'reptok.node');
 
 function newestSource() {
-  const files = ['binding.gyp', ...readdirSync(join(root, 'native')).map((f) => join('native', f))];
+  const native = readdirSync(join(root, 'native'), { recursive: true }).map((f) => join('native', String(f)));
+  const files = ['binding.gyp', ...native];
   return Math.max(...files.map((f) => statSync(join(root, f)).mtimeMs));
 }
 
@@ -30,7 +31,8 @@ export function buildAddon({ force = false } = {}) {
     process.exit(1);
   }
   console.error(
-    `reptok: building the native addon against ${process.env.LIBTORCH ? `LIBTORCH=${process.env.LIBTORCH}` : "Debian's libtorch-dev"} (takes a few minutes)...`,
+    `reptok: building the native addon against ` +
+      `${process.env.LIBTORCH ? `LIBTORCH=${process.env.LIBTORCH}` : "Debian's libtorch-dev"} (takes a few minutes)...`,
   );
   const args = [gyp, 'rebuild', `--jobs=${availableParallelism()}`];
   // Build against the headers of the running Node when it ships them (Debian's nodejs, official tarballs), so no
@@ -40,7 +42,8 @@ export function buildAddon({ force = false } = {}) {
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
     console.error(
-      'reptok: the native addon failed to build (see the compiler output above). It needs g++, make, python3 and libtorch (`apt-get install libtorch-dev`, or set LIBTORCH).',
+      'reptok: the native addon failed to build (see the compiler output above). It needs g++, make, python3 and ' +
+        'libtorch (`apt-get install libtorch-dev`, or set LIBTORCH).',
     );
     process.exit(r.status ?? 1);
   }

@@ -68,7 +68,8 @@ export function assertClose(actual: Tensor, expected: Tensor, tol: Tolerance, wh
       const maxDiff = diff.max().item();
       const at = diff.flatten().argmax().item();
       assert.fail(
-        `${what}: max |diff| ${maxDiff.toExponential(3)} exceeds atol ${tol.atol} + rtol ${tol.rtol}·|expected| (flat index ${at}: got ${a.flatten().select(0, at).item()}, expected ${e.flatten().select(0, at).item()})`,
+        `${what}: max |diff| ${maxDiff.toExponential(3)} exceeds atol ${tol.atol} + rtol ${tol.rtol}·|expected| ` +
+          `(flat index ${at}: got ${a.flatten().select(0, at).item()}, expected ${e.flatten().select(0, at).item()})`,
       );
     }
   });
@@ -89,7 +90,8 @@ export function gradcheck(
   tidy(() => {
     const xs = inputs.map((x) => (x.dtype === 'float64' ? x.detach().clone().requiresGrad_() : x));
     const out0 = fn(...xs);
-    const w = arange(out0.numel, undefined, 1, { dtype: 'float64' }).remainder(7).add(0.5).reshape(out0.shape); // fixed, non-uniform weights
+    // fixed, non-uniform weights
+    const w = arange(out0.numel, undefined, 1, { dtype: 'float64' }).remainder(7).add(0.5).reshape(out0.shape);
     const objective = (...x: Tensor[]): number =>
       tidy(() =>
         fn(...x)

@@ -108,7 +108,8 @@ export function formatHelp(spec: CommandSpec, program = 'reptok'): string {
   if (opts.length) {
     lines.push('', 'Options:');
     for (const [k, o] of opts) {
-      const flag = `${o.short ? `-${o.short}, ` : ''}--${k}${o.type === 'boolean' ? '' : ` ${o.arg ?? o.type.toUpperCase()}`}`;
+      const arg = o.type === 'boolean' ? '' : ` ${o.arg ?? o.type.toUpperCase()}`;
+      const flag = `${o.short ? `-${o.short}, ` : ''}--${k}${arg}`;
       const def =
         o.default !== undefined && o.default !== false && !(Array.isArray(o.default) && o.default.length === 0)
           ? ` (default: ${Array.isArray(o.default) ? o.default.join(',') : o.default})`

@@ -28,7 +28,9 @@ export function nextPosition(p: BatchPosition, n: number, batchSize: number): Ba
 
 const permutations = new Map<string, Int32Array>();
 
-/** The images of batch `index` in `epoch`: a seeded permutation of the data set per epoch (incomplete batches dropped). */
+/**
+ * The images of batch `index` in `epoch`: a seeded permutation of the data set per epoch (incomplete batches dropped).
+ */
 export function batchIndices(n: number, batchSize: number, seed: number, p: BatchPosition): Int32Array {
   const key = `${n}:${seed}:${p.epoch}`;
   let perm = permutations.get(key);

@@ -14,7 +14,8 @@ import { imageArray, type ImageArray } from './image-array.ts';
 
 export const EMOJI_TEST = '/usr/share/unicode/emoji/emoji-test.txt';
 export const TWEMOJI_CREDIT =
-  'Emoji graphics: Twemoji by Twitter, Inc. and other contributors, CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/), via @discordapp/twemoji.';
+  'Emoji graphics: Twemoji by Twitter, Inc. and other contributors, ' +
+  'CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/), via @discordapp/twemoji.';
 
 export interface EmojiEntry {
   codepoints: number[];

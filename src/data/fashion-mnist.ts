@@ -24,13 +24,15 @@ function readIdx(path: string, magic: number): { dims: number[]; data: Uint8Arra
   const file = [path, `${path}.gz`].find(existsSync);
   if (!file)
     throw new Error(
-      `Fashion-MNIST file ${path}(.gz) not found. Install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass the folder holding the IDX files.`,
+      `Fashion-MNIST file ${path}(.gz) not found. Install Debian's dataset-fashion-mnist (apt-get install ` +
+        `dataset-fashion-mnist) or pass the folder holding the IDX files.`,
     );
   const raw = readFileSync(file);
   const buf = file.endsWith('.gz') ? gunzipSync(raw) : raw;
   if (buf.length < 8 || buf.readUInt32BE(0) !== magic)
     throw new Error(
-      `${file}: not an IDX file of the expected kind (magic ${buf.length >= 4 ? buf.readUInt32BE(0) : '?'}, expected ${magic})`,
+      `${file}: not an IDX file of the expected kind ` +
+        `(magic ${buf.length >= 4 ? buf.readUInt32BE(0) : '?'}, expected ${magic})`,
     );
   const ndim = magic & 0xff;
   const dims = Array.from({ length: ndim }, (_, i) => buf.readUInt32BE(4 + 4 * i));
@@ -38,7 +40,8 @@ function readIdx(path: string, magic: number): { dims: number[]; data: Uint8Arra
   const count = dims.reduce((a, b) => a * b, 1);
   if (buf.length - offset !== count)
     throw new Error(
-      `${file}: expected ${count} bytes of data for shape [${dims.join(', ')}], found ${buf.length - offset} (truncated?)`,
+      `${file}: expected ${count} bytes of data for shape [${dims.join(', ')}], ` +
+        `found ${buf.length - offset} (truncated?)`,
     );
   return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + offset, count) };
 }

@@ -88,7 +88,8 @@ export async function loadImageFolder(root: string, o: FolderOptions): Promise<F
   const ok = decoded.map((d, i) => (d ? i : -1)).filter((i) => i >= 0);
   if (ok.length === 0)
     throw new Error(
-      `${root}: none of the ${files.length} images could be read (first problem: ${skipped[0]?.path}: ${skipped[0]?.reason})`,
+      `${root}: none of the ${files.length} images could be read (first problem: ${skipped[0]?.path}: ` +
+        `${skipped[0]?.reason})`,
     );
   const pixels = sharedBytes(ok.length * size);
   ok.forEach((i, k) => pixels.set(decoded[i]!, k * size));

@@ -132,7 +132,8 @@ function typedFor(values: (number | boolean)[], dtype: DType): AnyTypedArray {
 
 /**
  * A tensor holding a copy of `data`: a number, a (nested) array, or a TypedArray (whose element type is the
- * default dtype; `shape` reshapes it). Numbers default to float32 (JavaScript cannot tell 1 from 1.0), booleans to bool.
+ * default dtype; `shape` reshapes it). Numbers default to float32 (JavaScript cannot tell 1 from 1.0), booleans
+ * to bool.
  */
 export function tensor(data: NestedArray | AnyTypedArray, o: TensorOptions & { shape?: Shape } = {}): Tensor {
   let bytes: AnyTypedArray;

@@ -244,7 +244,8 @@ export const oneHot = (indices: Tensor, numClasses = -1): Tensor => aten('aten::
  */
 export function dropout(x: Tensor, p: number, training = true, generator?: GeneratorLike): Tensor {
   if (p < 0 || p > 1) throw new RangeError(`dropout probability has to be between 0 and 1, got ${p}`);
-  if (!training || p === 0) return aten('aten::alias', x); // a new handle on the same memory: no copy, as PyTorch returns x
+  // a new handle on the same memory: no copy, as PyTorch returns x
+  if (!training || p === 0) return aten('aten::alias', x);
   if (p === 1) return x.mul(0);
   return tidy(() =>
     x.mul(

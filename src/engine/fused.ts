@@ -1,8 +1,8 @@
-// Fused kernels (native/fused.cc) for chains that eager code runs as many small kernels, and linear layers on
-// oneDNN's sgemm (native/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU tensors
-// of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under autocast —
-// and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have
-// gradients; the fused backward is first-order only (create_graph through it is an error).
+// Fused kernels (native/kernels/) for chains that eager code runs as many small kernels, and linear layers on
+// oneDNN's sgemm (native/kernels/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU
+// tensors of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under
+// autocast — and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both
+// paths have gradients; the fused backward is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
 import { cat } from './ops.ts';
 import { ones } from './creation.ts';
@@ -29,9 +29,9 @@ const fusable = (ts: Tensor[]): boolean => {
 const onednnGemm = native.onednnGemm();
 
 /**
- * x @ weightᵀ + bias. CPU float32 runs oneDNN's sgemm with its own backward (see native/linear.cc) when this
- * libtorch ships oneDNN; everything else runs aten::linear — also layers with fewer than 16 inputs or outputs (the
- * generator's token mixing over 3 tokens: 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against
+ * x @ weightᵀ + bias. CPU float32 runs oneDNN's sgemm with its own backward (see native/kernels/linear.cc) when
+ * this libtorch ships oneDNN; everything else runs aten::linear — also layers with fewer than 16 inputs or outputs
+ * (the generator's token mixing over 3 tokens: 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against
  * aten::linear: tokenizer shapes 0.84-0.93×; the generator's 1152↔4608 layers 1.0-1.05× alone, yet its training
  * step 0.9× with oneDNN throughout (its backward products gain).
  */
@@ -44,8 +44,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 }
 
 /**
- * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). The fused kernel takes `scale` as (W), or (B, 1, …, W)
- * for x (B, …, W) (a per-sample scale, as AdaRMSNorm makes it); other broadcastable shapes run the composite.
+ * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). The fused kernel takes `scale` as (W), or
+ * (B, 1, …, W) for x (B, …, W): a per-sample scale, as AdaRMSNorm makes it. Other broadcastable shapes run
+ * the composite.
  */
 export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
   const W = x.shape[x.ndim - 1]!;
@@ -67,7 +68,10 @@ export function swiglu(h: Tensor): Tensor {
   });
 }
 
-/** Rotates the first 2·d dims of x (…, e) by θ given as cos θ, sin θ (…, d): (x₁, x₂) -> (x₁ cos − x₂ sin, x₂ cos + x₁ sin). */
+/**
+ * Rotates the first 2·d dims of x (…, e) by θ given as cos θ, sin θ (…, d):
+ * (x₁, x₂) -> (x₁ cos − x₂ sin, x₂ cos + x₁ sin).
+ */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const d = cos.shape[cos.ndim - 1]!;
   return tidy(() => {
@@ -95,11 +99,11 @@ export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tenso
 }
 
 /**
- * softmax(q kᵀ · scale + mask) v over the last two dims, scale = 1/√e by default. `mask` is boolean (true = attend)
- * or additive (float); `isCausal` masks future positions. Unmasked (B, H, L, e) attention runs the fused kernel,
- * which reads q, k, v as the strided views they usually are and returns (B, H, Lq, e) as the transpose of a
- * contiguous (B, Lq, H, e), so `.transpose(1, 2).reshape(B, Lq, H·e)` costs no copy; everything else runs the
- * composite (libtorch 1.13 has no fused attention).
+ * softmax(q kᵀ · scale + mask) v over the last two dims, scale = 1/√e by default. `mask` is boolean
+ * (true = attend) or additive (float); `isCausal` masks future positions. Unmasked (B, H, L, e) attention runs the
+ * fused kernel, which reads q, k, v as the strided views they usually are and returns (B, H, Lq, e) as the
+ * transpose of a contiguous (B, Lq, H, e), so `.transpose(1, 2).reshape(B, Lq, H·e)` costs no copy; everything
+ * else runs the composite (libtorch 1.13 has no fused attention).
  */
 export function scaledDotProductAttention(
   q: Tensor,

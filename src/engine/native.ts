@@ -119,7 +119,8 @@ function load(): Native {
   const file = join(root, 'build', 'Release', 'reptok.node');
   if (!existsSync(file)) {
     throw new Error(
-      `reptok: the native addon is not built (${file} is missing). Run \`npm test\` once (it bootstraps libtorch and builds the addon), or \`npm run build:addon\`.`,
+      `reptok: the native addon is not built (${file} is missing). Run \`npm test\` once (it bootstraps libtorch and ` +
+        `builds the addon), or \`npm run build:addon\`.`,
     );
   }
   const addon = createRequire(import.meta.url)(file) as Native;
@@ -136,15 +137,17 @@ function checkBlas(addon: Native): void {
   const reference = libs.some((p) => /\/blas\/libblas\.so/.test(p));
   if (addon.blasCore() === 'Prescott') {
     process.emitWarning(
-      "reptok: OpenBLAS runs its generic 'Prescott' kernels on this CPU (it does not recognise the model), 3-7x slower " +
-        'than needed. Set OPENBLAS_CORETYPE to your CPU family (Haswell for AVX2, SkylakeX for AVX-512) before starting.',
+      "reptok: OpenBLAS runs its generic 'Prescott' kernels on this CPU (it does not recognise the model), " +
+        '3-7x slower than needed. Set OPENBLAS_CORETYPE to your CPU family (Haswell for AVX2, SkylakeX for AVX-512) ' +
+        'before starting.',
       { code: 'REPTOK_SLOW_BLAS' },
     );
   }
   if (reference || !fast) {
     const line = '!'.repeat(100);
     process.emitWarning(
-      `\n${line}\nreptok: libtorch is running on the reference BLAS (${libs.join(', ') || 'none found'}), which is ~40x slower.\n` +
+      `\n${line}\nreptok: libtorch is running on the reference BLAS (${libs.join(', ') || 'none found'}), ` +
+        'which is ~40x slower.\n' +
         'Install the multithreaded OpenBLAS: `apt-get install libopenblas0-pthread` (or select it with\n' +
         '`update-alternatives --config libblas.so.3-$(uname -m)-linux-gnu`).\n' +
         line,

@@ -24,15 +24,18 @@ export function formatProfile(ops: OpProfile[], top = 20): string {
   const total = ops.reduce((s, o) => s + o.selfUs, 0);
   const w = Math.min(90, Math.max(44, ...ops.slice(0, top).map((o) => o.name.length)));
   const lines = [
-    `${'operator'.padEnd(w)} ${'calls'.padStart(7)} ${'self ms'.padStart(10)} ${'self %'.padStart(7)} ${'total ms'.padStart(10)}`,
+    `${'operator'.padEnd(w)} ${'calls'.padStart(7)} ${'self ms'.padStart(10)} ${'self %'.padStart(7)} ` +
+      `${'total ms'.padStart(10)}`,
   ];
   for (const o of ops.slice(0, top)) {
     lines.push(
-      `${o.name.slice(0, w).padEnd(w)} ${String(o.calls).padStart(7)} ${(o.selfUs / 1000).toFixed(2).padStart(10)} ${((100 * o.selfUs) / total).toFixed(1).padStart(7)} ${(o.totalUs / 1000).toFixed(2).padStart(10)}`,
+      `${o.name.slice(0, w).padEnd(w)} ${String(o.calls).padStart(7)} ${(o.selfUs / 1000).toFixed(2).padStart(10)} ` +
+        `${((100 * o.selfUs) / total).toFixed(1).padStart(7)} ${(o.totalUs / 1000).toFixed(2).padStart(10)}`,
     );
   }
   lines.push(
-    `${'all operators'.padEnd(w)} ${String(ops.reduce((s, o) => s + o.calls, 0)).padStart(7)} ${(total / 1000).toFixed(2).padStart(10)}`,
+    `${'all operators'.padEnd(w)} ${String(ops.reduce((s, o) => s + o.calls, 0)).padStart(7)} ` +
+      `${(total / 1000).toFixed(2).padStart(10)}`,
   );
   return lines.join('\n');
 }

@@ -8,7 +8,7 @@ export const getNumThreads = (): number => native.getNumThreads();
 /**
  * Facts for logs and bug reports: libtorch version, threads, BLAS libraries in use, CUDA devices, whether the
  * addon set glibc's malloc thresholds (native/runtime.cc: freed activations stay in the heap for reuse), and
- * whether float32 linear layers run on oneDNN's sgemm (native/linear.cc) rather than the BLAS.
+ * whether float32 linear layers run on oneDNN's sgemm (native/kernels/linear.cc) rather than the BLAS.
  */
 export function runtimeInfo(): {
   libtorch: string;

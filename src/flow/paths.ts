@@ -1,7 +1,8 @@
 // Rectified-flow paths in RepTok's two time conventions.
-// - Decoder (stage A): t = 1 is noise, t = 0 is data; z_t = (1 − t)·x + t·ε, velocity v = ε − x; t ~ logit-normal.
-// - Generator (stage B): t = 0 is noise, t = 1 is data; x_t = t·x₁ + (1 − t)·x₀, target u = x₁ − x₀; t ~ U(0, 1)
-//   (or logit-normal). In both, the network's output is dz/dt, so the same ODE solvers integrate either.
+// - Decoder (stage A): t = 1 is noise, t = 0 is data; z_t = (1 − t)·x + t·ε, velocity v = ε − x;
+//   t ~ logit-normal.
+// - Generator (stage B): t = 0 is noise, t = 1 is data; x_t = t·x₁ + (1 − t)·x₀, target u = x₁ − x₀;
+//   t ~ U(0, 1) (or logit-normal). In both, the network's output is dz/dt, so the same ODE solvers integrate either.
 import { Tensor, rand, randn, tidy, type GeneratorLike } from '../engine/index.ts';
 
 export type TimeSampler = { kind: 'uniform' } | { kind: 'logit-normal'; loc?: number; scale?: number };

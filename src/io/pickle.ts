@@ -83,7 +83,8 @@ export function unpickle(data: Buffer, o: UnpickleOptions): unknown {
     const value = Object.hasOwn(o.globals, key) ? o.globals[key] : undefined;
     if (value === undefined)
       fail(
-        `refusing to load global '${key}': only plain data and known tensor-rebuilding functions are allowed (this file may try to run code)`,
+        `refusing to load global '${key}': only plain data and known tensor-rebuilding functions are allowed ` +
+          '(this file may try to run code)',
       );
     return new GlobalRef(key, value!);
   };

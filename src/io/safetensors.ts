@@ -142,7 +142,8 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
     const dtype = TO_DTYPE[v?.dtype];
     if (!dtype)
       fail(
-        `tensor '${name}' has dtype ${JSON.stringify(v?.dtype)}, which reptok does not read (supported: ${Object.keys(TO_DTYPE).join(', ')})`,
+        `tensor '${name}' has dtype ${JSON.stringify(v?.dtype)}, which reptok does not read (supported: ` +
+          `${Object.keys(TO_DTYPE).join(', ')})`,
       );
     const shape = v.shape;
     if (!Array.isArray(shape) || !shape.every((s: unknown) => Number.isInteger(s) && (s as number) >= 0))
@@ -160,11 +161,13 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
     const need = numel * itemSize(dtype!);
     if (off[1] - off[0] !== need)
       fail(
-        `tensor '${name}' (${v.dtype} [${shape.join(', ')}]) needs ${need} bytes but its data_offsets span ${off[1] - off[0]}`,
+        `tensor '${name}' (${v.dtype} [${shape.join(', ')}]) needs ${need} bytes but its data_offsets span ` +
+          `${off[1] - off[0]}`,
       );
     if (off[1] > dataSize)
       fail(
-        `tensor '${name}' ends at byte ${off[1]} of the data section, which has only ${dataSize} bytes (truncated file?)`,
+        `tensor '${name}' ends at byte ${off[1]} of the data section, which has only ${dataSize} bytes ` +
+          '(truncated file?)',
       );
     entries.set(name, { dtype: dtype!, shape, begin: dataStart + off[0], end: dataStart + off[1] });
   }

@@ -45,7 +45,8 @@ function isContiguous(size: number[], stride: number[]): boolean {
 export function loadTorchCheckpoint(path: string): unknown {
   if (!looksLikeZip(path)) {
     throw new Error(
-      `${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`,
+      `${path}: not a zip-format torch.save file. Files written by PyTorch < 1.6 (legacy format) are not supported; ` +
+        `re-save them with a recent PyTorch (torch.save(torch.load(f), g)).`,
     );
   }
   const zip = ZipFile.open(path);

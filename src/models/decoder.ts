@@ -57,7 +57,10 @@ export class SelfAttention extends Module {
     this.outProj = this.module('out_proj', new Linear(width, width, { bias: false }));
     init.zeros_(this.outProj.weight);
   }
-  /** x (B, L, W) with its RoPE angles (from `axialRope` with this layer's `posEmb.freqs`), time conditioning cond (B, C). */
+  /**
+   * x (B, L, W) with its RoPE angles (from `axialRope` with this layer's `posEmb.freqs`), time conditioning
+   * cond (B, C).
+   */
   forward(x: Tensor, rope: Rope, cond: Tensor): Tensor {
     const [B, L, W] = x.shape as [number, number, number];
     return tidy(() => {

@@ -48,7 +48,8 @@ export function detectDinov2Layout(keys: Iterable<string>): Dinov2Layout {
   if (list.some((k) => k.startsWith('embeddings.') || k.startsWith('encoder.layer.'))) return 'hub';
   if (list.some((k) => k === 'cls_token' || k.startsWith('blocks.'))) return 'official';
   throw new Error(
-    `not a DINOv2 state dict: expected official keys (cls_token, blocks.N...) or Hub keys (embeddings.*, encoder.layer.N...), got ${list.slice(0, 5).join(', ')}...`,
+    `not a DINOv2 state dict: expected official keys (cls_token, blocks.N...) or Hub keys (embeddings.*, ` +
+      `encoder.layer.N...), got ${list.slice(0, 5).join(', ')}...`,
   );
 }
 

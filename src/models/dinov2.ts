@@ -123,7 +123,9 @@ class Mlp extends Module implements UnaryModule {
   }
 }
 
-/** The giant model's FFN: silu(x W1) ⊙ (x W2) W3 with W1, W2 fused as `w12`; hidden size rounded as in the reference. */
+/**
+ * The giant model's FFN: silu(x W1) ⊙ (x W2) W3 with W1, W2 fused as `w12`; hidden size rounded as in the reference.
+ */
 class SwiGLUFFN extends Module implements UnaryModule {
   readonly w12: Linear;
   readonly w3: Linear;
@@ -284,8 +286,10 @@ export class DinoVisionTransformer extends Module {
     return tidy(() => {
       const patches = o.embedded ?? this.embedPatches(x, o); // (B, N, D)
       const B = patches.shape[0]!;
-      const cls = (o.clsToken ?? this.clsToken).add(this.posEmbed.slice(1, 0, 1)).expand(B, -1, -1); // (B, 1, D); [cls] keeps its position at any size
-      return cat(this.registerTokens ? [cls, this.registerTokens.expand(B, -1, -1), patches] : [cls, patches], 1); // (B, 1+R+N, D)
+      // (B, 1, D); [cls] keeps its position at any size
+      const cls = (o.clsToken ?? this.clsToken).add(this.posEmbed.slice(1, 0, 1)).expand(B, -1, -1);
+      // (B, 1+R+N, D)
+      return cat(this.registerTokens ? [cls, this.registerTokens.expand(B, -1, -1), patches] : [cls, patches], 1);
     });
   }
 
@@ -384,8 +388,8 @@ export const DINOV2_PRESETS = {
 } satisfies Record<string, Dinov2Config>;
 
 /**
- * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4 unless set,
- * width 128, 4 blocks of 4 heads, 4 registers.
+ * A small DINOv2-style ViT (the size our SSL stage trains on two CPU cores) for 28×28 / 32×32 images: patch 4
+ * unless set, width 128, 4 blocks of 4 heads, 4 registers.
  */
 export function smallVit(
   imgSize: number,

@@ -25,7 +25,9 @@ export interface GeneratorConfig {
   /** Mixer width. */
   dim: number;
   depth: number;
-  /** Hidden width of the token-mixing MLP (across the sequence) over the sequence length (reference: expansion_factor). */
+  /**
+   * Hidden width of the token-mixing MLP (across the sequence) over the sequence length (reference: expansion_factor).
+   */
   tokenMlpRatio: number;
   /** Hidden width of the channel MLP over the mixer width (reference: expansion_factor_token). */
   channelMlpRatio: number;

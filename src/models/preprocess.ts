@@ -55,7 +55,8 @@ export function reptokPreprocess(imgs: Tensor, size: number): Tensor {
   });
   if (lo < -1.001 || hi > 1.001)
     throw new RangeError(
-      `images must be in [-1, 1], got values in [${lo.toFixed(3)}, ${hi.toFixed(3)}]; map uint8 pixels with x / 127.5 - 1`,
+      `images must be in [-1, 1], got values in [${lo.toFixed(3)}, ${hi.toFixed(3)}]; ` +
+        'map uint8 pixels with x / 127.5 - 1',
     );
   return tidy(() => encoderInput(betterResize(imgs, size)));
 }

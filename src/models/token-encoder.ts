@@ -36,7 +36,8 @@ export function trainableNames(spec: TrainableSpec, model: DinoVisionTransformer
     const unknown = list.filter((n) => !names.has(n));
     if (unknown.length)
       throw new Error(
-        `trainable: the encoder has no parameters ${unknown.join(', ')} (names are like cls_token, blocks.11.mlp.fc2.weight, norm.weight)`,
+        `trainable: the encoder has no parameters ${unknown.join(', ')} (names are like cls_token, ` +
+          `blocks.11.mlp.fc2.weight, norm.weight)`,
       );
     return new Set(list);
   }

@@ -251,7 +251,9 @@ export class RepTokTokenizer extends Module {
           const twin = input.get(`encoder.dino.model.${k.slice(prefix.length)}`);
           if (twin && !tidy(() => twin.allclose(v, 0, 0))) {
             throw new Error(
-              `${o.context ?? 'checkpoint'}: its frozen target differs from the encoder at '${k}', so encoder weights beyond [cls] were trained; build the tokenizer with that trainable set (e.g. trainable: 'last:N') to keep a separate target`,
+              `${o.context ?? 'checkpoint'}: its frozen target differs from the encoder at '${k}', ` +
+                'so encoder weights beyond [cls] were trained; build the tokenizer with that trainable set ' +
+                "(e.g. trainable: 'last:N') to keep a separate target",
             );
           }
           input.delete(k);

@@ -66,7 +66,8 @@ class AttentionBlock extends Module {
         .forward(x)
         .reshape(B, C, H * W)
         .transpose(1, 2); // (B, HW, C)
-      const o = F.scaledDotProductAttention(this.toQ.forward(h), this.toK.forward(h), this.toV.forward(h)); // (B, HW, C)
+      // (B, HW, C)
+      const o = F.scaledDotProductAttention(this.toQ.forward(h), this.toK.forward(h), this.toV.forward(h));
       return this.toOut.at(0).forward(o).transpose(1, 2).reshape(B, C, H, W).add(x);
     });
   }

@@ -67,7 +67,8 @@ export interface Rope {
 export function axialRope(pos: Tensor, freqs: Tensor[]): Rope[] {
   return tidy(() => {
     const f = stack(freqs, 0).unsqueeze(1).unsqueeze(1); // (depth, 1, 1, 2, heads, dHead/8)
-    const along = (axis: number): Tensor => pos.narrow(-1, axis, 1).unsqueeze(-1).mul(f.select(3, axis)); // (depth, B, L, heads, dHead/8)
+    // (depth, B, L, heads, dHead/8)
+    const along = (axis: number): Tensor => pos.narrow(-1, axis, 1).unsqueeze(-1).mul(f.select(3, axis));
     const theta = cat([along(0), along(1)], -1)
       .movedim(-2, -3)
       .contiguous(); // (depth, B, heads, L, dHead/4)

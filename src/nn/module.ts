@@ -26,7 +26,9 @@ export class StateDictError extends Error {
           .join('; ')}`,
       );
     super(
-      `${context}: the state dict does not fit the model:\n  ${parts.join('\n  ')}\nCheck that the checkpoint and the model configuration match (preset, sizes), or load with { strict: false } to skip missing and unexpected keys.`,
+      `${context}: the state dict does not fit the model:\n  ${parts.join('\n  ')}\n` +
+        'Check that the checkpoint and the model configuration match (preset, sizes), or load with ' +
+        '{ strict: false } to skip missing and unexpected keys.',
     );
     this.name = 'StateDictError';
   }

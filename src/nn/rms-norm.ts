@@ -19,7 +19,9 @@ export class RMSNorm extends Module {
   }
 }
 
-/** RMSNorm whose scale is 1 + Linear(cond): adaptive on the time embedding (zero-initialised, so it starts as RMSNorm). */
+/**
+ * RMSNorm whose scale is 1 + Linear(cond): adaptive on the time embedding (zero-initialised, so it starts as RMSNorm).
+ */
 export class AdaRMSNorm extends Module {
   readonly linear: Linear;
   constructor(
@@ -32,6 +34,7 @@ export class AdaRMSNorm extends Module {
     init.zeros_(this.linear.weight);
   }
   forward(x: Tensor, cond: Tensor): Tensor {
-    return tidy(() => F.rmsNorm(x, this.linear.forward(cond).unsqueeze(1).add(1), this.eps)); // cond (B, C) -> scale (B, 1, W)
+    // cond (B, C) -> scale (B, 1, W)
+    return tidy(() => F.rmsNorm(x, this.linear.forward(cond).unsqueeze(1).add(1), this.eps));
   }
 }

@@ -35,7 +35,8 @@ export abstract class Optimizer<O extends { lr: number }, S extends Record<strin
         if (seen.has(p)) throw new Error('a parameter appears in more than one parameter group');
         if (!p.requiresGrad)
           throw new Error(
-            `optimizer was given a parameter that does not require gradients (${p.dtype}[${p.shape.join(', ')}]); filter frozen parameters out`,
+            `optimizer was given a parameter that does not require gradients (${p.dtype}[${p.shape.join(', ')}]); ` +
+              `filter frozen parameters out`,
           );
         seen.add(p);
       }
@@ -89,7 +90,8 @@ export abstract class Optimizer<O extends { lr: number }, S extends Record<strin
       const { params: idx, ...options } = g as { params: number[] };
       if (idx.length !== this.groups[i]!.params.length)
         throw new Error(
-          `optimizer state group ${i} has ${idx.length} parameters, this optimizer's has ${this.groups[i]!.params.length}`,
+          `optimizer state group ${i} has ${idx.length} parameters, this optimizer's has ` +
+            `${this.groups[i]!.params.length}`,
         );
       this.groups[i]!.options = { ...this.groups[i]!.options, ...(options as Partial<O>) };
     });

@@ -94,7 +94,8 @@ export function mergeConfig<T extends object>(base: T, patch: Record<string, Jso
       out[k] = mergeConfig(cur as object, v as Record<string, Json>, `${where}.${k}`);
     } else if (cur !== null && v !== null && typeOf(cur) !== typeOf(v)) {
       throw new ConfigError(
-        `${where}: '${k}' must be ${typeOf(cur) === 'array' ? 'an array' : `a ${typeOf(cur)}`} (like ${JSON.stringify(cur)}), got ${JSON.stringify(v)}`,
+        `${where}: '${k}' must be ${typeOf(cur) === 'array' ? 'an array' : `a ${typeOf(cur)}`} (like ` +
+          `${JSON.stringify(cur)}), got ${JSON.stringify(v)}`,
       );
     } else {
       out[k] = v;

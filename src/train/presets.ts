@@ -49,7 +49,8 @@ export function resolveTrainConfig(
   const base = make();
   if (base.stage !== stage)
     throw new Error(
-      `preset '${preset}' trains stage '${base.stage}', not '${stage}'; presets for '${stage}': ${presetsFor(stage).join(', ')}`,
+      `preset '${preset}' trains stage '${base.stage}', not '${stage}'; presets for '${stage}': ` +
+        `${presetsFor(stage).join(', ')}`,
     );
   return resolveConfig(base, o);
 }

@@ -50,12 +50,14 @@ export class Progress {
       const width = 24;
       const filled = Math.round((width * done) / this.total);
       this.out.write(
-        `\r${'='.repeat(filled)}${' '.repeat(width - filled)}| step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}   `,
+        `\r${'='.repeat(filled)}${' '.repeat(width - filled)}| step ${done}/${this.total}  ${shown}  ` +
+          `${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}   `,
       );
       if (done === this.total) this.out.write('\n');
     } else if (done % this.logEvery === 0 || done === this.total || done === this.startStep + 1) {
       this.out.write(
-        `step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}\n`,
+        `step ${done}/${this.total}  ${shown}  ${itPerS.toFixed(2)} it/s  ` +
+          `data ${(this.#dataMs / this.#n).toFixed(1)} ms  eta ${fmtTime(eta)}\n`,
       );
       this.#dataMs = 0;
       this.#n = 0;

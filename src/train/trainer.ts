@@ -57,8 +57,10 @@ export class NonFiniteLossError extends Error {
     lastCheckpoint: string | null,
   ) {
     super(
-      `the loss became ${value} at step ${step + 1}; training stopped.${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
-        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), a longer warm-up (--set warmupSteps=...), or fp32 precision.',
+      `the loss became ${value} at step ${step + 1}; training stopped.` +
+        `${lastCheckpoint ? ` The last good checkpoint is ${lastCheckpoint}.` : ''}\n` +
+        'Try a lower learning rate (--set lr=...), gradient clipping (--set clipGrad=1), ' +
+        'a longer warm-up (--set warmupSteps=...), or fp32 precision.',
     );
     this.name = 'NonFiniteLossError';
   }

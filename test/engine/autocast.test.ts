@@ -7,7 +7,7 @@ import { Generator, autocast, randn, tidy } from '../../src/index.ts';
 import { F } from '../../src/engine/index.ts';
 import { GroupNorm, LayerNorm, Linear } from '../../src/nn/index.ts';
 
-test('autocast: Linear runs in bfloat16, LayerNorm/GroupNorm after it normalise in float32, gradients are float32', () =>
+test('autocast: Linear runs in bfloat16, LayerNorm/GroupNorm after it in float32, gradients in float32', () =>
   tidy(() => {
     const g = new Generator({ seed: 0 });
     const lin = new Linear(8, 16, { generator: g });

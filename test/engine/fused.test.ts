@@ -1,6 +1,6 @@
-// The fused kernels (native/fused.cc: rmsNorm, swiglu, cosineRopeQK, attention) and the oneDNN linear
-// (native/linear.cc) against the ATen ops they replace: forward and every gradient in float32, finite differences
-// in float64, bad inputs, and the double-backward refusal.
+// The fused kernels (native/kernels/: rmsNorm, swiglu, cosineRopeQK, attention) and the oneDNN linear
+// (native/kernels/linear.cc) against the ATen ops they replace: forward and every gradient in float32, finite
+// differences in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

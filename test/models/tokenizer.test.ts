@@ -68,7 +68,9 @@ test('pixel space: gray images encode (the ViT sees three copies) and decode on 
   const tok = tiny().eval();
   tidy(() => {
     const token = tok.encode(images());
-    assert.deepEqual(token.shape, [2, 32]);
+    assert.deepEqual(token.shape, [2, tok.tokenDim]);
+    assert.equal(tok.tokenDim, tok.tokenEncoder.model.config.embedDim);
+    assert.deepEqual(tok.condition(token).shape, [2, 1, tok.config.decoder.width]); // what velocity() takes
     const out = tok.decode(token, { steps: 3 });
     assert.deepEqual(out.images.shape, [2, 1, 28, 28]);
     assert.ok(out.images.abs().max().item() <= 1);

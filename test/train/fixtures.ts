@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { tensor } from '../../src/index.ts';
 import { writeImage } from '../../src/io/image.ts';
 
-/** 48 images 16×16 in two classes ('left': a bright square on the left, 'right': on the right), captions in .txt files. */
+/**
+ * 48 images 16×16 in two classes ('left': a bright square on the left, 'right': on the right), captions in .txt files.
+ */
 export async function syntheticFolder(): Promise<string> {
   const root = mkdtempSync(join(tmpdir(), 'reptok-data-'));
   for (const cls of ['left', 'right']) {

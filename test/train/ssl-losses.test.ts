@@ -1,5 +1,6 @@
 // The two DINOv2 refinements of the SSL stage, checked against their definitions: Sinkhorn-Knopp targets are
-// distributions per sample that share the prototypes evenly across the batch (where a softmax would not); KoLeo falls as features spread out.
+// distributions per sample that share the prototypes evenly across the batch (where a softmax would not); KoLeo
+// falls as features spread out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

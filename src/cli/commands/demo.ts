@@ -22,9 +22,10 @@ export const spec: CommandSpec = {
   name: 'demo',
   summary: 'Run the whole RepTok pipeline on Fashion-MNIST with short schedules and write a picture of the results.',
   details:
-    'Stages: a small self-supervised ViT (DINO) -> the one-token tokenizer on it -> a class-conditional token generator.\n' +
-    'Writes <out>/demo.png (rows: test images, their one-token reconstructions, then generated samples, one row per class)\n' +
-    'and <out>/metrics.json. Schedules are short so it finishes in minutes; the summary says how to train properly.',
+    'Stages: a small self-supervised ViT (DINO) -> the one-token tokenizer on it -> a class-conditional token\n' +
+    'generator. Writes <out>/demo.png (rows: test images, their one-token reconstructions, then generated samples,\n' +
+    'one row per class) and <out>/metrics.json. Schedules are short so it finishes in minutes; the summary says\n' +
+    'how to train properly.',
   options: {
     out: { type: 'string', short: 'o', default: 'out/demo', help: 'output folder (overwritten)', arg: 'DIR' },
     scale: {
@@ -157,10 +158,13 @@ export async function run({ options }: Parsed): Promise<void> {
       `This was a SHORT run (${total.toFixed(0)} s in all: ${Object.entries(times)
         .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
         .join(', ')}) with small models,`,
-      `so reconstructions are rough (PSNR ${picture.psnr.toFixed(1)} dB) and samples blurry. To train properly (hours on 2 cores):`,
+      `so reconstructions are rough (PSNR ${picture.psnr.toFixed(1)} dB) and samples blurry.`,
+      'To train properly (hours on 2 cores):',
       '  reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
-      '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-      '  reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
+      '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set ' +
+        'encoderWeights=runs/fmnist-ssl/encoder.safetensors',
+      '  reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set ' +
+        'tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
     ].join('\n'),
   );
 }

@@ -8,7 +8,8 @@ import type { CommandSpec } from '../args.ts';
 export const spec: CommandSpec = {
   name: 'info',
   summary:
-    'Print the runtime: libtorch version, threads, BLAS libraries in use, thread-wait settings, whether linear layers run on oneDNN and malloc is tuned, CUDA devices.',
+    'Print the runtime: libtorch version, threads, BLAS libraries in use, thread-wait settings, whether linear ' +
+    'layers run on oneDNN and malloc is tuned, CUDA devices.',
   options: {},
 };
 

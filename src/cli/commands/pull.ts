@@ -11,7 +11,8 @@ export const spec: CommandSpec = {
   name: 'pull',
   summary: 'Download a model repository (safetensors weights, configs, tokenizer files) from the Hugging Face Hub.',
   details:
-    'Files go to <cache>/<repo-id>/<revision>/ and are reused on the next pull. Nothing else in reptok ever downloads: every command takes local paths, so on an offline machine copy the files over and pass their paths.',
+    'Files go to <cache>/<repo-id>/<revision>/ and are reused on the next pull. Nothing else in reptok ever ' +
+    'downloads: every command takes local paths, so on an offline machine copy the files over and pass their paths.',
   positionals: [{ name: 'repo-id', help: 'e.g. facebook/dinov2-with-registers-base or stabilityai/sd-vae-ft-mse' }],
   options: {
     revision: { type: 'string', default: 'main', help: 'branch, tag or commit', arg: 'REV' },

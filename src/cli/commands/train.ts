@@ -10,10 +10,11 @@ export const spec: CommandSpec = {
     'Train one stage of the pipeline: ssl (encoder), tokenizer (stage A), generator (stage B), t2i (text-to-image).',
   details:
     `Stages:\n${stageLines}\n\n` +
-    'The config is the preset, then --config FILE (JSON or YAML), then each --set key=value (dotted keys, JSON values).\n' +
-    'It is printed, written to <out>/config.json and stored in every checkpoint. Checkpoints (<out>/step-*.safetensors)\n' +
-    'are written atomically; --resume continues exactly where the last one left off; Ctrl-C writes one and stops.\n' +
-    'Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/. Stages chain through their outputs:\n' +
+    'The config is the preset, then --config FILE (JSON or YAML), then each --set key=value (dotted keys, JSON\n' +
+    'values). It is printed, written to <out>/config.json and stored in every checkpoint. Checkpoints\n' +
+    '(<out>/step-*.safetensors) are written atomically; --resume continues exactly where the last one left off;\n' +
+    'Ctrl-C writes one and stops. Metrics go to <out>/metrics.jsonl, sample grids to <out>/samples/.\n' +
+    'Stages chain through their outputs:\n' +
     '  ssl -> <out>/encoder.safetensors      (--set encoderWeights=... for the tokenizer)\n' +
     '  tokenizer -> <out>/tokenizer.safetensors (--set tokenizerFile=... for generator and t2i)',
   positionals: [{ name: 'stage', help: STAGES.join(' | ') }],
@@ -38,8 +39,10 @@ export const spec: CommandSpec = {
   },
   examples: [
     'reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
-    'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
+    'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --set ' +
+      'encoderWeights=runs/fmnist-ssl/encoder.safetensors',
+    'reptok train generator --preset fmnist-generator --out runs/fmnist-gen --set ' +
+      'tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
     'reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok --resume',
   ],
 };

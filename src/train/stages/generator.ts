@@ -150,8 +150,8 @@ function validate(
   });
 }
 
-/** Generates tokens with guidance and decodes them: one picture, a row per condition. */
-async function sampleGrid(
+/** Generates tokens with guidance, decodes them and writes one picture to `path`, a row per condition. */
+async function writeSamplePicture(
   path: string,
   tok: RepTokTokenizer,
   field: GuidableField,
@@ -260,7 +260,7 @@ export async function generatorStage(
       const y = classLabels(rows, c.val.samplesPerClass);
       await withEma(() => {
         model.eval();
-        return sampleGrid(path, tok, classField(model, y), rows, c.val.samplesPerClass, c.val, c.seed + 3, D);
+        return writeSamplePicture(path, tok, classField(model, y), rows, c.val.samplesPerClass, c.val, c.seed + 3, D);
       });
       y.dispose();
       return `${path} (one row per class)`;
@@ -279,7 +279,9 @@ export async function generatorStage(
         ...classConsistency(model, train, test, classes, c.val.evalSamplesPerClass, c.val, c.seed + 4),
       }));
       ctx.log(
-        `guided samples in the requested class (k-NN on training tokens): ${(100 * final.sample_class_acc).toFixed(1)}% (real held-out tokens: ${(100 * final.real_token_knn_acc).toFixed(1)}%)`,
+        `guided samples in the requested class (k-NN on training tokens): ` +
+          `${(100 * final.sample_class_acc).toFixed(1)}% (real held-out tokens: ` +
+          `${(100 * final.real_token_knn_acc).toFixed(1)}%)`,
       );
       return { generator: path, ...final };
     },
@@ -299,7 +301,8 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
   const text = new SmallTextEncoder(words, c.text);
   const model = noGrad(() => new TextToImage({ ...c.t2i, tokenDim: D, textDim: c.text.width }, text));
   ctx.log(
-    `text-to-image: ${(model.numParameters() / 1e6).toFixed(2)}M parameters (text encoder ${(text.numParameters() / 1e6).toFixed(2)}M, ${words.vocab.length} words)`,
+    `text-to-image: ${(model.numParameters() / 1e6).toFixed(2)}M parameters (text encoder ` +
+      `${(text.numParameters() / 1e6).toFixed(2)}M, ${words.vocab.length} words)`,
   );
   const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
   const testText = (idx: Tensor) => model.encode((idx.toArray() as number[]).map((i) => test.captions![i]!));
@@ -330,7 +333,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
       await withEma(
         () => (
           model.eval(),
-          sampleGrid(path, tok, model.field(prompts), c.val.prompts.length, per, c.val, c.seed + 3, D)
+          writeSamplePicture(path, tok, model.field(prompts), c.val.prompts.length, per, c.val, c.seed + 3, D)
         ),
       );
       return `${path} (rows: ${c.val.prompts.join(' | ')})`;

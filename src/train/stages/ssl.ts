@@ -90,7 +90,9 @@ export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<Ss
   };
 }
 
-/** DINO's projection head: MLP -> L2-normalised bottleneck -> a linear layer with unit-norm rows (weight norm, g = 1). */
+/**
+ * DINO's projection head: MLP -> L2-normalised bottleneck -> a linear layer with unit-norm rows (weight norm, g = 1).
+ */
 class DinoHead extends Module {
   readonly mlp: Sequential;
   readonly lastLayer: Tensor; // (outDim, bottleneck)
@@ -261,7 +263,8 @@ export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslC
     afterStep: (ctx2) =>
       noGrad(() =>
         tidy(() => {
-          // teacher = m·teacher + (1 − m)·student with m cosine-scheduled towards 1; centre = EMA of teacher outputs
+          // teacher = m·teacher + (1 − m)·student with m cosine-scheduled towards 1;
+          // centre = EMA of teacher outputs
           const [m0, m1] = c.teacherMomentum;
           const m = m1 - ((m1 - m0) * (Math.cos((Math.PI * ctx2.step) / c.steps) + 1)) / 2;
           const st = model.student.stateDict();
@@ -327,7 +330,8 @@ export async function evaluateEncoder(
     out[`knn_${name}`] = knnAccuracy(ftr, ytr, fte, yte, { k: c.eval.knnK, classes });
     out[`probe_${name}`] = linearProbeAccuracy(ftr, ytr, fte, yte, { classes, epochs: c.eval.probeEpochs });
     log(
-      `${name}: k-NN (k=${c.eval.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, linear probe ${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`,
+      `${name}: k-NN (k=${c.eval.knnK}) ${(100 * out[`knn_${name}`]!).toFixed(2)}%, linear probe ` +
+        `${(100 * out[`probe_${name}`]!).toFixed(2)}% (${nTrain} train / ${nTest} test images)`,
     );
     ftr.dispose();
     fte.dispose();

@@ -76,7 +76,8 @@ export async function tokenizerStage(
     tcfg = { ...tcfg, encoder: enc };
   } else {
     ctx.log(
-      'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass DINOv2 weights)',
+      'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass ' +
+        'DINOv2 weights)',
     );
   }
   const [H] = tcfg.imageSize;
@@ -92,7 +93,8 @@ export async function tokenizerStage(
   }
   tok.train();
   ctx.log(
-    `tokenizer: ${(tok.numParameters({ trainableOnly: true }) / 1e6).toFixed(2)}M trainable of ${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
+    `tokenizer: ${(tok.numParameters({ trainableOnly: true }) / 1e6).toFixed(2)}M trainable of ` +
+      `${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
   );
 
   // fixed validation material: held-out images, noise and times
@@ -201,7 +203,8 @@ export async function tokenizerStage(
         ),
       );
       ctx.log(
-        `exported ${path} (EMA weights); test PSNR ${final.test_psnr.toFixed(2)} dB over ${final.test_images} held-out images (${c.val.steps} Euler steps)`,
+        `exported ${path} (EMA weights); test PSNR ${final.test_psnr.toFixed(2)} dB over ${final.test_images} ` +
+          `held-out images (${c.val.steps} Euler steps)`,
       );
       return { tokenizer: path, ...final };
     },

@@ -11,7 +11,8 @@ import { WordTokenizer } from '../../../src/models/text/word-tokenizer.ts';
 
 // A vocabulary in CLIP's shape: every byte symbol alone and with `</w>`, the merges below, and the special tokens.
 function miniClip(): { vocab: Record<string, number>; merges: [string, string][] } {
-  const printable = [...Array(94).keys()].map((i) => String.fromCharCode(33 + i)); // '!'..'~' are their own byte symbols
+  // '!'..'~' are their own byte symbols
+  const printable = [...Array(94).keys()].map((i) => String.fromCharCode(33 + i));
   const symbols = [...printable, 'Ã', '©', 'Ġ'];
   const merges: [string, string][] = [
     ['c', 'a'],

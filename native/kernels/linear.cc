@@ -4,10 +4,10 @@
 // fc2-like 1536→384 ties, as do the generator's 1152↔4608 layers), and they run on the OpenMP pool that ATen
 // already uses instead of a second set of BLAS threads. `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for
 // CPU float32; src/engine/fused.ts sends everything else — and every process where oneDNN's sgemm is not found —
-// to aten::linear.
-#include "common.h"
+// to aten::linear. Registered in library.cc.
+#include "../common.h"
+#include "ops.h"
 
-#include <torch/library.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -107,6 +107,8 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
   }
 };
 
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
   const char* op = "reptok::linear";
   // Under CPU autocast a linear layer runs in the lower precision: aten::linear's autocast kernel does the casting.
@@ -120,12 +122,6 @@ Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) 
     TORCH_CHECK(b->device().is_cpu() && b->scalar_type() == at::kFloat && b->dim() == 1 && b->size(0) == w.size(0), op, ": bias must be float32 (", w.size(0), "), got ", b->sizes());
   }
   return LinearFn::apply(x, w, b);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_FRAGMENT(reptok, m) {
-  m.def("linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor", &linear);
 }
 
 static Napi::Value onednnGemm(const Napi::CallbackInfo& info) {

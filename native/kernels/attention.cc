@@ -1,0 +1,232 @@
+// Unmasked attention in one kernel per (batch, head) (`reptok::attention`), where eager code runs two batched
+// matmuls and a softmax. Registered in library.cc.
+#include "fused-common.h"
+
+namespace reptok {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Attention without a mask: out = softmax(scale · q kᵀ) v for every (batch, head).
+// q (B, H, Lq, e), k and v (B, H, Lk, e), any strides with unit stride along e (views of a qkv projection read in
+// place) -> out (B, Lq, H, e), the layout the output projection reads, so no transpose copy follows.
+// Eager code runs this as two batched matmuls — libtorch 1.13 makes one BLAS call per (batch, head) on 65×65
+// matrices, where thread start-up outweighs the arithmetic — plus a softmax pass. Here one task per (batch, head)
+// copies its panels into zero-padded scratch (widths rounded up to the vector length) and runs every product
+// through one register-blocked kernel, the scores never leaving L1.
+// ---------------------------------------------------------------------------------------------------------------
+
+// 64-byte vectors (GCC vector extensions): one zmm register on AVX-512, two ymm on AVX2, four xmm on baseline.
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(64)));
+  static constexpr int64_t N = 64 / sizeof(T);
+};
+template <typename T>
+REPTOK_INLINE typename Simd<T>::V loadV(const T* p) {
+  typename Simd<T>::V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// out (M, W) = A (M, K) · P (K, W) with A read as a[m·am + k·ak] (so Aᵀ is the same call with the strides
+// swapped), P rows ldp apart, W a multiple of the vector length. R rows of out at a time, one vector of columns.
+template <typename T, int R>
+REPTOK_INLINE void gemmRows(const T* a, int64_t am, int64_t ak, int64_t K, const T* p, int64_t ldp, int64_t W, T* out, int64_t ldo) {
+  using V = typename Simd<T>::V;
+  for (int64_t w = 0; w < W; w += Simd<T>::N) {
+    V acc[R] = {};
+    for (int64_t kk = 0; kk < K; kk++) {
+      const V pv = loadV(p + kk * ldp + w);
+      for (int r = 0; r < R; r++) acc[r] += a[r * am + kk * ak] * pv;
+    }
+    for (int r = 0; r < R; r++) std::memcpy(out + r * ldo + w, &acc[r], sizeof(V));
+  }
+}
+template <typename T>
+REPTOK_INLINE void gemm(const T* a, int64_t am, int64_t ak, int64_t M, int64_t K, const T* p, int64_t ldp, int64_t W, T* out, int64_t ldo) {
+  int64_t m = 0;
+  for (; m + 8 <= M; m += 8) gemmRows<T, 8>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
+  for (; m + 4 <= M; m += 4) gemmRows<T, 4>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
+  for (; m < M; m++) gemmRows<T, 1>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
+}
+
+// Copies L strided rows of length e into (L, ep) zero-padded rows, or transposed into (e, Lp) zero-padded rows.
+template <typename T>
+REPTOK_INLINE void padRows(const T* x, int64_t stride, int64_t L, int64_t e, int64_t ep, T* dst) {
+  for (int64_t j = 0; j < L; j++) {
+    std::copy(x + j * stride, x + j * stride + e, dst + j * ep);
+    std::fill(dst + j * ep + e, dst + (j + 1) * ep, T(0));
+  }
+}
+template <typename T>
+REPTOK_INLINE void padTransposed(const T* x, int64_t stride, int64_t L, int64_t e, int64_t Lp, T* dst) {
+  std::fill(dst, dst + e * Lp, T(0));
+  for (int64_t j = 0; j < L; j++)
+    for (int64_t d = 0; d < e; d++) dst[d * Lp + j] = x[j * stride + d];
+}
+
+// Softmax of scale · s[0, n) in place; the padding s[n, np) is set to 0.
+template <typename T>
+REPTOK_INLINE void softmaxRow(T* s, int64_t n, int64_t np, T scale) {
+  for (int64_t j = 0; j < n; j++) s[j] *= scale;
+  T m[8];
+  std::fill(m, m + 8, -std::numeric_limits<T>::infinity());
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; k++) m[k] = s[j + k] > m[k] ? s[j + k] : m[k];
+  T mx = std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])), std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
+  for (; j < n; j++) mx = std::max(mx, s[j]);
+  for (j = 0; j < n; j++) s[j] = expApprox(s[j] - mx);
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (j = 0; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; k++) acc[k] += s[j + k];
+  T sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; j < n; j++) sum += s[j];
+  const T inv = T(1) / sum;
+  for (j = 0; j < n; j++) s[j] *= inv;
+  std::fill(s + n, s + np, T(0));
+}
+
+template <typename T>
+struct AttentionArgs {
+  const T *q, *k, *v, *go;  // go: gradient of out (backward only)
+  T* out;                   // forward: (B, Lq, H, e)
+  T* p;                     // probabilities (B·H, Lq, Lkp): written by a forward that keeps them, read by backward
+  T *gq, *gk, *gv;          // backward: gradients (B, H, L, e), each null when not needed
+  int64_t H, Lq, Lk, e;
+  int64_t qs[3], ks[3], vs[3], gos[3];  // strides of (b, h, l) for q, k, v, go
+  T scale;
+};
+
+// Tasks are b·H + h.
+template <typename T>
+REPTOK_INLINE void attentionTasksBody(const AttentionArgs<T>& a, int64_t begin, int64_t end) {
+  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<T>::N), ep = roundUp(e, Simd<T>::N);
+  std::vector<T> kt(e * Lkp), vp(Lk * ep), scores(a.p ? 0 : Lq * Lkp), o(Lq * ep);
+  for (int64_t task = begin; task < end; task++) {
+    const int64_t b = task / H, h = task % H;
+    const T* q = a.q + b * a.qs[0] + h * a.qs[1];
+    T* s = a.p ? a.p + task * Lq * Lkp : scores.data();
+    padTransposed(a.k + b * a.ks[0] + h * a.ks[1], a.ks[2], Lk, e, Lkp, kt.data());
+    padRows(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], Lk, e, ep, vp.data());
+    gemm(q, a.qs[2], int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    for (int64_t i = 0; i < Lq; i++) softmaxRow(s + i * Lkp, Lk, Lkp, a.scale);
+    gemm(s, Lkp, int64_t(1), Lq, Lk, vp.data(), ep, ep, o.data(), ep);  // P v (Lq, ep)
+    for (int64_t i = 0; i < Lq; i++) std::copy(o.data() + i * ep, o.data() + i * ep + e, a.out + ((b * Lq + i) * H + h) * e);
+  }
+}
+REPTOK_SIMD_KERNEL(attentionTasks, AttentionArgs)
+
+// With P the probabilities and dO the output gradient, per (batch, head):
+//   dV = Pᵀ dO;  dP = dO Vᵀ;  dS = scale · P ⊙ (dP − rowsum(P ⊙ dP));  dQ = dS K;  dK = dSᵀ Q
+template <typename T>
+REPTOK_INLINE void attentionGradTasksBody(const AttentionArgs<T>& a, int64_t begin, int64_t end) {
+  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<T>::N), ep = roundUp(e, Simd<T>::N);
+  std::vector<T> gop(Lq * ep), vt(e * Lkp), ds(Lq * Lkp), rows(std::max(Lq, Lk) * ep), g(std::max(Lq, Lk) * ep);
+  const auto unpad = [&](const T* src, int64_t L, T* dst) {
+    for (int64_t j = 0; j < L; j++) std::copy(src + j * ep, src + j * ep + e, dst + j * e);
+  };
+  for (int64_t task = begin; task < end; task++) {
+    const int64_t b = task / H, h = task % H;
+    const T* P = a.p + task * Lq * Lkp;
+    padRows(a.go + b * a.gos[0] + h * a.gos[1], a.gos[2], Lq, e, ep, gop.data());
+    if (a.gv) {
+      gemm(P, int64_t(1), Lkp, Lk, Lq, gop.data(), ep, ep, g.data(), ep);  // Pᵀ dO (Lk, ep)
+      unpad(g.data(), Lk, a.gv + task * Lk * e);
+    }
+    if (!a.gq && !a.gk) continue;
+    padTransposed(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], Lk, e, Lkp, vt.data());
+    gemm(gop.data(), ep, int64_t(1), Lq, e, vt.data(), Lkp, Lkp, ds.data(), Lkp);  // dP = dO vᵀ (Lq, Lkp)
+    for (int64_t i = 0; i < Lq; i++) {
+      const T *pi = P + i * Lkp;
+      T* di = ds.data() + i * Lkp;
+      const T r = dot(pi, di, Lk);
+      for (int64_t j = 0; j < Lkp; j++) di[j] = a.scale * (pi[j] * (di[j] - r));  // padding: P = 0 -> dS = 0
+    }
+    if (a.gq) {
+      padRows(a.k + b * a.ks[0] + h * a.ks[1], a.ks[2], Lk, e, ep, rows.data());
+      gemm(ds.data(), Lkp, int64_t(1), Lq, Lk, rows.data(), ep, ep, g.data(), ep);  // dS k (Lq, ep)
+      unpad(g.data(), Lq, a.gq + task * Lq * e);
+    }
+    if (a.gk) {
+      padRows(a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], Lq, e, ep, rows.data());
+      gemm(ds.data(), int64_t(1), Lkp, Lk, Lq, rows.data(), ep, ep, g.data(), ep);  // dSᵀ q (Lk, ep)
+      unpad(g.data(), Lk, a.gk + task * Lk * e);
+    }
+  }
+}
+REPTOK_SIMD_KERNEL(attentionGradTasks, AttentionArgs)
+
+// Inputs with a non-unit stride along e are copied; (b, h, l) strides are read as they are.
+Tensor unitInnerStride(const Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
+
+void setStrides(int64_t (&dst)[3], const Tensor& t) {
+  for (int i = 0; i < 3; i++) dst[i] = t.stride(i);
+}
+
+// Runs the forward kernel; `p` (B, H, Lq, Lkp) receives the probabilities when defined.
+Tensor attentionForward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const Tensor& p) {
+  const int64_t B = q.size(0), H = q.size(1), Lq = q.size(2), Lk = k.size(2), e = q.size(3);
+  Tensor out = at::empty({B, Lq, H, e}, q.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention", [&] {
+    AttentionArgs<scalar_t> a{q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>(),
+                              p.defined() ? p.data_ptr<scalar_t>() : nullptr, nullptr, nullptr, nullptr, H, Lq, Lk, e, {}, {}, {}, {}, scalar_t(scale)};
+    setStrides(a.qs, q);
+    setStrides(a.ks, k);
+    setStrides(a.vs, v);
+    at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) { attentionTasks(a, begin, end); });
+  });
+  return out;
+}
+
+struct AttentionFn : public torch::autograd::Function<AttentionFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+    const int64_t Lkp = roundUp(k.size(2), 64 / int64_t(q.element_size()));  // the kernel's padded row length
+    Tensor p = at::empty({q.size(0), q.size(1), q.size(2), Lkp}, q.options());
+    Tensor out = attentionForward(q, k, v, scale, p);
+    ctx->save_for_backward({q, k, v, p});
+    ctx->saved_data["scale"] = scale;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    refuseDoubleBackward("reptok::attention");
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &q = saved[0], &k = saved[1], &v = saved[2], &p = saved[3];
+    const Tensor go = unitInnerStride(grads[0].permute({0, 2, 1, 3}));  // (B, H, Lq, e) view of the (B, Lq, H, e) gradient
+    const int64_t B = q.size(0), H = q.size(1);
+    Tensor gq = ctx->needs_input_grad(0) ? at::empty({B, H, q.size(2), q.size(3)}, q.options()) : Tensor();
+    Tensor gk = ctx->needs_input_grad(1) ? at::empty({B, H, k.size(2), k.size(3)}, k.options()) : Tensor();
+    Tensor gv = ctx->needs_input_grad(2) ? at::empty({B, H, v.size(2), v.size(3)}, v.options()) : Tensor();
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_backward", [&] {
+      const auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
+      AttentionArgs<scalar_t> a{q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(), nullptr,
+                                p.data_ptr<scalar_t>(), ptr(gq), ptr(gk), ptr(gv), H, q.size(2), k.size(2), q.size(3), {}, {}, {}, {},
+                                scalar_t(ctx->saved_data["scale"].toDouble())};
+      setStrides(a.qs, q);
+      setStrides(a.ks, k);
+      setStrides(a.vs, v);
+      setStrides(a.gos, go);
+      at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) { attentionGradTasks(a, begin, end); });
+    });
+    return {gq, gk, gv, Tensor()};
+  }
+};
+
+}  // namespace
+
+Tensor attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, double scale) {
+  const char* op = "reptok::attention";
+  checkCpuFloat(q0, op, "q");
+  TORCH_CHECK(q0.dim() == 4 && k0.dim() == 4 && v0.dim() == 4, op, ": q, k, v must be (B, H, L, e), got ", q0.sizes(), ", ", k0.sizes(), ", ", v0.sizes());
+  TORCH_CHECK(k0.sizes() == v0.sizes() && k0.size(0) == q0.size(0) && k0.size(1) == q0.size(1) && k0.size(3) == q0.size(3), op,
+              ": k and v must be (B, H, Lk, e) for q ", q0.sizes(), ", got ", k0.sizes(), " and ", v0.sizes());
+  TORCH_CHECK(k0.size(2) > 0, op, ": there must be at least one key");
+  for (const Tensor* t : {&k0, &v0}) TORCH_CHECK(t->scalar_type() == q0.scalar_type() && t->device() == q0.device(), op, ": q, k, v must share dtype and device");
+  const Tensor q = unitInnerStride(q0), k = unitInnerStride(k0), v = unitInnerStride(v0);
+  const bool graph = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  return graph ? AttentionFn::apply(q, k, v, scale) : attentionForward(q, k, v, scale, Tensor());
+}
+
+}  // namespace reptok
