@@ -5,14 +5,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Generator, getNumThreads, manualSeed, tidy } from '../src/index.ts';
+import { getNumThreads, manualSeed, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { PRESETS, train, type StageName } from '../src/train/presets.ts';
 import { sslStage } from '../src/train/stages/ssl.ts';
 import { tokenizerStage } from '../src/train/stages/tokenizer.ts';
 import { generatorStage } from '../src/train/stages/generator.ts';
 import { mergeConfig, type Json } from '../src/train/config.ts';
-import type { Stage, StageContext } from '../src/train/trainer.ts';
+import { StageContext, type Stage } from '../src/train/trainer.ts';
 import { benchArgs, emit, median } from './peer.ts';
 
 const args = benchArgs();
@@ -28,14 +28,10 @@ const factories: Partial<Record<StageName, (ctx: StageContext<any>) => Promise<S
 async function measure(stage: StageName, preset: string, overrides: Record<string, Json>): Promise<void> {
   manualSeed(0);
   const config = mergeConfig(PRESETS[preset]!(), overrides, preset) as any;
-  const ctx: StageContext<any> = {
-    config,
-    out: mkdtempSync(join(tmpdir(), 'reptok-bench-')),
-    generator: new Generator({ seed: 0 }),
-    step: 0,
+  const ctx = new StageContext<any>(config, mkdtempSync(join(tmpdir(), 'reptok-bench-')), {
     log,
-    ema: null,
-  };
+    command: 'npm run bench:stages',
+  });
   const s = await factories[stage]!(ctx);
   const source = s.batches({ epoch: 0, index: 0 });
   const opt = new AdamW(

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 // libtorch and the multithreaded OpenBLAS it must run with (without it libtorch falls back to the ~40x slower
-// reference BLAS); Fashion-MNIST for the demo.
-const SYSTEM = ['libtorch-dev', 'libopenblas0-pthread', 'dataset-fashion-mnist'];
+// reference BLAS); Fashion-MNIST for the demo; chromium for the web demo's browser tests (playwright-core drives it).
+const SYSTEM = ['libtorch-dev', 'libopenblas0-pthread', 'dataset-fashion-mnist', 'chromium'];
 const PEER = ['python3-torch'];
 
 function run(cmd, args, opts = {}) {

@@ -32,7 +32,14 @@ export class UsageError extends Error {
   }
 }
 
-export type Parsed = { positionals: string[]; options: Record<string, any> };
+/** What a command gets: its positionals, its typed options, and the raw arguments (recorded in model files). */
+export type Parsed = { positionals: string[]; options: Record<string, any>; argv: string[] };
+
+/** The command line as a person would type it: `reptok <command> <args>`, arguments quoted where a shell needs it. */
+export function commandLine(command: string, argv: string[]): string {
+  const quote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`);
+  return ['reptok', command, ...argv].map(quote).join(' ');
+}
 
 export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
   const options: Record<string, any> = {};
@@ -86,7 +93,7 @@ export function parseArgs(spec: CommandSpec, argv: string[]): Parsed {
   const variadic = spec.positionals?.some((p) => p.variadic);
   if (!variadic && positionals.length > (spec.positionals?.length ?? 0))
     throw new UsageError(`unexpected argument '${positionals[spec.positionals?.length ?? 0]}'`, spec.name);
-  return { positionals, options };
+  return { positionals, options, argv };
 }
 
 function suggest(name: string, names: string[]): string {

@@ -1,10 +1,11 @@
 // The `reptok` command: dispatches to src/cli/commands/*, prints help, and turns errors into messages and exit codes
-// (2 for usage errors, 1 for failures; REPTOK_DEBUG=1 shows stack traces).
+// (2 for usage errors, 1 for failures; REPTOK_DEBUG=1 shows stack traces). bin/reptok.mjs calls main().
 import { UsageError, formatHelp, parseArgs, type CommandSpec, type Parsed } from './args.ts';
 
 interface Command {
   spec: CommandSpec;
-  run(p: Parsed): Promise<void>;
+  /** Resolves to the exit status when it is not 0 (130 for a training stopped by Ctrl-C). */
+  run(p: Parsed): Promise<number | void>;
 }
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -12,6 +13,14 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   train: () => import('./commands/train.ts'),
   pull: () => import('./commands/pull.ts'),
   info: () => import('./commands/info.ts'),
+  encode: () => import('./commands/encode.ts'),
+  decode: () => import('./commands/decode.ts'),
+  reconstruct: () => import('./commands/reconstruct.ts'),
+  interpolate: () => import('./commands/interpolate.ts'),
+  sample: () => import('./commands/sample.ts'),
+  generate: () => import('./commands/generate.ts'),
+  eval: () => import('./commands/eval.ts'),
+  serve: () => import('./commands/serve.ts'),
 };
 
 function overview(): string {
@@ -21,10 +30,18 @@ function overview(): string {
     "RepTok: images as one continuous token (a self-supervised ViT's [cls]), decoded by flow matching.",
     '',
     'Commands:',
-    '  demo       the whole pipeline on Fashion-MNIST in a few minutes, with a picture of the results',
-    '  train      train a stage: ssl | tokenizer | generator | t2i',
-    '  pull       download model files from the Hugging Face Hub (when online)',
-    '  info       print the runtime (libtorch, threads, BLAS, CUDA)',
+    '  demo         a page of what the shipped models do (--train: train short ones first, a few minutes)',
+    '  train        train a stage: ssl | tokenizer | generator | t2i | classifier',
+    '  encode       images -> one token each (a tokens file)',
+    '  decode       a tokens file -> images',
+    '  reconstruct  images -> token -> images, beside the originals',
+    '  interpolate  the path between two images, as a strip or an animation',
+    '  sample       class-conditional samples as a grid',
+    '  generate     images from text prompts as a grid',
+    '  eval         measure a tokenizer and generator (PSNR, SSIM, FD, precision/recall, ...) with a report page',
+    '  serve        the web demo: a page where you try the models in a browser',
+    '  pull         download model files from the Hugging Face Hub (when online)',
+    '  info         print the runtime (libtorch, threads, BLAS, CUDA), or what a model file holds',
     '',
     "Run `reptok <command> --help` for a command's options.",
   ].join('\n');
@@ -47,8 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    await cmd.run(parseArgs(cmd.spec, rest));
-    return typeof process.exitCode === 'number' ? process.exitCode : 0; // a command may set its own (130 on Ctrl-C)
+    return (await cmd.run(parseArgs(cmd.spec, rest))) ?? 0;
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`reptok ${name}: ${e.message}\nRun \`reptok ${name} --help\` for usage.`);
@@ -58,5 +74,3 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-
-process.exitCode = await main(process.argv.slice(2));

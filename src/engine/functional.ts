@@ -141,7 +141,7 @@ export function maxPool2d(
 }
 
 export const adaptiveAvgPool2d = (x: Tensor, outputSize: Pair): Tensor =>
-  aten('aten::adaptive_avg_pool2d', x, outputSize);
+  aten('aten::adaptive_avg_pool2d', x, typeof outputSize === 'number' ? [outputSize, outputSize] : outputSize);
 
 /** Pads the last dimensions: `pad` lists (left, right, top, bottom, ...) like F.pad. */
 export function pad(

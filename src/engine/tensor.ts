@@ -711,11 +711,13 @@ export class Tensor {
   cumsum(dim: number): Tensor {
     return aten('aten::cumsum', this, dim);
   }
-  all(): Tensor {
-    return aten('aten::all', this);
+  /** True where every element (over `dim`, or of the whole tensor) is true. */
+  all(dim?: number, keepdim = false): Tensor {
+    return dim === undefined ? aten('aten::all', this) : aten('aten::all.dim', this, dim, keepdim);
   }
-  any(): Tensor {
-    return aten('aten::any', this);
+  /** True where any element (over `dim`, or of the whole tensor) is true. */
+  any(dim?: number, keepdim = false): Tensor {
+    return dim === undefined ? aten('aten::any', this) : aten('aten::any.dim', this, dim, keepdim);
   }
   /** Sorted values and their indices along `dim`. */
   sort(dim = -1, descending = false): { values: Tensor; indices: Tensor } {

@@ -1,7 +1,7 @@
 // Linear-probe accuracy: a logistic-regression classifier trained on frozen, standardised features, with AdamW and a
 // cosine-decayed learning rate (at 1e-3 for 5 epochs the probe is still far from converged: 67% where 20 epochs at
 // 1e-2 reach 72% on the same SSL features).
-import { F, Generator, Tensor, noGrad, randperm, tidy } from '../engine/index.ts';
+import { F, Generator, Tensor, enableGrad, noGrad, randperm, tidy } from '../engine/index.ts';
 import { Linear } from '../nn/index.ts';
 import { AdamW, LRScheduler, warmupCosine } from '../optim/index.ts';
 
@@ -28,13 +28,16 @@ export function linearProbeAccuracy(
     const perm = randperm(n, { generator: g });
     for (let i = 0; i + B <= n; i += B) {
       sched.set(step++);
-      tidy(() => {
-        const idx = perm.slice(0, i, i + B);
-        const loss = F.crossEntropy(clf.forward(xtr.indexSelect(0, idx)), trainLabels.indexSelect(0, idx));
-        opt.zeroGrad();
-        loss.backward();
-        opt.step();
-      });
+      // the probe trains, also when the caller evaluates under noGrad (the stages' evaluate())
+      enableGrad(() =>
+        tidy(() => {
+          const idx = perm.slice(0, i, i + B);
+          const loss = F.crossEntropy(clf.forward(xtr.indexSelect(0, idx)), trainLabels.indexSelect(0, idx));
+          opt.zeroGrad();
+          loss.backward();
+          opt.step();
+        }),
+      );
     }
     perm.dispose();
   }

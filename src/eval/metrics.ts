@@ -1,15 +1,8 @@
-// Image-quality numbers for reconstructions.
+// Image-quality numbers for reconstructions of images in the models' [-1, 1] range.
 import { Tensor, tidy } from '../engine/index.ts';
+import { psnrPerImage } from './image-quality.ts';
 
-/** Peak signal-to-noise ratio in dB of images in [-1, 1] (per image, then averaged). */
+/** Peak signal-to-noise ratio in dB of images in [-1, 1] (per image on the [0, 1] scale, then averaged). */
 export function psnr(pred: Tensor, target: Tensor): number {
-  return tidy(() => {
-    const mse = pred.sub(target).square().flatten(1).mean(1).clampMin(1e-10); // (B), on the [-1, 1] scale
-    return mse
-      .div(4)
-      .log()
-      .mul(-10 / Math.LN10)
-      .mean()
-      .item(); // peak-to-peak 2 -> (2)² = 4
-  });
+  return tidy(() => psnrPerImage(pred.add(1).div(2), target.add(1).div(2)).mean().item() as number);
 }

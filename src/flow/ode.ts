@@ -18,6 +18,8 @@ export interface SolveOptions {
   rtol?: number;
   /** Upper bound on evaluations of the adaptive sampler. */
   maxNfe?: number;
+  /** Called after each (accepted) step with the fraction of the time span covered so far (progress bars). */
+  onStep?: (fraction: number) => void;
 }
 
 export interface SolveResult {
@@ -47,6 +49,7 @@ export function solve(v: VelocityFn, z0: Tensor, t0: number, t1: number, o: Solv
     nfe += sampler === 'euler' ? 1 : 2;
     if (z !== z0) z.dispose();
     z = next;
+    o.onStep?.((i + 1) / steps);
   }
   return { z: z === z0 ? z0.clone() : z, nfe };
 }
@@ -109,6 +112,7 @@ function dopri5(v: VelocityFn, z0: Tensor, t0: number, t1: number, o: SolveOptio
       k1.dispose();
       z = step.z5;
       k1 = step.k7; // first-same-as-last: the last stage is the next step's first
+      o.onStep?.(Math.min(1, (t - t0) / (t1 - t0)));
     } else {
       step.z5.dispose();
       step.k7.dispose();

@@ -1,8 +1,12 @@
 // Images on disk <-> tensors, through sharp (libvips): PNG, JPEG, WebP, GIF, TIFF, SVG and more.
 // Tensors are float (C, H, W) in [-1, 1] — the range RepTok works in — or batches (B, C, H, W).
+// Files are written atomically (a temporary name, then a rename), so a crash never leaves half an image.
+import { writeSync } from 'node:fs';
+import { extname } from 'node:path';
 import sharp from 'sharp';
 
 import { Tensor, cat, fromBytes, noGrad, ones, stack, tidy } from '../engine/index.ts';
+import { atomicWrite } from './atomic.ts';
 
 export interface ReadImageOptions {
   /** 3 (RGB, default) or 1 (gray). Transparent images are composited on `background`. */
@@ -56,7 +60,19 @@ function toBytes(img: Tensor): { data: Buffer; height: number; width: number; ch
     throw new RangeError(`expected an image tensor (1|3, H, W), got shape [${img.shape.join(', ')}]`);
   const [channels, height, width] = img.shape as [number, number, number];
   const data = noGrad(() =>
-    tidy(() => img.detach().add(1).mul(127.5).round().clamp(0, 255).to('uint8').permute(1, 2, 0).contiguous().bytes()),
+    tidy(() =>
+      img
+        .detach()
+        .to({ device: 'cpu' }) // images computed on a GPU are written from host memory
+        .add(1)
+        .mul(127.5)
+        .round()
+        .clamp(0, 255)
+        .to('uint8')
+        .permute(1, 2, 0)
+        .contiguous()
+        .bytes(),
+    ),
   );
   return { data, height, width, channels };
 }
@@ -69,10 +85,63 @@ export async function encodePng(img: Tensor): Promise<Buffer> {
     .toBuffer();
 }
 
-/** Writes a float (C, H, W) tensor in [-1, 1] to an image file (format from the extension). */
+const FORMATS: Record<string, keyof sharp.FormatEnum> = {
+  '.png': 'png',
+  '.jpg': 'jpeg',
+  '.jpeg': 'jpeg',
+  '.webp': 'webp',
+  '.gif': 'gif',
+  '.tif': 'tiff',
+  '.tiff': 'tiff',
+  '.avif': 'avif',
+};
+
+/** The output format for a file name, from its extension. */
+function formatOf(path: string, allowed: string[] = Object.keys(FORMATS)): keyof sharp.FormatEnum {
+  const ext = extname(path).toLowerCase();
+  const format = allowed.includes(ext) ? FORMATS[ext] : undefined;
+  if (!format) throw new Error(`${path}: cannot write '${ext || 'no extension'}'; use one of ${allowed.join(', ')}`);
+  return format;
+}
+
+const writeBytes = (path: string, bytes: Buffer): void => atomicWrite(path, (fd) => void writeSync(fd, bytes));
+
+/** Writes a float (C, H, W) tensor in [-1, 1] to an image file (format from the extension), atomically. */
 export async function writeImage(path: string, img: Tensor): Promise<void> {
+  const format = formatOf(path);
   const { data, height, width, channels } = toBytes(img);
-  await sharp(data, { raw: { width, height, channels: channels as 1 | 3 } }).toFile(path);
+  writeBytes(
+    path,
+    await sharp(data, { raw: { width, height, channels: channels as 1 | 3 } })
+      .toFormat(format)
+      .toBuffer(),
+  );
+}
+
+/**
+ * Writes frames (N, C, H, W) in [-1, 1] as an animation (.gif or .webp), each shown `delayMs`, looping forever
+ * unless `loop` says how many times. Atomic like writeImage.
+ */
+export async function writeAnimation(
+  path: string,
+  frames: Tensor,
+  o: { delayMs?: number; loop?: number } = {},
+): Promise<void> {
+  const format = formatOf(path, ['.gif', '.webp']) as 'gif' | 'webp';
+  if (frames.ndim !== 4) throw new RangeError(`expected frames (N, C, H, W), got shape [${frames.shape.join(', ')}]`);
+  const N = frames.shape[0]!;
+  // each frame as a PNG, then libvips joins them into the pages of one animated image
+  const pngs = await Promise.all(
+    Array.from({ length: N }, (_, i) => {
+      const frame = frames.select(0, i);
+      const png = encodePng(frame); // reads the pixels before its first await
+      frame.dispose();
+      return png;
+    }),
+  );
+  const options = { delay: Array(N).fill(o.delayMs ?? 100), loop: o.loop ?? 0 };
+  const img = sharp(pngs, { join: { animated: true } });
+  writeBytes(path, await (format === 'gif' ? img.gif(options) : img.webp(options)).toBuffer());
 }
 
 /** Tiles images (B, C, H, W) into one (C, H', W') grid with `nrow` images per row and a `padding`-pixel border. */

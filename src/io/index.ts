@@ -1,2 +1,10 @@
 export { atomicWrite, atomicWriteText } from './atomic.ts';
-export { SafetensorsFile, SafetensorsError, loadSafetensors, saveSafetensors, type TensorInfo } from './safetensors.ts';
+export {
+  SafetensorsFile,
+  SafetensorsError,
+  loadSafetensors,
+  readSafetensorsMetadata,
+  saveSafetensors,
+  type SafetensorsSource,
+  type TensorInfo,
+} from './safetensors.ts';

@@ -2,10 +2,11 @@
 // {name: {dtype, shape, data_offsets}, __metadata__: {string: string}}, then the raw little-endian data.
 //
 // Reading is lazy: the header is parsed and validated first, then each tensor is read straight from the file into
-// its own native memory (no JavaScript-side copy), so a multi-GB checkpoint never exists twice in memory.
+// its own native memory (no JavaScript-side copy), so a multi-GB checkpoint never exists twice in memory. A file
+// already in memory (a Buffer, e.g. fetched by a browser or a server) reads the same way, tensor by tensor.
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 
-import { Tensor, empty, type Device, type DType } from '../engine/index.ts';
+import { Tensor, empty, fromBytes, type Device, type DType } from '../engine/index.ts';
 import { itemSize } from '../engine/dtype.ts';
 import { native } from '../engine/native.ts';
 import { atomicWrite } from './atomic.ts';
@@ -43,28 +44,43 @@ export interface TensorInfo {
   end: number;
 }
 
+/** Where the bytes are: an open file, or a buffer in memory. */
+type Bytes = { fd: number } | { buffer: Uint8Array };
+
+/** A file's path or its bytes. */
+export type SafetensorsSource = string | Uint8Array;
+
 export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   readonly entries: Map<string, TensorInfo>;
-  #fd: number | null;
+  #bytes: Bytes | null;
 
   private constructor(
+    /** The file's path, or '(buffer)' for bytes in memory (named in error messages). */
     readonly path: string,
-    fd: number,
+    bytes: Bytes,
     entries: Map<string, TensorInfo>,
     metadata: Record<string, string>,
   ) {
-    this.#fd = fd;
+    this.#bytes = bytes;
     this.entries = entries;
     this.metadata = metadata;
   }
 
-  /** Opens a file and validates its header (every entry's dtype, shape and byte range). */
-  static open(path: string): SafetensorsFile {
-    const fd = openSync(path, 'r');
+  /** Opens a file (or a file's bytes) and validates its header (every entry's dtype, shape and byte range). */
+  static open(source: SafetensorsSource): SafetensorsFile {
+    if (typeof source !== 'string') {
+      const buffer = source;
+      const read = (into: Buffer, position: number): void =>
+        void into.set(buffer.subarray(position, position + into.length));
+      const { entries, metadata } = parseHeader('(buffer)', buffer.length, read);
+      return new SafetensorsFile('(buffer)', { buffer }, entries, metadata);
+    }
+    const fd = openSync(source, 'r');
     try {
-      const { entries, metadata } = parseHeader(path, fd);
-      return new SafetensorsFile(path, fd, entries, metadata);
+      const read = (into: Buffer, position: number): void => void readSync(fd, into, 0, into.length, position);
+      const { entries, metadata } = parseHeader(source, fstatSync(fd).size, read);
+      return new SafetensorsFile(source, { fd }, entries, metadata);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -83,14 +99,20 @@ export class SafetensorsFile {
 
   /** Reads one tensor (optionally converted to a dtype and/or moved to a device). */
   get(name: string, o: { dtype?: DType; device?: Device } = {}): Tensor {
-    if (this.#fd === null) throw new SafetensorsError(this.path, 'file is closed');
+    const bytes = this.#bytes;
+    if (bytes === null) throw new SafetensorsError(this.path, 'file is closed');
     const e = this.info(name);
-    const t = empty(e.shape, { dtype: e.dtype });
-    try {
-      native.readInto(t.handle, this.#fd, e.begin);
-    } catch (err) {
-      t.dispose();
-      throw new SafetensorsError(this.path, `reading '${name}': ${(err as Error).message}`);
+    let t: Tensor;
+    if ('buffer' in bytes) {
+      t = fromBytes(bytes.buffer.subarray(e.begin, e.end), e.dtype, e.shape);
+    } else {
+      t = empty(e.shape, { dtype: e.dtype });
+      try {
+        native.readInto(t.handle, bytes.fd, e.begin);
+      } catch (err) {
+        t.dispose();
+        throw new SafetensorsError(this.path, `reading '${name}': ${(err as Error).message}`);
+      }
     }
     if ((o.dtype === undefined || o.dtype === e.dtype) && (o.device === undefined || o.device === 'cpu')) return t;
     const c = t.to({ dtype: o.dtype ?? e.dtype, device: o.device ?? 'cpu' });
@@ -99,26 +121,29 @@ export class SafetensorsFile {
   }
 
   close(): void {
-    if (this.#fd !== null) closeSync(this.#fd);
-    this.#fd = null;
+    if (this.#bytes && 'fd' in this.#bytes) closeSync(this.#bytes.fd);
+    this.#bytes = null;
   }
 }
 
-function parseHeader(path: string, fd: number): { entries: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const size = fstatSync(fd).size;
+function parseHeader(
+  path: string,
+  size: number,
+  read: (into: Buffer, position: number) => void,
+): { entries: Map<string, TensorInfo>; metadata: Record<string, string> } {
   const fail = (problem: string): never => {
     throw new SafetensorsError(path, `not a valid safetensors file: ${problem}`);
   };
   if (size < 8) fail(`the file has ${size} bytes, fewer than the 8-byte header length`);
   const lenBuf = Buffer.alloc(8);
-  readSync(fd, lenBuf, 0, 8, 0);
+  read(lenBuf, 0);
   const headerLen = Number(lenBuf.readBigUInt64LE(0));
   if (headerLen > MAX_HEADER)
     fail(`the header claims ${headerLen} bytes (limit ${MAX_HEADER}); the file is corrupt or not safetensors`);
   if (8 + headerLen > size)
     fail(`the header claims ${headerLen} bytes but the file has only ${size - 8} after the length (truncated?)`);
   const headerBuf = Buffer.alloc(headerLen);
-  readSync(fd, headerBuf, 0, headerLen, 8);
+  read(headerBuf, 8);
   let header: Record<string, any>;
   try {
     header = JSON.parse(headerBuf.toString('utf8'));
@@ -174,12 +199,19 @@ function parseHeader(path: string, fd: number): { entries: Map<string, TensorInf
   return { entries, metadata };
 }
 
+/** Reads only the metadata (the header; no tensor data). */
+export function readSafetensorsMetadata(source: SafetensorsSource): Record<string, string> {
+  const file = SafetensorsFile.open(source);
+  file.close();
+  return file.metadata;
+}
+
 /** Reads every tensor (or those `filter` accepts) and the metadata. */
 export function loadSafetensors(
-  path: string,
+  source: SafetensorsSource,
   o: { dtype?: DType; device?: Device; filter?: (name: string) => boolean } = {},
 ): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  const file = SafetensorsFile.open(path);
+  const file = SafetensorsFile.open(source);
   const tensors = new Map<string, Tensor>();
   try {
     for (const name of file.keys()) {

@@ -1,9 +1,20 @@
 // Loading DINOv2 weights as users have them: official torch-hub checkpoints (.pth, official key layout) and Hub
 // safetensors (facebook/dinov2-*, facebook/dinov2-with-registers-*, transformers' key layout). The layout is
-// detected from the keys; the Hub layout is converted by one key map (and q/k/v are fused into qkv).
+// detected from the keys; the Hub layout is converted by one key map (and q/k/v are fused into qkv). And our own
+// encoders (`reptok train ssl`): self-describing files in the official layout (saveEncoder / loadEncoder).
 import { Tensor, cat, noGrad, type StateDict } from '../engine/index.ts';
 import { loadStateDictFile } from '../io/checkpoint-file.ts';
+import { readSafetensorsMetadata } from '../io/safetensors.ts';
+import { looksLikeZip } from '../io/zip.ts';
 import { DINOV2_PRESETS, DinoVisionTransformer, type Dinov2Config } from './dinov2.ts';
+import {
+  modelKindOf,
+  loadModelFile,
+  writeModelFile,
+  type ModelDescription,
+  type ModelSource,
+  type SaveOptions,
+} from './model-file.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Hub (transformers) layout -> official layout
@@ -165,13 +176,16 @@ export function toOfficialLayout(sd: StateDict): StateDict {
 }
 
 /**
- * Loads a DINOv2 from a checkpoint file (.safetensors in either layout, or an official torch-hub .pth). The
- * architecture comes from `config` (a preset name or a config), else from the weights' shapes.
+ * Loads a DINOv2 from a checkpoint file (.safetensors in either layout, an official torch-hub .pth, or an encoder
+ * trained by `reptok train ssl`). The architecture comes from `config` (a preset name or a config), else from our
+ * file's metadata, else from the weights' shapes.
  */
 export function loadDinov2(
   path: string,
   o: { config?: Dinov2Config | keyof typeof DINOV2_PRESETS; overrides?: Partial<Dinov2Config> } = {},
 ): DinoVisionTransformer {
+  if (!o.config && !o.overrides && !looksLikeZip(path) && modelKindOf(readSafetensorsMetadata(path)) === 'encoder')
+    return loadEncoder(path);
   const raw = loadStateDictFile(path);
   const sd = toOfficialLayout(raw);
   const base = typeof o.config === 'string' ? DINOV2_PRESETS[o.config] : o.config;
@@ -182,4 +196,31 @@ export function loadDinov2(
   model.loadStateDict(sd, { context: path });
   for (const t of new Set([...raw.values(), ...sd.values()])) t.dispose();
   return model;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Our encoders: self-describing files (official layout + config)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Writes an encoder (official DINOv2 layout) as a self-describing model file; `loadEncoder` reads it back. */
+export function saveEncoder(path: string, encoder: DinoVisionTransformer, o: SaveOptions = {}): void {
+  const size = encoder.config.imgSize;
+  const data = { imageSize: [size, size] as [number, number], valueRange: [-1, 1] as [number, number], ...o.data };
+  writeModelFile(path, 'encoder', encoder.config, o.weights ?? encoder.stateDict(), { ...o, data });
+}
+
+/** An encoder saved by `saveEncoder` (or trained by `reptok train ssl`), from its path or its bytes. */
+export function loadEncoder(source: ModelSource): DinoVisionTransformer {
+  return loadEncoderFile(source).model;
+}
+
+/** `loadEncoder` with the file's description (data, training, version). */
+export function loadEncoderFile(
+  source: ModelSource,
+): ModelDescription<Dinov2Config> & { model: DinoVisionTransformer } {
+  return loadModelFile<Dinov2Config, DinoVisionTransformer>(
+    source,
+    'encoder',
+    (d) => new DinoVisionTransformer(d.config),
+  );
 }

@@ -16,6 +16,13 @@ import {
   TimestepEmbedder,
   type UnaryModule,
 } from '../nn/index.ts';
+import {
+  loadModelFile,
+  writeModelFile,
+  type ModelDescription,
+  type ModelSource,
+  type SaveOptions,
+} from './model-file.ts';
 
 export interface GeneratorConfig {
   /** Width of a token (the tokenizer's D, e.g. 768). */
@@ -256,4 +263,31 @@ export function generatorModel(preset: GeneratorPreset, overrides: Partial<Gener
   if (!c)
     throw new Error(`unknown generator preset '${preset}'; choose one of ${Object.keys(GENERATOR_PRESETS).join(', ')}`);
   return new MLPMixer1D({ ...c, ...overrides });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Saved generators
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Writes the generator as a self-describing model file; `loadGenerator` reads it back. The class names belong in
+ * `o.data.classes` (label i = classes[i]) so that samples can be asked for by name.
+ */
+export function saveGenerator(path: string, model: MLPMixer1D, o: SaveOptions = {}): void {
+  const classes = o.data?.classes;
+  if (classes && classes.length !== model.config.numClasses)
+    throw new Error(
+      `saveGenerator: ${classes.length} class names for a generator of ${model.config.numClasses} classes`,
+    );
+  writeModelFile(path, 'generator', model.config, o.weights ?? model.stateDict(), o);
+}
+
+/** A generator saved by `saveGenerator` (or trained by `reptok train generator`), from its path or its bytes. */
+export function loadGenerator(source: ModelSource): MLPMixer1D {
+  return loadGeneratorFile(source).model;
+}
+
+/** `loadGenerator` with the file's description (class names, training, version). */
+export function loadGeneratorFile(source: ModelSource): ModelDescription<GeneratorConfig> & { model: MLPMixer1D } {
+  return loadModelFile<GeneratorConfig, MLPMixer1D>(source, 'generator', (d) => new MLPMixer1D(d.config));
 }

@@ -15,6 +15,9 @@ export {
   detectDinov2Layout,
   hubToOfficial,
   toOfficialLayout,
+  saveEncoder,
+  loadEncoder,
+  loadEncoderFile,
 } from './dinov2-weights.ts';
 export {
   reptokPreprocess,
@@ -35,6 +38,7 @@ export {
   reptokPixel,
   saveTokenizer,
   loadTokenizer,
+  loadTokenizerFile,
   type TokenizerConfig,
   type TokenizerPreset,
   type DecodeOptions,
@@ -49,10 +53,32 @@ export {
   GENERATOR_PRESETS,
   generatorModel,
   classField,
+  saveGenerator,
+  loadGenerator,
+  loadGeneratorFile,
   type GeneratorConfig,
   type GeneratorPreset,
 } from './generator.ts';
-export { TextToImage, T2IGenerator, type T2IConfig } from './t2i.ts';
+export {
+  TextToImage,
+  T2IGenerator,
+  saveTextToImage,
+  loadTextToImage,
+  loadTextToImageFile,
+  type T2IConfig,
+  type TextToImageConfig,
+} from './t2i.ts';
+export {
+  MODEL_FORMATS,
+  peekModelFile,
+  readModelFile,
+  type DataInfo,
+  type ModelDescription,
+  type ModelKind,
+  type ModelSource,
+  type SaveOptions,
+  type TrainingInfo,
+} from './model-file.ts';
 export {
   ClipTextModel,
   loadClipTextModel,

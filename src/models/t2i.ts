@@ -14,6 +14,16 @@ import { LayerNorm, Linear, Module, ModuleList, Sequential, TimestepEmbedder, in
 import type { GuidableField } from '../flow/guidance.ts';
 import { mixerBlock } from './generator.ts';
 import type { TextEncoder, TextEncoding } from './text/text-encoder.ts';
+import { SmallTextEncoder, type SmallTextConfig } from './text/small-text-encoder.ts';
+import { WordTokenizer } from './text/word-tokenizer.ts';
+import {
+  loadModelFile,
+  sourceName,
+  writeModelFile,
+  type ModelDescription,
+  type ModelSource,
+  type SaveOptions,
+} from './model-file.ts';
 
 export interface T2IConfig {
   tokenDim: number;
@@ -171,4 +181,46 @@ export class TextToImage extends Module {
         tidy(() => this.generator.forward(cat([x, x]), cat([t, t]), catText(empty, text)).chunk(2) as [Tensor, Tensor]),
     };
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Saved text-to-image models
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The architecture of a saved text-to-image model: the generator and its small text encoder. */
+export interface TextToImageConfig {
+  t2i: T2IConfig;
+  text: SmallTextConfig;
+}
+
+/**
+ * Writes the model (generator and its small text encoder) as a self-describing model file, with the text encoder's
+ * word vocabulary as the data's caption vocabulary; `loadTextToImage` reads it back. A model on a frozen
+ * pretrained text encoder (CLIP) cannot be saved this way: that encoder's weights live in their own files.
+ */
+export function saveTextToImage(path: string, model: TextToImage, o: SaveOptions = {}): void {
+  const text = model.textEncoder;
+  if (!(text instanceof SmallTextEncoder))
+    throw new Error(
+      'saveTextToImage: only models with the small text encoder are saved as one file (a pretrained text encoder ' +
+        'is loaded from its own files)',
+    );
+  const { width, depth, heads, maxLength } = text.config;
+  const config: TextToImageConfig = { t2i: model.generator.config, text: { width, depth, heads, maxLength } };
+  const data = { ...o.data, vocabulary: text.tokenizer.vocab };
+  writeModelFile(path, 't2i', config, o.weights ?? model.stateDict(), { ...o, data });
+}
+
+/** A text-to-image model saved by `saveTextToImage` (or `reptok train t2i`), from its path or its bytes. */
+export function loadTextToImage(source: ModelSource): TextToImage {
+  return loadTextToImageFile(source).model;
+}
+
+/** `loadTextToImage` with the file's description (vocabulary, training, version). */
+export function loadTextToImageFile(source: ModelSource): ModelDescription<TextToImageConfig> & { model: TextToImage } {
+  return loadModelFile<TextToImageConfig, TextToImage>(source, 't2i', ({ config: { t2i, text }, data }) => {
+    if (!data.vocabulary)
+      throw new Error(`${sourceName(source)}: no caption vocabulary in its metadata ('data.vocabulary')`);
+    return new TextToImage(t2i, new SmallTextEncoder(new WordTokenizer(data.vocabulary, text.maxLength), text));
+  });
 }

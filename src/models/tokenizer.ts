@@ -9,7 +9,6 @@
 //   loss:    flow matching on the grid + λ·(1 − cos(token, frozen target token))
 import { Tensor, full, noGrad, randn, tidy, zeros, type GeneratorLike, type StateDict } from '../engine/index.ts';
 import { FourierFeatures, Linear, Module } from '../nn/index.ts';
-import { SafetensorsFile, loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 import { decoderPath, perSampleMse, sampleTime, type TimeSampler } from '../flow/paths.ts';
 import { solve, type SolveOptions } from '../flow/ode.ts';
 import { DINOV2_PRESETS, smallVit, type Dinov2Config } from './dinov2.ts';
@@ -17,6 +16,14 @@ import { DecoderTransformer, type DecoderConfig } from './decoder.ts';
 import { MappingNetwork, type MappingConfig } from './time-conditioning.ts';
 import { EncoderHolder, TokenEncoder, type TrainableSpec } from './token-encoder.ts';
 import { AutoencoderKL, SD_VAE, type VaeConfig } from './vae.ts';
+import {
+  loadModelFile,
+  writeModelFile,
+  type DataInfo,
+  type ModelDescription,
+  type ModelSource,
+  type SaveOptions,
+} from './model-file.ts';
 
 export interface TokenizerConfig {
   /** The self-supervised ViT whose [cls] output is the token. */
@@ -341,24 +348,24 @@ export function tokenizer(preset: TokenizerPreset, overrides: Partial<TokenizerC
 // Saved tokenizers
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Writes the tokenizer's weights with its config in the metadata (what `loadTokenizer` reads). */
-export function saveTokenizer(
-  path: string,
-  tok: RepTokTokenizer,
-  weights: StateDict = tok.stateDict(),
-  extra: Record<string, string> = {},
-): void {
-  saveSafetensors(path, weights, { format: 'reptok-tokenizer', config: JSON.stringify(tok.config), ...extra });
+/** Writes the tokenizer as a self-describing model file (see model-file.ts); `loadTokenizer` reads it back. */
+export function saveTokenizer(path: string, tok: RepTokTokenizer, o: SaveOptions = {}): void {
+  const c = tok.config;
+  const data: DataInfo = { imageSize: c.imageSize, channels: c.imageChannels, valueRange: [-1, 1], ...o.data };
+  writeModelFile(path, 'tokenizer', c, o.weights ?? tok.stateDict(), { ...o, data });
 }
 
-/** A tokenizer saved by `saveTokenizer` (or trained by `reptok train tokenizer`). */
-export function loadTokenizer(path: string): RepTokTokenizer {
-  const file = SafetensorsFile.open(path);
-  const meta = file.metadata;
-  file.close();
-  if (meta.format !== 'reptok-tokenizer' || !meta.config)
-    throw new Error(`${path}: not a reptok tokenizer (no 'reptok-tokenizer' config in its metadata)`);
-  const tok = noGrad(() => new RepTokTokenizer(JSON.parse(meta.config!)));
-  tok.loadReferenceStateDict(loadSafetensors(path).tensors, { context: path });
-  return tok.eval();
+/** A tokenizer saved by `saveTokenizer` (or trained by `reptok train tokenizer`), from its path or its bytes. */
+export function loadTokenizer(source: ModelSource): RepTokTokenizer {
+  return loadTokenizerFile(source).model;
+}
+
+/** `loadTokenizer` with the file's description (data, training, version). */
+export function loadTokenizerFile(source: ModelSource): ModelDescription<TokenizerConfig> & { model: RepTokTokenizer } {
+  return loadModelFile<TokenizerConfig, RepTokTokenizer>(
+    source,
+    'tokenizer',
+    (d) => new RepTokTokenizer(d.config),
+    (m, weights, context) => m.loadReferenceStateDict(weights, { context }),
+  );
 }

@@ -8,7 +8,7 @@ export type Json = null | boolean | number | string | Json[] | { [k: string]: Js
 
 /** What every stage's config has. */
 export interface CommonConfig {
-  stage: 'ssl' | 'tokenizer' | 'generator' | 't2i';
+  stage: 'ssl' | 'tokenizer' | 'generator' | 't2i' | 'classifier';
   /** Data set: 'fashion-mnist', 'emoji', or 'folder:<path>'. */
   data: string;
   /** Folder of the Fashion-MNIST IDX files (default: Debian's dataset-fashion-mnist). */

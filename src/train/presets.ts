@@ -4,7 +4,13 @@ import type { CommonConfig } from './config.ts';
 import { resolveConfig } from './config.ts';
 import { runStage, type RunOptions, type RunResult, type Stage, type StageContext } from './trainer.ts';
 import { sslPreset, sslStage, type SslConfig } from './stages/ssl.ts';
-import { tokenizerPreset, tokenizerStage, type TokenizerStageConfig } from './stages/tokenizer.ts';
+import { classifierPreset, classifierStage, type ClassifierStageConfig } from './stages/classifier.ts';
+import {
+  finishTokenizerConfig,
+  tokenizerPreset,
+  tokenizerStage,
+  type TokenizerStageConfig,
+} from './stages/tokenizer.ts';
 import {
   generatorPreset,
   generatorStage,
@@ -14,14 +20,16 @@ import {
   type T2IStageConfig,
 } from './stages/generator.ts';
 
-export const STAGES = ['ssl', 'tokenizer', 'generator', 't2i'] as const;
+export const STAGES = ['ssl', 'tokenizer', 'generator', 't2i', 'classifier'] as const;
 export type StageName = (typeof STAGES)[number];
 
 export const PRESETS: Record<string, () => CommonConfig> = {
   'fmnist-ssl': () => sslPreset('fashion-mnist'),
+  'fmnist-classifier': () => classifierPreset('fashion-mnist'),
   'fmnist-tokenizer': () => tokenizerPreset('fashion-mnist'),
   'fmnist-generator': () => generatorPreset('fashion-mnist'),
   'emoji-ssl': () => sslPreset('emoji'),
+  'emoji-classifier': () => classifierPreset('emoji'),
   'emoji-tokenizer': () => tokenizerPreset('emoji'),
   'emoji-generator': () => generatorPreset('emoji'),
   'emoji-t2i': () => t2iPreset('emoji'),
@@ -32,11 +40,19 @@ export const presetsFor = (stage: StageName): string[] =>
     .filter(([, p]) => p().stage === stage)
     .map(([n]) => n);
 
-const STAGE_IMPL: Record<StageName, (ctx: StageContext<any>) => Promise<Stage<any, any>>> = {
-  ssl: (ctx) => sslStage(ctx as StageContext<SslConfig>),
-  tokenizer: (ctx) => tokenizerStage(ctx as StageContext<TokenizerStageConfig>),
-  generator: (ctx) => generatorStage(ctx as StageContext<GeneratorStageConfig>),
-  t2i: (ctx) => t2iStage(ctx as StageContext<T2IStageConfig>),
+/** Each stage: how it finishes its config before the config is recorded (optional), and how it is built. */
+const STAGE_IMPL: Record<
+  StageName,
+  { finishConfig?: (c: any) => CommonConfig; create: (ctx: StageContext<any>) => Promise<Stage<any, any>> }
+> = {
+  ssl: { create: (ctx) => sslStage(ctx as StageContext<SslConfig>) },
+  tokenizer: {
+    finishConfig: (c) => finishTokenizerConfig(c as TokenizerStageConfig),
+    create: (ctx) => tokenizerStage(ctx as StageContext<TokenizerStageConfig>),
+  },
+  generator: { create: (ctx) => generatorStage(ctx as StageContext<GeneratorStageConfig>) },
+  t2i: { create: (ctx) => t2iStage(ctx as StageContext<T2IStageConfig>) },
+  classifier: { create: (ctx) => classifierStage(ctx as StageContext<ClassifierStageConfig>) },
 };
 
 export function resolveTrainConfig(
@@ -56,12 +72,6 @@ export function resolveTrainConfig(
 }
 
 export async function train(stage: StageName, config: CommonConfig, o: RunOptions): Promise<RunResult> {
-  return runStage(
-    config,
-    async (ctx) => {
-      const s = await STAGE_IMPL[stage](ctx);
-      return s;
-    },
-    o,
-  );
+  const impl = STAGE_IMPL[stage];
+  return runStage(impl.finishConfig?.(config) ?? config, impl.create, o);
 }

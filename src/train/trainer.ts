@@ -6,9 +6,12 @@ import { join } from 'node:path';
 
 import { Generator, Tensor, manualSeed, noGrad, runtimeInfo, setNumThreads, tidy } from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
+import type { DataInfo, TrainingInfo } from '../models/model-file.ts';
+import type { ImageArray } from '../data/image-array.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
 import { atomicWriteText } from '../io/atomic.ts';
+import { imageGrid, writeImage } from '../io/image.ts';
 import { listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import type { CommonConfig } from './config.ts';
@@ -21,15 +24,70 @@ export interface BatchSource<B> {
   close(): void;
 }
 
-export interface StageContext<C extends CommonConfig = CommonConfig> {
-  config: C;
-  out: string;
+/**
+ * What a stage gets from the trainer: the config, the output folder, the random stream, the EMA, and the pieces
+ * every stage needs (evaluation with EMA weights in eval mode, sample grids, what the model files record).
+ */
+export class StageContext<C extends CommonConfig = CommonConfig> {
   /** The stage's random stream (noise, times, label dropout...): part of every checkpoint. */
-  generator: Generator;
-  step: number;
-  log(msg: string): void;
+  readonly generator: Generator;
+  /** The current step (0-based). */
+  step = 0;
   /** The EMA weights (sampling uses them), or null when EMA is off. */
-  ema: EMA | null;
+  ema: EMA | null = null;
+  /** The command that started the run (recorded in the model files). */
+  readonly command: string;
+  readonly log: (msg: string) => void;
+
+  constructor(
+    readonly config: C,
+    readonly out: string,
+    o: { log?: (msg: string) => void; command?: string } = {},
+  ) {
+    this.generator = new Generator({ seed: config.seed });
+    this.log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+    this.command = o.command ?? process.argv.slice(1).join(' ');
+  }
+
+  /**
+   * Runs `fn` as evaluation: with the EMA weights (when EMA is on), `module` in eval mode, without gradients. The
+   * trained weights and the module's mode come back when it returns or throws, so `fn` must be synchronous.
+   */
+  evaluate<T>(module: Module, fn: () => T): T {
+    const wasTraining = module.training;
+    module.eval();
+    try {
+      const out = noGrad(() => (this.ema ? this.ema.withWeights(fn) : fn()));
+      if (out instanceof Promise) throw new Error('StageContext.evaluate: fn must be synchronous');
+      return out;
+    } finally {
+      module.train(wasTraining);
+    }
+  }
+
+  /** Writes images (B, C, H, W) as one picture, `nrow` per row, to <out>/samples/step-NNNNNN.png; returns its path. */
+  async writeSamplePicture(images: Tensor, nrow: number): Promise<string> {
+    const dir = join(this.out, 'samples');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `step-${String(this.step + 1).padStart(6, '0')}.png`);
+    const grid = imageGrid(images, { nrow });
+    try {
+      await writeImage(path, grid);
+    } finally {
+      grid.dispose();
+    }
+    return path;
+  }
+
+  /** What a model file records about its training: the command, the steps, the resolved config. */
+  get trainingInfo(): TrainingInfo {
+    return { command: this.command, step: this.config.steps, config: this.config };
+  }
+
+  /** What a model file records about its data: the data set, image size, channels, value range, class names. */
+  dataInfo(d: ImageArray): DataInfo {
+    return { name: this.config.data, imageSize: [d.h, d.w], channels: d.c, valueRange: [-1, 1], classes: d.classes };
+  }
 }
 
 export interface Stage<C extends CommonConfig, B> {
@@ -75,6 +133,8 @@ export interface RunOptions {
   /** Stop after this many steps of this run (tests use it to simulate an interruption). */
   stopAfter?: number;
   log?: (msg: string) => void;
+  /** The command line recorded in the model files (default: this process's arguments). */
+  command?: string;
 }
 
 export interface RunResult {
@@ -108,24 +168,16 @@ export async function runStage<C extends CommonConfig, B>(
   makeStage: (ctx: StageContext<C>) => Promise<Stage<C, B>>,
   o: RunOptions,
 ): Promise<RunResult> {
-  const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const ctx = new StageContext({ ...config, steps: o.steps ?? config.steps }, o.out, o);
+  const { config: cfg, log } = ctx;
+  const total = cfg.steps;
   prepareOutDir(o.out, o);
-  if (config.threads > 0) setNumThreads(config.threads);
-  const total = o.steps ?? config.steps;
-  const cfg = { ...config, steps: total };
+  if (cfg.threads > 0) setNumThreads(cfg.threads);
   atomicWriteText(join(o.out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
 
   manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
-  const ctx: StageContext<C> = {
-    config: cfg,
-    out: o.out,
-    generator: new Generator({ seed: cfg.seed }),
-    step: 0,
-    log,
-    ema: null,
-  };
   const stage = await makeStage(ctx);
   const params = [...stage.model.namedParameters()].filter(([, p]) => p.requiresGrad);
   const opt = new AdamW(

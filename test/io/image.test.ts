@@ -1,12 +1,14 @@
 // Image files <-> tensors through sharp: round trips, gray and RGB, SVG rasterisation, grids, corrupt files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { arange, randn, tidy } from '../../src/index.ts';
-import { encodePng, imageGrid, readImage, readImages, writeImage } from '../../src/io/image.ts';
+import sharp from 'sharp';
+
+import { encodePng, imageGrid, readImage, readImages, writeAnimation, writeImage } from '../../src/io/image.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'reptok-image-'));
 
@@ -60,4 +62,27 @@ test('corrupt and missing files are errors naming the file', async () => {
   writeFileSync(bad, Buffer.from('\x89PNG\r\n\x1a\nnot really'));
   await assert.rejects(readImage(bad), (e: Error) => e.message.startsWith(`cannot read image ${bad}`));
   await assert.rejects(readImage(join(dir, 'missing.png')), /cannot read image .*missing\.png/);
+});
+
+test('animations: one page per frame (GIF and WebP, RGB and gray), written atomically', async () => {
+  for (const [ext, c] of [
+    ['gif', 3],
+    ['webp', 3],
+    ['gif', 1],
+  ] as const) {
+    const path = join(dir, `anim-${c}.${ext}`);
+    const frames = tidy(() => arange(4).reshape(4, 1, 1, 1).div(2).sub(1).expand(4, c, 6, 5).contiguous());
+    await writeAnimation(path, frames, { delayMs: 70 });
+    const m = await sharp(path, { animated: true }).metadata();
+    assert.deepEqual([m.format, m.pages, m.pageHeight, m.width, m.delay], [ext, 4, 6, 5, [70, 70, 70, 70]]);
+  }
+  await assert.rejects(
+    writeAnimation(join(dir, 'anim.png'), randn([2, 3, 4, 4])),
+    /cannot write '\.png'; use one of \.gif, \.webp/,
+  );
+  await assert.rejects(writeImage(join(dir, 'x.bmp'), randn([3, 4, 4])), /x\.bmp: cannot write '\.bmp'/);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.includes('.tmp-')),
+    [],
+  );
 });

@@ -3,17 +3,18 @@
 // through their exported files (encoder -> tokenizer -> generator / text-to-image).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
-import { Generator, manualSeed, tidy } from '../../src/index.ts';
+import { manualSeed, tidy } from '../../src/index.ts';
 import { AdamW } from '../../src/optim/index.ts';
 import { resolveTrainConfig, train, type StageName } from '../../src/train/presets.ts';
 import { sslStage } from '../../src/train/stages/ssl.ts';
 import { tokenizerStage } from '../../src/train/stages/tokenizer.ts';
 import { generatorStage, t2iStage } from '../../src/train/stages/generator.ts';
-import type { Stage, StageContext } from '../../src/train/trainer.ts';
+import { StageContext, type Stage } from '../../src/train/trainer.ts';
+import { peekModelFile } from '../../src/models/index.ts';
 import { syntheticFolder, tinyConfigs } from './fixtures.ts';
 
 const PRESET: Record<StageName, string> = {
@@ -21,6 +22,7 @@ const PRESET: Record<StageName, string> = {
   tokenizer: 'fmnist-tokenizer',
   generator: 'fmnist-generator',
   t2i: 'emoji-t2i',
+  classifier: 'fmnist-classifier',
 };
 
 function configFor(stage: StageName, overrides: object): any {
@@ -36,14 +38,10 @@ async function fitsFixedBatch(
   steps: number,
 ): Promise<[number, number]> {
   manualSeed(0);
-  const ctx: StageContext<any> = {
-    config,
-    out: mkdtempSync(join(tmpdir(), `reptok-${stage}-`)),
-    generator: new Generator({ seed: 0 }),
-    step: 0,
+  const ctx = new StageContext<any>(config, mkdtempSync(join(tmpdir(), `reptok-${stage}-`)), {
     log: () => {},
-    ema: null,
-  };
+    command: 'test',
+  });
   const s = await factory(ctx);
   const source = s.batches({ epoch: 0, index: 0 });
   const batch = await source.next();
@@ -96,8 +94,18 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
     25,
   );
   assert.ok(t1 < 0.8 * t0, `tokenizer loss ${t0} -> ${t1}`);
-  const tok = await run('tokenizer', { encoder: ssl.encoder });
+  // the config names another patch size than the encoder file has: the stage finishes its config from the file
+  // before recording it, so config.json and the exported tokenizer describe what was trained
+  const tcfg = cfgs().tokenizer.tokenizer;
+  const tok = await run(
+    'tokenizer',
+    { encoder: ssl.encoder },
+    { tokenizer: { ...tcfg, encoder: { ...tcfg.encoder, patchSize: 8 } } },
+  );
   assert.ok(Number.isFinite(tok.test_psnr as number));
+  const recorded = JSON.parse(readFileSync(join(dirname(tok.tokenizer as string), 'config.json'), 'utf8'));
+  assert.equal(recorded.tokenizer.encoder.patchSize, 4);
+  assert.equal(peekModelFile<any>(tok.tokenizer as string).config.encoder.patchSize, 4);
 
   const [g0, g1] = await fitsFixedBatch(
     'generator',
@@ -110,6 +118,19 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   assert.ok(x1 < 0.8 * x0, `t2i loss ${x0} -> ${x1}`);
   const gen = await run('generator', { tokenizer: tok.tokenizer });
   assert.match(String(gen.generator), /generator\.safetensors$/);
+  // every exported model describes itself: architecture, data (with class names), training command and step
+  for (const [kind, file] of [
+    ['encoder', ssl.encoder],
+    ['tokenizer', tok.tokenizer],
+    ['generator', gen.generator],
+  ] as const) {
+    const d = peekModelFile<any>(file as string, kind);
+    assert.deepEqual([d.data.imageSize, d.data.channels, d.data.valueRange], [[16, 16], 3, [-1, 1]], kind);
+    assert.deepEqual(d.data.classes, ['left', 'right'], kind);
+    assert.equal(d.training?.step, 2, kind);
+    assert.equal((d.training?.config as any)?.stage, kind === 'encoder' ? 'ssl' : kind);
+  }
+  assert.equal(peekModelFile<any>(tok.tokenizer as string).config.encoder.embedDim, 32);
   const acc = gen.sample_class_acc as number;
   assert.ok(acc >= 0 && acc <= 1 && (gen.real_token_knn_acc as number) >= 0);
 

@@ -1,41 +1,133 @@
-// reptok demo: the whole pipeline end to end on Fashion-MNIST with short schedules (a few minutes on 2 cores): a small
+// reptok demo: what one token per image can do, as a page. By default it runs the shipped models (no training)
+// in weights/ on their sample images and writes out/demo/index.html (src/demo/ builds it); --train instead runs
+// the whole pipeline end to end on Fashion-MNIST with short schedules (a few minutes on 2 cores): a small
 // self-supervised encoder, a one-token tokenizer on it, a class-conditional generator of tokens; then a PNG of test
 // images, their one-token reconstructions and generated samples, and the metrics. Honest about being short.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 
-import { Generator, cat, noGrad, randn, tensor, tidy } from '../../engine/index.ts';
+import { Generator, cat, noGrad, randn, setNumThreads, tensor, tidy } from '../../engine/index.ts';
 import { imageGrid, writeImage } from '../../io/image.ts';
 import { loadTokenizer } from '../../models/tokenizer.ts';
 import { smallVit } from '../../models/dinov2.ts';
-import { MLPMixer1D, classField } from '../../models/generator.ts';
+import { classField, loadGenerator } from '../../models/generator.ts';
 import { generate } from '../../flow/token-flow.ts';
-import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
 import { loadFashionMnist, FASHION_MNIST_CLASSES } from '../../data/fashion-mnist.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
 import { mergeConfig, type Json } from '../../train/config.ts';
 import { PRESETS, train, type StageName } from '../../train/presets.ts';
-import type { CommandSpec, Parsed } from '../args.ts';
+import { buildDemo } from '../../demo/build.ts';
+import { renderDemoPage } from '../../demo/html.ts';
+import { MODEL_OPTIONS, modelFolders, modelSets } from '../model-options.ts';
+import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
+
+const { json: _json, ...MODELS } = MODEL_OPTIONS;
 
 export const spec: CommandSpec = {
   name: 'demo',
-  summary: 'Run the whole RepTok pipeline on Fashion-MNIST with short schedules and write a picture of the results.',
+  summary: 'Show what the shipped models do on one page (out/demo/index.html); --train: train short ones first.',
   details:
-    'Stages: a small self-supervised ViT (DINO) -> the one-token tokenizer on it -> a class-conditional token\n' +
-    'generator. Writes <out>/demo.png (rows: test images, their one-token reconstructions, then generated samples,\n' +
-    'one row per class) and <out>/metrics.json. Schedules are short so it finishes in minutes; the summary says\n' +
-    'how to train properly.',
+    'Runs the models in --model (default weights/: one folder per model set, e.g. weights/fashion-mnist) on their\n' +
+    "sample images (the folder's samples/, else the first test images of the tokenizer's data set) and writes\n" +
+    '<out>/index.html: one-token reconstructions beside the originals (PSNR), interpolation strips and an\n' +
+    'animation,' +
+    'class-conditional samples at several guidance scales, text-to-image samples for a few prompts (--prompt, else\n' +
+    "the folder's prompts.txt, else the sample images' captions), and the time each part took.\n" +
+    '\n' +
+    'With --train: the whole pipeline on Fashion-MNIST with short schedules instead (a small self-supervised ViT ->\n' +
+    'the one-token tokenizer on it -> a class-conditional token generator). Writes <out>/demo.png (rows: test\n' +
+    'images, their one-token reconstructions, then generated samples, one row per class) and <out>/metrics.json.\n' +
+    'Schedules are short so it finishes in minutes; the summary says how to train properly.',
   options: {
+    train: { type: 'boolean', help: 'train short models first instead of running shipped ones' },
     out: { type: 'string', short: 'o', default: 'out/demo', help: 'output folder (overwritten)', arg: 'DIR' },
+    steps: { type: 'number', default: 25, help: 'ODE steps of every decode and generation', arg: 'N' },
+    images: { type: 'number', default: 8, help: 'sample images to reconstruct (pairs of them interpolate)', arg: 'N' },
+    frames: { type: 'number', default: 10, help: 'frames of an interpolation', arg: 'N' },
+    cfg: { type: 'string', default: '1,2,4', help: 'guidance scales of the samples', arg: 'A,B,...' },
+    n: { type: 'number', default: 2, help: 'samples per class (per prompt) at each guidance scale', arg: 'N' },
+    prompt: { type: 'list', default: [], help: 'a prompt for a text-to-image model (repeatable)', arg: 'TEXT' },
+    ...MODELS,
+    model: { ...MODELS.model!, default: 'weights' },
     scale: {
       type: 'number',
       default: 1,
-      help: "multiplies every stage's number of steps (e.g. 0.2 for a smoke test, 5 for better images)",
+      help: "with --train: multiplies every stage's number of steps (0.2 for a smoke test, 5 for better images)",
       arg: 'X',
     },
   },
+  examples: [
+    'reptok demo                        # the shipped models in weights/ -> out/demo/index.html',
+    'reptok demo --model runs/fmnist --steps 50',
+    'reptok demo --train --scale 0.2    # train tiny models first (no shipped models needed)',
+  ],
 };
+
+export async function run(p: Parsed): Promise<void> {
+  if (p.options.train) return runTraining(p);
+  return runShipped(p);
+}
+
+/** The page of the shipped models. */
+async function runShipped({ options: o }: Parsed): Promise<void> {
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const int = (name: string, min: number): number => {
+    if (!(Number.isInteger(o[name]) && o[name] >= min))
+      throw new UsageError(`--${name} must be an integer ≥ ${min}, got ${o[name]}`);
+    return o[name];
+  };
+  const guidanceScales = String(o.cfg).split(',').map(Number);
+  if (!guidanceScales.every((g) => Number.isFinite(g) && g >= 0))
+    throw new UsageError(`--cfg must be guidance scales ≥ 0 separated by commas, got '${o.cfg}'`);
+  const explicit = o.tokenizer || o.generator || o.t2i || o.model !== 'weights';
+  if (!explicit && modelFolders('weights').length === 0)
+    throw new Error(
+      [
+        'no shipped models: weights/ holds no model folder (a folder with model files like tokenizer.safetensors).',
+        'Train them (hours on 2 cores; see docs/training.md):',
+        '  reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
+        '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok \\',
+        '    --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
+        '  reptok train generator --preset fmnist-generator --out runs/fmnist-gen \\',
+        '    --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
+        'then put tokenizer.safetensors and generator.safetensors into weights/fashion-mnist/; or pass --model DIR;',
+        'or run `reptok demo --train` (trains small models first, a few minutes).',
+      ].join('\n'),
+    );
+  if (o.threads > 0) setNumThreads(o.threads);
+  const sets = modelSets(o, 'weights', log);
+  const t0 = performance.now();
+  const reports = await buildDemo(sets, {
+    out: o.out,
+    steps: int('steps', 1),
+    images: int('images', 0),
+    frames: int('frames', 2),
+    guidanceScales,
+    perClass: int('n', 1),
+    prompts: (o.prompt as string[]).filter((x) => x.trim() !== ''),
+    log,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const given = (['model', 'tokenizer', 'generator', 't2i'] as const).filter(
+    (k) => o[k] && o[k] !== spec.options[k]?.default,
+  );
+  const serveCommand = ['reptok serve', ...given.map((k) => `--${k} ${o[k]}`)].join(' ');
+  const index = join(o.out, 'index.html');
+  writeFileSync(index, renderDemoPage(reports, { totalSeconds: seconds, serveCommand }));
+  const rel = relative(process.cwd(), resolve(index));
+  const where = rel.startsWith('..') ? resolve(index) : rel;
+  const parts = reports.flatMap((r) =>
+    r.parts.map((p) => `${r.name} ${p.title.toLowerCase()} ${p.seconds.toFixed(1)} s`),
+  );
+  console.log(
+    [
+      `Wrote ${where} in ${seconds.toFixed(1)} s (${parts.join(', ')}).`,
+      `Open it in a browser: file://${resolve(index)}`,
+      `Try the models yourself in the web demo: ${serveCommand}  (then open http://127.0.0.1:8080/)`,
+    ].join('\n'),
+  );
+}
 
 const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: string) => Record<string, Json> }[] = [
   {
@@ -83,7 +175,8 @@ const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: stri
   },
 ];
 
-export async function run({ options }: Parsed): Promise<void> {
+/** The short training run and its picture. */
+async function runTraining({ options, argv }: Parsed): Promise<void> {
   const out: string = options.out;
   const scale: number = options.scale;
   mkdirSync(out, { recursive: true });
@@ -109,6 +202,7 @@ export async function run({ options }: Parsed): Promise<void> {
     const r = await train(s.stage, config, {
       out: join(out, s.stage),
       force: true,
+      command: `${commandLine('demo', argv)} (stage ${s.stage}: preset ${s.preset}, shortened)`,
       log: (m) => (m.startsWith('config') || m.startsWith('runtime') ? undefined : log(m)),
     });
     times[s.stage] = (performance.now() - t0) / 1000;
@@ -117,12 +211,7 @@ export async function run({ options }: Parsed): Promise<void> {
 
   // the picture: test images, their reconstructions, generated samples per class
   const tok = loadTokenizer(join(out, 'tokenizer', 'tokenizer.safetensors'));
-  const genPath = join(out, 'generator', 'generator.safetensors');
-  const meta = SafetensorsFile.open(genPath);
-  const gen = noGrad(() => new MLPMixer1D(JSON.parse(meta.metadata.config!)));
-  meta.close();
-  gen.loadStateDict(loadSafetensors(genPath).tensors, { context: genPath });
-  gen.eval();
+  const gen = loadGenerator(join(out, 'generator', 'generator.safetensors'));
   const test = loadFashionMnist('test');
   const picture = noGrad(() =>
     tidy(() => {

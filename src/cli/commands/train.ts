@@ -1,13 +1,14 @@
 // reptok train <stage>: trains a stage from a preset, a config file and --set overrides.
 import { PRESETS, STAGES, presetsFor, resolveTrainConfig, train, type StageName } from '../../train/presets.ts';
-import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 
 const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s).join(', ')}`).join('\n');
 
 export const spec: CommandSpec = {
   name: 'train',
   summary:
-    'Train one stage of the pipeline: ssl (encoder), tokenizer (stage A), generator (stage B), t2i (text-to-image).',
+    'Train one stage of the pipeline: ssl (encoder), tokenizer (stage A), generator (stage B), t2i (text-to-image), ' +
+    'classifier (the reference classifier of reptok eval).',
   details:
     `Stages:\n${stageLines}\n\n` +
     'The config is the preset, then --config FILE (JSON or YAML), then each --set key=value (dotted keys, JSON\n' +
@@ -47,7 +48,7 @@ export const spec: CommandSpec = {
   ],
 };
 
-export async function run({ positionals, options }: Parsed): Promise<void> {
+export async function run({ positionals, options, argv }: Parsed): Promise<number | void> {
   const stage = positionals[0] as StageName;
   if (!STAGES.includes(stage)) throw new UsageError(`unknown stage '${stage}'; stages: ${STAGES.join(', ')}`, 'train');
   if (!options.preset)
@@ -64,7 +65,8 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     resume: options.resume,
     force: options.force,
     steps: options.steps,
+    command: commandLine('train', argv),
   });
   if (result.final) console.log(JSON.stringify({ stage, step: result.step, ...result.final }));
-  if (result.interrupted) process.exitCode = 130;
+  if (result.interrupted) return 130;
 }

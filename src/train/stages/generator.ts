@@ -1,36 +1,43 @@
 // Stages `generator` (RepTok stage B, class-conditional MLP-Mixer) and `t2i` (text-to-image) on tokens of a frozen
-// tokenizer, pre-computed once and cached under a content hash. Validation: the flow loss over K equal t-segments on
-// held-out tokens; samples: generated tokens decoded by the tokenizer. At the end the class generator also reports
-// how often its guided samples land among tokens of the requested class (k-NN on the training tokens), next to the
-// same k-NN accuracy of real held-out tokens.
-import { mkdirSync } from 'node:fs';
+// tokenizer, pre-computed once and cached under a content hash. Validation (src/eval/generator.ts): the flow loss over
+// K equal t-segments on held-out tokens; samples: generated tokens decoded by the tokenizer. At the end the class
+// generator also reports how often its guided samples land among tokens of the requested class (k-NN on the training
+// tokens), next to the same k-NN accuracy of real held-out tokens.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-import { Generator, Tensor, noGrad, randn, tensor, tidy } from '../../engine/index.ts';
-import { saveSafetensors } from '../../io/safetensors.ts';
-import { imageGrid, writeImage } from '../../io/image.ts';
+import { Tensor, noGrad, tensor, tidy } from '../../engine/index.ts';
 import { loadTokenizer, type RepTokTokenizer } from '../../models/tokenizer.ts';
-import { GENERATOR_PRESETS, MLPMixer1D, classField, type GeneratorConfig } from '../../models/generator.ts';
-import { TextToImage, type T2IConfig } from '../../models/t2i.ts';
+import {
+  GENERATOR_PRESETS,
+  MLPMixer1D,
+  classField,
+  saveGenerator,
+  type GeneratorConfig,
+} from '../../models/generator.ts';
+import { TextToImage, saveTextToImage, type T2IConfig } from '../../models/t2i.ts';
 import { SmallTextEncoder, type SmallTextConfig } from '../../models/text/small-text-encoder.ts';
 import { WordTokenizer } from '../../models/text/word-tokenizer.ts';
-import { flowLoss, generate, validationLoss } from '../../flow/token-flow.ts';
-import type { GuidableField } from '../../flow/guidance.ts';
+import { flowLoss } from '../../flow/token-flow.ts';
 import type { TimeSampler } from '../../flow/paths.ts';
 import { TokenLoader, tokensFor, type TokenBatch, type TokenSet } from '../../data/tokens.ts';
 import { TWEMOJI_CREDIT } from '../../data/emoji.ts';
-import { knnAccuracy } from '../../eval/knn.ts';
+import {
+  classConsistency,
+  classLabels,
+  sampleImages,
+  segmentedFlowLoss,
+  type SamplingOptions,
+} from '../../eval/generator.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
 import type { Stage, StageContext } from '../trainer.ts';
+import type { DataInfo } from '../../models/model-file.ts';
 
-interface SamplingConfig {
+/** Validation: the flow loss over `segments` t-segments on `tokens` held-out tokens; samples as in SamplingOptions. */
+interface SamplingConfig extends SamplingOptions {
   segments: number;
   tokens: number;
-  steps: number;
-  cfgScale: number;
-  interval: [number, number];
 }
 
 export interface GeneratorStageConfig extends CommonConfig {
@@ -114,7 +121,7 @@ export function t2iPreset(data: 'emoji', overrides: Partial<T2IStageConfig> = {}
 async function tokenData(
   c: GeneratorStageConfig | T2IStageConfig,
   ctx: StageContext<CommonConfig>,
-): Promise<{ tok: RepTokTokenizer; train: TokenSet; test: TokenSet }> {
+): Promise<{ tok: RepTokTokenizer; train: TokenSet; test: TokenSet; data: DataInfo }> {
   if (!c.tokenizerFile)
     throw new Error(
       'set the frozen tokenizer: --set tokenizerFile=<run>/tokenizer.safetensors (from `reptok train tokenizer`)',
@@ -123,124 +130,30 @@ async function tokenData(
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: tok.config.imageSize[0], log: ctx.log });
   return {
     tok,
+    data: ctx.dataInfo(train),
     train: tokensFor(tok, c.tokenizerFile, train, c.cacheDir, ctx.log),
     test: tokensFor(tok, c.tokenizerFile, test, c.cacheDir, ctx.log),
   };
-}
-
-/** Validation loss over K segments with fixed noise on the first `count` held-out tokens. */
-function validate(
-  v: (x: Tensor, t: Tensor, idx: Tensor) => Tensor,
-  test: TokenSet,
-  val: SamplingConfig,
-  seed: number,
-): Record<string, number> {
-  return tidy(() => {
-    const n = Math.min(val.tokens, test.tokens.shape[0]!);
-    const idx = tensor(
-      Int32Array.from({ length: n }, (_, i) => i),
-      { dtype: 'int64' },
-    );
-    const x1 = test.tokens.slice(0, 0, n).unsqueeze(1);
-    const x0 = randn(x1.shape, { generator: new Generator({ seed: seed + 1 }) });
-    const { loss, segments } = validationLoss((x, t) => v(x, t, idx), x1, { x0, segments: val.segments });
-    const out: Record<string, number> = { val_loss: loss.item() };
-    (segments.toArray() as number[]).forEach((s, k) => (out[`val_t${k}`] = s));
-    return out;
-  });
-}
-
-/** Generates tokens with guidance, decodes them and writes one picture to `path`, a row per condition. */
-async function writeSamplePicture(
-  path: string,
-  tok: RepTokTokenizer,
-  field: GuidableField,
-  rows: number,
-  perRow: number,
-  val: SamplingConfig,
-  seed: number,
-  D: number,
-): Promise<void> {
-  const picture = noGrad(() =>
-    tidy(() => {
-      const g = new Generator({ seed });
-      const { z } = generate(field, randn([rows * perRow, 1, D], { generator: g }), {
-        steps: val.steps,
-        guidance: { scale: val.cfgScale, interval: val.interval },
-      });
-      const imgs = tok.decode(z.squeeze(1), { steps: val.steps, generator: g }).images;
-      return imageGrid(imgs, { nrow: perRow });
-    }),
-  );
-  mkdirSync(join(path, '..'), { recursive: true });
-  await writeImage(path, picture);
-  picture.dispose();
-}
-
-/** Class labels 0…classes−1, each repeated `perClass` times (int64): the conditioning of per-class sample sets. */
-const classLabels = (classes: number, perClass: number): Tensor =>
-  tensor(
-    Int32Array.from({ length: classes * perClass }, (_, i) => Math.floor(i / perClass)),
-    { dtype: 'int64' },
-  );
-
-/**
- * Class consistency of guided samples: `perClass` tokens per class, each classified by k-NN (k = 20) among the
- * training tokens; and, for scale, the same k-NN accuracy of the real held-out tokens.
- */
-function classConsistency(
-  model: MLPMixer1D,
-  train: TokenSet,
-  test: TokenSet,
-  classes: number,
-  perClass: number,
-  val: SamplingConfig,
-  seed: number,
-): { sample_class_acc: number; real_token_knn_acc: number; train_tokens: number } {
-  return noGrad(() =>
-    tidy(() => {
-      const [N, D] = train.tokens.shape as [number, number];
-      const trainLabels = tensor(train.labels, { dtype: 'int64' });
-      const y = classLabels(classes, perClass);
-      const x0 = randn([classes * perClass, 1, D], { generator: new Generator({ seed }) });
-      const { z } = generate(classField(model, y), x0, {
-        steps: val.steps,
-        guidance: { scale: val.cfgScale, interval: val.interval },
-      });
-      return {
-        sample_class_acc: knnAccuracy(train.tokens, trainLabels, z.squeeze(1), y, { classes }),
-        real_token_knn_acc: knnAccuracy(
-          train.tokens,
-          trainLabels,
-          test.tokens,
-          tensor(test.labels, { dtype: 'int64' }),
-          { classes },
-        ),
-        train_tokens: N,
-      };
-    }),
-  );
 }
 
 export async function generatorStage(
   ctx: StageContext<GeneratorStageConfig>,
 ): Promise<Stage<GeneratorStageConfig, TokenBatch>> {
   const c = ctx.config;
-  const { tok, train, test } = await tokenData(c, ctx as StageContext<CommonConfig>);
+  const { tok, train, test, data } = await tokenData(c, ctx as StageContext<CommonConfig>);
   const D = train.tokens.shape[1]!;
   const classes = Math.max(...train.labels) + 1;
   const model = noGrad(() => new MLPMixer1D({ ...c.generator, tokenDim: D, numClasses: classes }));
   ctx.log(
     `generator: ${(model.numParameters() / 1e6).toFixed(2)}M parameters, ${classes} classes, tokens of width ${D}`,
   );
-  const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
-  const validation = (): Record<string, number> => {
-    model.eval();
-    const labels = tensor(test.labels, { dtype: 'int64' });
-    const out = validate((x, t, idx) => model.forward(x, t, { y: labels.indexSelect(0, idx) }), test, c.val, c.seed);
-    labels.dispose();
-    return out;
-  };
+  const testLabels = tensor(test.labels, { dtype: 'int64' });
+  const validation = (): Record<string, number> =>
+    segmentedFlowLoss((x, t, idx) => model.forward(x, t, { y: testLabels.indexSelect(0, idx) }), test.tokens, {
+      count: c.val.tokens,
+      segments: c.val.segments,
+      seed: c.seed + 1,
+    });
   return {
     model,
     batches: (position) => new TokenLoader(train, c.batchSize, c.seed, position),
@@ -253,30 +166,31 @@ export async function generatorStage(
         }).loss,
       };
     },
-    validate: async () => withEma(validation),
-    samples: async (ctx2) => {
-      const path = join(ctx.out, 'samples', `step-${String(ctx2.step + 1).padStart(6, '0')}.png`);
-      const rows = Math.min(classes, 10);
-      const y = classLabels(rows, c.val.samplesPerClass);
-      await withEma(() => {
-        model.eval();
-        return writeSamplePicture(path, tok, classField(model, y), rows, c.val.samplesPerClass, c.val, c.seed + 3, D);
-      });
-      y.dispose();
+    validate: async () => ctx.evaluate(model, validation),
+    samples: async () => {
+      const per = c.val.samplesPerClass;
+      const images = ctx.evaluate(model, () =>
+        tidy(() => {
+          const y = classLabels(Math.min(classes, 10), per);
+          return sampleImages(tok, classField(model, y), y.shape[0]!, c.val, c.seed + 3);
+        }),
+      );
+      const path = await ctx.writeSamplePicture(images, per);
+      images.dispose();
       return `${path} (one row per class)`;
     },
     finish: async () => {
       const path = join(ctx.out, 'generator.safetensors');
-      saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), {
-        format: 'reptok-generator',
-        config: JSON.stringify(model.config),
-        tokenizerFile: c.tokenizerFile,
-        data: c.data,
+      saveGenerator(path, model, {
+        weights: ctx.ema?.shadow ?? model.stateDict(),
+        data: { ...data, classes: data.classes?.slice(0, classes) },
+        training: ctx.trainingInfo,
+        extra: { tokenizerFile: c.tokenizerFile },
       });
       ctx.log(`exported ${path} (EMA weights)`);
-      const final = withEma(() => ({
+      const final = ctx.evaluate(model, () => ({
         ...validation(),
-        ...classConsistency(model, train, test, classes, c.val.evalSamplesPerClass, c.val, c.seed + 4),
+        ...classConsistency(model, train, test, c.val.evalSamplesPerClass, c.val, c.seed + 4),
       }));
       ctx.log(
         `guided samples in the requested class (k-NN on training tokens): ` +
@@ -286,6 +200,7 @@ export async function generatorStage(
       return { generator: path, ...final };
     },
     dispose: () => {
+      testLabels.dispose();
       model.dispose();
       tok.dispose();
     },
@@ -294,7 +209,7 @@ export async function generatorStage(
 
 export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage<T2IStageConfig, TokenBatch>> {
   const c = ctx.config;
-  const { tok, train, test } = await tokenData(c, ctx as StageContext<CommonConfig>);
+  const { tok, train, test, data } = await tokenData(c, ctx as StageContext<CommonConfig>);
   if (!train.captions) throw new Error(`data set '${c.data}' has no captions; text-to-image needs captioned images`);
   const D = train.tokens.shape[1]!;
   const words = WordTokenizer.fromCaptions(train.captions, { minCount: c.text.minCount, maxLength: c.text.maxLength });
@@ -304,7 +219,6 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
     `text-to-image: ${(model.numParameters() / 1e6).toFixed(2)}M parameters (text encoder ` +
       `${(text.numParameters() / 1e6).toFixed(2)}M, ${words.vocab.length} words)`,
   );
-  const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
   const testText = (idx: Tensor) => model.encode((idx.toArray() as number[]).map((i) => test.captions![i]!));
   return {
     model,
@@ -320,33 +234,30 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
       };
     },
     validate: async () =>
-      withEma(
-        () => (
-          model.eval(),
-          validate((x, t, idx) => model.generator.forward(x, t, testText(idx)), test, c.val, c.seed)
-        ),
+      ctx.evaluate(model, () =>
+        segmentedFlowLoss((x, t, idx) => model.generator.forward(x, t, testText(idx)), test.tokens, {
+          count: c.val.tokens,
+          segments: c.val.segments,
+          seed: c.seed + 1,
+        }),
       ),
-    samples: async (ctx2) => {
-      const path = join(ctx.out, 'samples', `step-${String(ctx2.step + 1).padStart(6, '0')}.png`);
+    samples: async () => {
       const per = 6;
-      const prompts = c.val.prompts.flatMap((p) => Array(per).fill(p));
-      await withEma(
-        () => (
-          model.eval(),
-          writeSamplePicture(path, tok, model.field(prompts), c.val.prompts.length, per, c.val, c.seed + 3, D)
-        ),
+      const prompts = c.val.prompts.flatMap((p) => Array<string>(per).fill(p));
+      const images = ctx.evaluate(model, () =>
+        sampleImages(tok, model.field(prompts), prompts.length, c.val, c.seed + 3),
       );
+      const path = await ctx.writeSamplePicture(images, per);
+      images.dispose();
       return `${path} (rows: ${c.val.prompts.join(' | ')})`;
     },
     finish: async () => {
       const path = join(ctx.out, 't2i.safetensors');
-      saveSafetensors(path, ctx.ema?.shadow ?? model.stateDict(), {
-        format: 'reptok-t2i',
-        config: JSON.stringify({ t2i: model.generator.config, text: c.text }),
-        words: words.toJSON(),
-        tokenizerFile: c.tokenizerFile,
-        data: c.data,
-        ...(c.data.startsWith('emoji') ? { credit: TWEMOJI_CREDIT } : {}),
+      saveTextToImage(path, model, {
+        weights: ctx.ema?.shadow ?? model.stateDict(),
+        data,
+        training: ctx.trainingInfo,
+        extra: { tokenizerFile: c.tokenizerFile, ...(c.data.startsWith('emoji') ? { credit: TWEMOJI_CREDIT } : {}) },
       });
       ctx.log(`exported ${path} (EMA weights)`);
       return { t2i: path };

@@ -1,19 +1,17 @@
 // Stage `tokenizer` (RepTok stage A): only the encoder's input [cls] embedding trains (by default) together with the
 // token adapter, the time mapping and the flow-matching decoder. Latent mode with SD-VAE weights, pixel mode
-// otherwise. Validation: the flow loss per t-segment and one-token reconstructions (PSNR) of held-out images.
-import { mkdirSync } from 'node:fs';
+// otherwise. Validation (src/eval/tokenizer.ts): the flow loss per t-segment and one-token reconstructions (PSNR)
+// of held-out images.
 import { join } from 'node:path';
 
-import { Generator, Tensor, cat, full, noGrad, randn, tidy } from '../../engine/index.ts';
-import { loadSafetensors, SafetensorsFile } from '../../io/safetensors.ts';
-import { imageGrid, writeImage } from '../../io/image.ts';
-import { loadStateDictFile } from '../../io/checkpoint-file.ts';
+import { Generator, Tensor, cat, noGrad, randn, tidy } from '../../engine/index.ts';
+import { loadSafetensors } from '../../io/safetensors.ts';
 import { RepTokTokenizer, reptokPixel, saveTokenizer, type TokenizerConfig } from '../../models/tokenizer.ts';
-import { inferDinov2Config, toOfficialLayout } from '../../models/dinov2-weights.ts';
-import { decoderPath, perSampleMse } from '../../flow/paths.ts';
+import { loadDinov2 } from '../../models/dinov2-weights.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
 import { imagesTensor } from '../../data/image-array.ts';
 import { psnr } from '../../eval/metrics.ts';
+import { flowLossBySegment, reconstructionPsnr } from '../../eval/tokenizer.ts';
 import { COMMON_DEFAULTS, type CommonConfig } from '../config.ts';
 import { loadSplits } from '../datasets.ts';
 import type { Stage, StageContext } from '../trainer.ts';
@@ -54,38 +52,37 @@ export function tokenizerPreset(
   };
 }
 
-/** The encoder config stored with weights we exported, else read from the weights' shapes. */
-export function encoderConfigFor(path: string, weights: Map<string, Tensor>): TokenizerConfig['encoder'] {
-  const f = SafetensorsFile.open(path);
-  const meta = f.metadata;
-  f.close();
-  return meta.config ? JSON.parse(meta.config) : inferDinov2Config(weights);
+/**
+ * The config as trained: with encoder weights, the encoder's architecture is the file's (its real patch size,
+ * width, registers...), read before the config is recorded so that config.json and the exported file say the same.
+ */
+export function finishTokenizerConfig(c: TokenizerStageConfig): TokenizerStageConfig {
+  if (!c.encoderWeights) return c;
+  const encoder = loadDinov2(c.encoderWeights);
+  encoder.dispose();
+  return { ...c, tokenizer: { ...c.tokenizer, encoder: encoder.config } };
 }
 
 export async function tokenizerStage(
   ctx: StageContext<TokenizerStageConfig>,
 ): Promise<Stage<TokenizerStageConfig, Batch>> {
   const c = ctx.config;
-  let tcfg = c.tokenizer;
-  let encoderSd: Map<string, Tensor> | null = null;
+  const tcfg = c.tokenizer;
+  const [H] = tcfg.imageSize;
+  const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
+  if (train.c !== tcfg.imageChannels && tcfg.space === 'pixel')
+    throw new Error(`the data has ${train.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
+  const tok = noGrad(() => new RepTokTokenizer(tcfg));
   if (c.encoderWeights) {
-    encoderSd = toOfficialLayout(loadStateDictFile(c.encoderWeights));
-    const enc = c.encoderWeights.endsWith('.safetensors')
-      ? encoderConfigFor(c.encoderWeights, encoderSd)
-      : inferDinov2Config(encoderSd);
-    tcfg = { ...tcfg, encoder: enc };
+    const encoder = loadDinov2(c.encoderWeights);
+    tok.tokenEncoder.loadPretrained(encoder.stateDict());
+    encoder.dispose();
   } else {
     ctx.log(
       'warning: no encoderWeights given: the encoder is a random ViT (train one with `reptok train ssl`, or pass ' +
         'DINOv2 weights)',
     );
   }
-  const [H] = tcfg.imageSize;
-  const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: H, log: ctx.log });
-  if (train.c !== tcfg.imageChannels && tcfg.space === 'pixel')
-    throw new Error(`the data has ${train.c} channel(s), the tokenizer config ${tcfg.imageChannels}`);
-  const tok = noGrad(() => new RepTokTokenizer(tcfg));
-  if (encoderSd) tok.tokenEncoder.loadPretrained(encoderSd);
   if (tcfg.space === 'latent') {
     if (!c.vaeWeights)
       throw new Error('latent space needs SD-VAE weights: --set vaeWeights=<diffusion_pytorch_model.safetensors>');
@@ -97,21 +94,15 @@ export async function tokenizerStage(
       `${(tok.numParameters() / 1e6).toFixed(2)}M parameters`,
   );
 
-  // fixed validation material: held-out images, noise and times
+  // fixed validation material: held-out images and noise
   const valImages = imagesTensor(
     test,
     Int32Array.from({ length: Math.min(c.val.images, test.n) }, (_, i) => i),
   );
   const valGen = new Generator({ seed: c.seed + 1 });
   const valNoise = randn([valImages.shape[0]!, ...tok.gridShape], { generator: valGen });
-  const samplesDir = join(ctx.out, 'samples');
-
-  const reconstruct = (images: Tensor): Tensor =>
-    tidy(
-      () =>
-        tok.decode(tok.encode(images), { steps: c.val.steps, noise: valNoise.slice(0, 0, images.shape[0]!) }).images,
-    );
-  const withEma = <T>(fn: () => T): T => (ctx.ema ? ctx.ema.withWeights(fn) : fn());
+  const reconstructions = (): Tensor =>
+    tok.decode(tok.encode(valImages), { steps: c.val.steps, noise: valNoise }).images;
 
   return {
     model: tok,
@@ -128,85 +119,37 @@ export async function tokenizerStage(
       return { loss: out.total, metrics: { rf: out.rf.mean().item(), cos: out.cos.mean().item() } };
     },
     validate: async () =>
-      withEma(() =>
-        noGrad(() =>
-          tidy(() => {
-            tok.eval();
-            // flow loss at the midpoints of K equal t-segments, same noise each time
-            const grid = tok.toGrid(valImages, valGen);
-            const token = tok.encode(valImages);
-            const cond = tok.condition(token);
-            const K = c.val.segments;
-            const segs = Array.from({ length: K }, (_, k) => {
-              const t = full([grid.shape[0]!], (k + 0.5) / K);
-              return perSampleMse(
-                tok.velocity(decoderPath.interpolate(grid, valNoise, t), t, cond),
-                decoderPath.target(grid, valNoise),
-              )
-                .mean()
-                .item();
-            });
-            const metrics: Record<string, number> = {
-              val_flow: segs.reduce((a, b) => a + b) / K,
-              psnr: psnr(reconstruct(valImages), valImages),
-            };
-            segs.forEach((v, k) => (metrics[`val_flow_t${k}`] = v));
-            tok.train();
-            return metrics;
-          }),
-        ),
-      ),
-    samples: async (ctx2) => {
-      mkdirSync(samplesDir, { recursive: true });
-      const path = join(samplesDir, `step-${String(ctx2.step + 1).padStart(6, '0')}.png`);
-      const picture = withEma(() =>
-        noGrad(() =>
-          tidy(() => {
-            tok.eval();
-            const rec = reconstruct(valImages);
-            tok.train();
-            return imageGrid(cat([valImages, rec]), { nrow: valImages.shape[0]! });
-          }),
-        ),
-      );
-      await writeImage(path, picture);
-      picture.dispose();
+      ctx.evaluate(tok, () => {
+        const segs = flowLossBySegment(tok, valImages, valNoise, c.val.segments, valGen);
+        const metrics: Record<string, number> = {
+          val_flow: segs.reduce((a, b) => a + b) / segs.length,
+          psnr: tidy(() => psnr(reconstructions(), valImages)),
+        };
+        segs.forEach((v, k) => (metrics[`val_flow_t${k}`] = v));
+        return metrics;
+      }),
+    samples: async () => {
+      const pairs = ctx.evaluate(tok, () => tidy(() => cat([valImages, reconstructions()])));
+      const path = await ctx.writeSamplePicture(pairs, valImages.shape[0]!);
+      pairs.dispose();
       return `${path} (top: held-out images, bottom: their one-token reconstructions)`;
     },
     finish: async () => {
       const path = join(ctx.out, 'tokenizer.safetensors');
-      saveTokenizer(path, tok, ctx.ema?.shadow ?? tok.stateDict(), {
-        source: 'reptok train tokenizer',
-        data: c.data,
-        steps: String(c.steps),
+      saveTokenizer(path, tok, {
+        weights: ctx.ema?.shadow ?? tok.stateDict(),
+        data: ctx.dataInfo(train),
+        training: ctx.trainingInfo,
       });
-      const final = await withEma(() =>
-        noGrad(() =>
-          tidy(() => {
-            tok.eval();
-            const n = Math.min(c.val.testImages, test.n);
-            const scores: number[] = [];
-            for (let i = 0; i < n; i += 64) {
-              const imgs = imagesTensor(
-                test,
-                Int32Array.from({ length: Math.min(64, n - i) }, (_, k) => i + k),
-              );
-              const noise = randn([imgs.shape[0]!, ...tok.gridShape], {
-                generator: new Generator({ seed: c.seed + 2 + i }),
-              });
-              scores.push(
-                psnr(tok.decode(tok.encode(imgs), { steps: c.val.steps, noise }).images, imgs) * imgs.shape[0]!,
-              );
-            }
-            return { test_psnr: scores.reduce((a, b) => a + b) / n, test_images: n, decode_steps: c.val.steps };
-          }),
-        ),
+      const n = Math.min(c.val.testImages, test.n);
+      const testPsnr = ctx.evaluate(tok, () =>
+        reconstructionPsnr(tok, test, n, { steps: c.val.steps, seed: c.seed + 2 }),
       );
       ctx.log(
-        `exported ${path} (EMA weights); test PSNR ${final.test_psnr.toFixed(2)} dB over ${final.test_images} ` +
-          `held-out images (${c.val.steps} Euler steps)`,
+        `exported ${path} (EMA weights); test PSNR ${testPsnr.toFixed(2)} dB over ${n} held-out images ` +
+          `(${c.val.steps} Euler steps)`,
       );
-      return { tokenizer: path, ...final };
+      return { tokenizer: path, test_psnr: testPsnr, test_images: n, decode_steps: c.val.steps };
     },
     dispose: () => {
       for (const t of [valImages, valNoise]) t.dispose();

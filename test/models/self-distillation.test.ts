@@ -1,11 +1,11 @@
-// The two DINOv2 refinements of the SSL stage, checked against their definitions: Sinkhorn-Knopp targets are
+// The two DINOv2 refinements of self-distillation, checked against their definitions: Sinkhorn-Knopp targets are
 // distributions per sample that share the prototypes evenly across the batch (where a softmax would not); KoLeo
 // falls as features spread out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { Generator, randn, tensor, tidy } from '../../src/index.ts';
-import { koleoLoss, sinkhornKnopp } from '../../src/train/stages/ssl.ts';
+import { koleoLoss, sinkhornKnopp } from '../../src/models/self-distillation.ts';
 
 test('sinkhornKnopp: rows are distributions, prototypes share the batch evenly', () =>
   tidy(() => {

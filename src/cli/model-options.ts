@@ -1,0 +1,153 @@
+// What every inference command shares: the options that say which models to load and how to run them, loading the
+// pipeline from them, and printing results (text, or one JSON object with --json).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+
+import { setNumThreads } from '../engine/index.ts';
+import { peekModelFile } from '../models/model-file.ts';
+import { RepTok, type RepTokSources } from '../pipeline/index.ts';
+import type { ModelSet } from '../pipeline/model-set.ts';
+import { progressBar } from './progress-bar.ts';
+import { UsageError, type OptionSpec, type Parsed } from './args.ts';
+
+/** The model, runtime and output options of every inference command. */
+export const MODEL_OPTIONS: Record<string, OptionSpec> = {
+  model: {
+    type: 'string',
+    short: 'm',
+    help: 'a folder holding tokenizer.safetensors (and generator.safetensors / t2i.safetensors), or one model file',
+    arg: 'PATH',
+  },
+  tokenizer: { type: 'string', help: 'the tokenizer file (overrides --model)', arg: 'FILE' },
+  generator: { type: 'string', help: 'the class-conditional generator file (overrides --model)', arg: 'FILE' },
+  t2i: { type: 'string', help: 'the text-to-image model file (overrides --model)', arg: 'FILE' },
+  device: { type: 'string', default: 'cpu', help: "where the models run: 'cpu', 'cuda', 'cuda:1', ...", arg: 'DEV' },
+  threads: { type: 'number', default: 0, help: 'CPU threads for libtorch (0: all cores)', arg: 'N' },
+  json: { type: 'boolean', help: 'print one JSON object describing the outputs (for scripts)' },
+};
+
+/** Options of the commands that decode: the decoder's ODE. */
+export const DECODE_OPTIONS: Record<string, OptionSpec> = {
+  steps: { type: 'number', default: 50, help: 'ODE steps of the fixed-step samplers', arg: 'N' },
+  sampler: { type: 'string', default: 'euler', help: 'euler | heun | dopri5 (adaptive)', arg: 'NAME' },
+  seed: { type: 'number', default: 0, help: 'seed of the noise', arg: 'N' },
+};
+
+const SAMPLERS = ['euler', 'heun', 'dopri5'] as const;
+
+/** The decoder options, checked. */
+export function decodeOptions(o: Parsed['options']): {
+  steps: number;
+  sampler: (typeof SAMPLERS)[number];
+  seed: number;
+} {
+  if (!SAMPLERS.includes(o.sampler))
+    throw new UsageError(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${o.sampler}'`);
+  if (!(Number.isInteger(o.steps) && o.steps > 0))
+    throw new UsageError(`--steps must be a positive integer, got ${o.steps}`);
+  if (!Number.isInteger(o.seed)) throw new UsageError(`--seed must be an integer, got ${o.seed}`);
+  return { steps: o.steps, sampler: o.sampler, seed: o.seed };
+}
+
+/** A file that must exist (a clear message when it does not). */
+export function existingFile(path: string, what: string): string {
+  if (!existsSync(path)) throw new Error(`${path}: no such file (${what})`);
+  if (!statSync(path).isFile()) throw new Error(`${path}: not a file (${what})`);
+  return path;
+}
+
+const FILE_NAMES = { tokenizer: 'tokenizer.safetensors', generator: 'generator.safetensors', t2i: 't2i.safetensors' };
+
+/** Which files to load, from --model (a folder or one file) and the explicit --tokenizer/--generator/--t2i. */
+export function modelSources(o: Parsed['options'], log: (m: string) => void): RepTokSources {
+  const sources: RepTokSources = { device: o.device };
+  if (o.model) {
+    if (!existsSync(o.model)) throw new Error(`${o.model}: no such file or folder (--model)`);
+    if (statSync(o.model).isDirectory()) {
+      for (const [kind, name] of Object.entries(FILE_NAMES))
+        if (existsSync(join(o.model, name))) sources[kind as keyof typeof FILE_NAMES] = join(o.model, name);
+      if (!Object.keys(sources).some((k) => k in FILE_NAMES))
+        throw new Error(`${o.model}: no ${Object.values(FILE_NAMES).join(', ')} in this folder (--model)`);
+    } else if (o.model.endsWith('.safetensors')) {
+      sources[peekModelFile(o.model).kind as keyof typeof FILE_NAMES] = o.model;
+    } else {
+      sources.checkpoint = o.model;
+    }
+  }
+  for (const kind of ['tokenizer', 'generator', 't2i'] as const)
+    if (o[kind]) sources[kind] = existingFile(o[kind], `--${kind}`);
+  // a generator records the tokenizer it was trained on: use it when none is given, and say so
+  const gen = (sources.generator ?? sources.t2i) as string | undefined;
+  if (!sources.tokenizer && !sources.checkpoint && gen) {
+    const recorded = peekModelFile(gen).extra.tokenizerFile;
+    if (!recorded || !existsSync(recorded))
+      throw new Error(
+        'no tokenizer given: pass --tokenizer FILE' +
+          (recorded ? ` (${gen} was trained with ${recorded}, which is not there)` : ''),
+      );
+    log(`using the tokenizer ${gen} was trained with: ${recorded}`);
+    sources.tokenizer = recorded;
+  }
+  if (!sources.tokenizer && !sources.checkpoint)
+    throw new UsageError('which model? pass --model DIR (or --tokenizer FILE)');
+  return sources;
+}
+
+/** Applies --threads and loads the pipeline from the command's options. */
+export function loadPipeline(o: Parsed['options']): RepTok {
+  if (!(Number.isInteger(o.threads) && o.threads >= 0))
+    throw new UsageError(`--threads must be a non-negative integer, got ${o.threads}`);
+  if (o.threads > 0) setNumThreads(o.threads);
+  return RepTok.load(modelSources(o, note(o)));
+}
+
+/** Messages for people (stderr), silent with --json. */
+export const note =
+  (o: Parsed['options']) =>
+  (message: string): void => {
+    if (!o.json) process.stderr.write(`${message}\n`);
+  };
+
+/** The progress bar of a command (off with --json). */
+export const bar = (o: Parsed['options']) => progressBar(!o.json);
+
+/** Prints a command's result: the JSON object with --json, else the human summary. */
+export function report(o: Parsed['options'], result: Record<string, unknown>, human: string): void {
+  console.log(o.json ? JSON.stringify(result) : human);
+}
+
+/** A folder of model sets: one model folder (it holds a model file) or a folder of them (like `weights/`). */
+export function modelFolders(dir: string): { name: string; dir: string }[] {
+  const isModelFolder = (d: string) => Object.values(FILE_NAMES).some((f) => existsSync(join(d, f)));
+  if (isModelFolder(dir)) return [{ name: basename(resolve(dir)), dir }];
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return [];
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && isModelFolder(join(dir, e.name)))
+    .map((e) => ({ name: e.name, dir: join(dir, e.name) }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * The model sets a command that offers several (serve, demo) runs: every model folder under --model (default
+ * `fallback`), or the one set --tokenizer/--generator/--t2i name.
+ */
+export function modelSets(o: Parsed['options'], fallback: string, log: (m: string) => void): ModelSet[] {
+  if (o.tokenizer || o.generator || o.t2i || (o.model && statSync(o.model, { throwIfNoEntry: false })?.isFile())) {
+    // model files named one by one: the default folder is not part of them
+    const model = o.model === fallback ? undefined : o.model;
+    return [{ name: 'model', sources: modelSources({ ...o, model }, log), dir: model }];
+  }
+  const dir: string = o.model ?? fallback;
+  const folders = modelFolders(dir);
+  if (folders.length === 0)
+    throw new Error(
+      (existsSync(dir)
+        ? `${dir}: no model files (${Object.values(FILE_NAMES).join(', ')}) in this folder or its sub-folders (--model)`
+        : `${dir}: no such folder (--model)`) +
+        (dir === fallback
+          ? `; no models are shipped in ${fallback}/ yet: pass --model DIR with trained ones (docs/training.md), ` +
+            'or train small ones with `reptok demo --train` (then --generator out/demo/generator/generator.safetensors)'
+          : ''),
+    );
+  return folders.map((f) => ({ name: f.name, dir: f.dir, sources: modelSources({ ...o, model: f.dir }, log) }));
+}

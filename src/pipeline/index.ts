@@ -1,0 +1,15 @@
+// Using trained models: the RepTok pipeline object and token interpolation.
+export {
+  RepTok,
+  type RepTokSources,
+  type PipelineModels,
+  type Loaded,
+  type ProgressFn,
+  type DecodeOptions,
+  type InterpolateOptions,
+  type GenerationOptions,
+  type SampleOptions,
+  type GenerateOptions,
+  type Generated,
+} from './reptok.ts';
+export { interpolateTokens, framePositions, type InterpolationMethod } from './interpolate.ts';
