@@ -41,8 +41,8 @@ if (process.argv.includes('--profile')) {
   console.error(formatProfile(profile(trainStep, { shapes: true }).ops, 25));
 }
 
-emit({ bench: 'generator', params_m: model.numParameters() / 1e6 });
 const peer = args.impl === 'reptok' ? null : Peer.start('generator.py', ['--threads', String(threads)]);
+emit({ bench: 'generator', params_m: model.numParameters() / 1e6 });
 const r = await pairedPhases(
   peer,
   args.impl,

@@ -5,12 +5,15 @@ import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { runtimeInfo } from '../src/index.ts';
+
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** Debian's python3 has python3-torch; a python3 earlier on PATH (pyenv) usually does not. */
-function python(): string {
-  for (const p of ['/usr/bin/python3', 'python3']) {
-    if (spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) return p;
+/** Debian's python3 has python3-torch; a python3 earlier on PATH (pyenv) usually does not. Also its torch version. */
+function python(): { exe: string; torch: string } {
+  for (const exe of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(exe, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return { exe, torch: r.stdout.trim() };
   }
   throw new Error(
     'no python3 with PyTorch found: install it with `apt-get install python3-torch` ' +
@@ -35,11 +38,18 @@ export class Peer {
   static start(script: string, args: string[]): Peer {
     // The same runtime environment as reptok: process.env already holds what src/engine/native.ts set before loading
     // libtorch (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT), and OMP_WAIT_POLICY=PASSIVE is forced for PyTorch too,
-    // so both sides run with the same threading behaviour and the same BLAS kernels.
-    const proc = spawn(python(), [join(here, 'peer', script), ...args], {
-      env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', PYTHONUNBUFFERED: '1' },
+    // so both sides run with the same threading behaviour and the same BLAS kernels. When the addon tuned glibc's
+    // malloc in this process (native/runtime.cc: mmap above 64 MB, trim above 512 MB), the peer gets the same
+    // thresholds through glibc's environment variables; when the user set their own, both inherit those.
+    const { exe, torch } = python();
+    const malloc = runtimeInfo().mallocTuning
+      ? { MALLOC_MMAP_THRESHOLD_: String(64 << 20), MALLOC_TRIM_THRESHOLD_: String(512 << 20) }
+      : {};
+    const proc = spawn(exe, [join(here, 'peer', script), ...args], {
+      env: { ...process.env, ...malloc, OMP_WAIT_POLICY: 'PASSIVE', PYTHONUNBUFFERED: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
+    peerDescription = `reptok's own eager PyTorch re-implementation (bench/peer/${script}), torch ${torch}, fp32`;
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
     proc.on('exit', (code) => {
@@ -96,7 +106,14 @@ export function timeMedian(fn: () => void, iters: number, warmup = 2): number {
   return median(ts);
 }
 
-export const emit = (o: Record<string, unknown>): void => console.log(JSON.stringify(o));
+/**
+ * What the PyTorch numbers are: our own re-implementations of the models in eager PyTorch (bench/peer/*.py) on the
+ * torch that python3 imports (Debian's python3-torch, 1.13), not the reference code on current PyTorch.
+ */
+let peerDescription = 'none: no PyTorch peer in this run';
+
+/** One JSON line; every line says what the PyTorch side of the comparison is (`peer`). */
+export const emit = (o: Record<string, unknown>): void => console.log(JSON.stringify({ ...o, peer: peerDescription }));
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

@@ -38,17 +38,19 @@ struct AdamWConsts {
   bool maximize;
 };
 
-// The rounding follows ATen's vectorised kernels op by op: add_(g, alpha) is a fused multiply-add, addcmul_ and
-// addcdiv_ are separate multiplies and adds (built with -ffp-contract=off so the compiler adds no other FMAs).
+// The rounding follows ATen's kernels op by op, bit for bit (test/optim/optim-parity.test.ts): add_(g, alpha) is a
+// fused multiply-add; addcmul_ computes self + value·t1·t2, which the compiler contracts into fma(value·t1, t2, self)
+// in ATen's AVX2 kernels; addcdiv_ computes self + value·t1 / t2. Without AVX2+FMA, ATen's baseline kernels round
+// every operation, and so does the plain loop (built with -ffp-contract=off so the compiler adds no FMAs itself).
 template <bool kFma>
 __attribute__((always_inline)) inline void adamwLoop(float* P, const float* G, float* M, float* V, int64_t begin, int64_t end, const AdamWConsts& c) {
   for (int64_t i = begin; i < end; i++) {
     const float g = c.maximize ? -G[i] : G[i];
     const float mi = kFma ? __builtin_fmaf(g, c.oneMinusB1, M[i] * c.beta1) : M[i] * c.beta1 + g * c.oneMinusB1;
-    const float vi = V[i] * c.beta2 + c.oneMinusB2 * g * g;
+    const float vi = kFma ? __builtin_fmaf(c.oneMinusB2 * g, g, V[i] * c.beta2) : V[i] * c.beta2 + c.oneMinusB2 * g * g;
     M[i] = mi;
     V[i] = vi;
-    P[i] = P[i] * c.decay + c.negStepSize * (mi / (std::sqrt(vi) / c.bc2Sqrt + c.eps));
+    P[i] = P[i] * c.decay + c.negStepSize * mi / (std::sqrt(vi) / c.bc2Sqrt + c.eps);
   }
 }
 

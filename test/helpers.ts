@@ -44,14 +44,18 @@ export interface Tolerance {
   rtol: number;
 }
 
-/** |actual − expected| ≤ atol + rtol·|expected| everywhere (exact equality for integer and bool tensors). */
+/**
+ * Same dtype, same shape, and |actual − expected| ≤ atol + rtol·|expected| everywhere (exact equality for integer
+ * and bool tensors). The dtype is checked, never converted: a float64 result must not pass for a float32 reference.
+ */
 export function assertClose(actual: Tensor, expected: Tensor, tol: Tolerance, what: string): void {
+  assert.equal(actual.dtype, expected.dtype, `${what}: dtype ${actual.dtype} != expected ${expected.dtype}`);
   assert.deepEqual(actual.shape, expected.shape, `${what}: shape [${actual.shape}] != expected [${expected.shape}]`);
   if (expected.numel === 0) return;
   tidy(() => {
     const exact = !(expected.dtype.startsWith('float') || expected.dtype === 'bfloat16');
     if (exact) {
-      const eq = actual.to(expected.dtype).eq(expected).all().item();
+      const eq = actual.eq(expected).all().item();
       assert.ok(eq, `${what}: values differ (exact comparison of ${expected.dtype})`);
       return;
     }
@@ -117,4 +121,32 @@ export function gradcheck(
       }
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Optional capabilities: a test may skip only for one of these, after proving it absent (scripts/run-tests.mjs
+// fails on any other skip). Each function fails the test when the capability is in fact there.
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Proof that this process has no shared oneDNN (so F.linear runs aten::linear): libdnnl is not mapped. */
+export function onednnAbsent(): string {
+  const maps = readFileSync('/proc/self/maps', 'utf8');
+  assert.ok(
+    !/\/libdnnl\.so/.test(maps),
+    'runtimeInfo().onednnGemm is false although libdnnl.so is loaded: native/linear.cc did not find dnnl_sgemm',
+  );
+  return 'proven-absent: libdnnl.so is not loaded in this process (this libtorch has no shared oneDNN)';
+}
+
+/** Proof that reptok's malloc tuning is off for a reason it documents: the user tunes malloc, or this is not glibc. */
+export function mallocTuningAbsent(): string {
+  const header = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header;
+  if (!header.glibcVersionRuntime) return 'proven-absent: not running on glibc (malloc tuning is glibc-only)';
+  const user = ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'].filter((k) => process.env[k] !== undefined);
+  if (process.env.GLIBC_TUNABLES?.includes('glibc.malloc.')) user.push('GLIBC_TUNABLES');
+  assert.ok(
+    user.length > 0,
+    'runtimeInfo().mallocTuning is false on glibc with no user malloc settings: mallopt failed',
+  );
+  return `proven-absent: the user tunes malloc (${user.join(', ')} set), so reptok leaves it alone`;
 }

@@ -61,6 +61,7 @@ export interface TokenizerLoss {
   zt: Tensor; // (B, C, h, w)
   condNorm: Tensor; // (B, mapping width) time conditioning
   condTokens: Tensor; // (B, 1, W) adapted token
+  condPos: Tensor; // (B, 1, 2) the adapted token's position on the decoder's RoPE grid
   vPred: Tensor; // (B, C, h, w)
 }
 
@@ -172,9 +173,13 @@ export class RepTokTokenizer extends Module {
   /** The decoder's velocity at grid z (B, C, h, w), time t (B), for adapted tokens (B, 1, W). */
   velocity(z: Tensor, t: Tensor, condTokens: Tensor): Tensor {
     return tidy(() => {
-      const posExtra = zeros([z.shape[0]!, 1, 2], { dtype: z.dtype, device: z.device }); // the token sits at (0, 0)
-      return this.decoder.forward(z, this.timeCondition(t), condTokens, posExtra);
+      return this.decoder.forward(z, this.timeCondition(t), condTokens, this.tokenPositions(z));
     });
+  }
+
+  /** Where the adapted token sits on the decoder's RoPE grid, for a grid batch z: (B, 1, 2), at (0, 0). */
+  tokenPositions(z: Tensor): Tensor {
+    return zeros([z.shape[0]!, 1, 2], { dtype: z.dtype, device: z.device });
   }
 
   /** Images -> the grid the flow runs on: scaled VAE posterior samples, or the pixels themselves. */
@@ -235,11 +240,11 @@ export class RepTokTokenizer extends Module {
       const { token, cos } = this.tokenEncoder.encode(this.#rgb(images), { withCosLoss: true });
       const condTokens = this.condition(token);
       const condNorm = this.timeCondition(t);
-      const posExtra = zeros([B, 1, 2], { dtype: zt.dtype, device: zt.device });
-      const vPred = this.decoder.forward(zt, condNorm, condTokens, posExtra);
+      const condPos = this.tokenPositions(zt);
+      const vPred = this.decoder.forward(zt, condNorm, condTokens, condPos);
       const rf = perSampleMse(vPred, decoderPath.target(x, noise));
       const total = rf.mean().add(cos!.mean().mul(this.config.cosWeight));
-      return { total, rf, cos: cos!, token, t, zt, condNorm, condTokens, vPred };
+      return { total, rf, cos: cos!, token, t, zt, condNorm, condTokens, condPos, vPred };
     });
   }
 

@@ -289,9 +289,14 @@ export async function runStage<C extends CommonConfig, B>(
     return path;
   };
 
+  // A test hook (test/train/trainer.test.ts): REPTOK_TRAIN_PAUSE_AFTER=k makes the run say so on stderr after step k
+  // and wait there for a signal, so that a test kills it at a known step instead of racing the run's end.
+  const pauseAfter = pauseAfterFromEnv();
   let interrupted = false;
+  let resumeFromPause = (): void => {};
   const onSignal = (): void => {
     interrupted = true;
+    resumeFromPause();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -358,6 +363,13 @@ export async function runStage<C extends CommonConfig, B>(
         waitMs,
       );
       const done = step + 1;
+      if (done === pauseAfter) {
+        log(`paused after step ${done} (REPTOK_TRAIN_PAUSE_AFTER): waiting for a signal`);
+        await new Promise<void>((r) => {
+          resumeFromPause = r;
+          if (interrupted) r();
+        });
+      }
       await new Promise((r) => setImmediate(r)); // a macrotask turn: lets signals (Ctrl-C) and worker messages in
       if (dp) interrupted = collective('agreeing on a stop', step, () => dp.any(interrupted));
       if (interrupted) {
@@ -405,6 +417,13 @@ function toDevice<B>(b: B, device: Device): B {
     return Array.isArray(v) ? v.map(move) : v;
   };
   return Object.fromEntries(Object.entries(b as object).map(([k, v]) => [k, move(v)])) as B;
+}
+
+function pauseAfterFromEnv(): number | undefined {
+  const v = process.env.REPTOK_TRAIN_PAUSE_AFTER;
+  if (v === undefined || v === '') return undefined;
+  if (!/^[1-9]\d*$/.test(v)) throw new Error(`REPTOK_TRAIN_PAUSE_AFTER must be a step number ≥ 1, got '${v}'`);
+  return Number(v);
 }
 
 function disposeBatch(b: unknown): void {

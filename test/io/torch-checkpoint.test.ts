@@ -12,7 +12,7 @@ import { loadTorchCheckpoint } from '../../src/io/torch-checkpoint.ts';
 import { loadStateDictFile } from '../../src/io/checkpoint-file.ts';
 import { InertGlobal, PickledObject, unpickle, UnpicklingError } from '../../src/io/pickle.ts';
 import { loadDinov2 } from '../../src/models/dinov2-weights.ts';
-import { DATA, assertClose, loadFixture } from '../helpers.ts';
+import { DATA, assertClose } from '../helpers.ts';
 import { PickleCall, pickleWithStorages } from '../torch-save-writer.ts';
 
 test('tensors of every dtype, views and strided tensors come back exactly; plain data keeps its types', () => {
@@ -45,20 +45,28 @@ test('loadStateDictFile picks the state dict and flattens nested checkpoints', (
   assert.throws(() => loadStateDictFile(join(DATA, 'pickle-cases.pth'), { key: 'nope' }), /no entry 'nope'/);
 });
 
-test('an official torch-hub .pth loads into DINOv2 and matches the fixture outputs', () => {
-  const fx = loadFixture('dinov2/reg-tiny');
-  const model = loadDinov2(join(DATA, 'dinov2-reg-tiny.pth'), { overrides: { numHeads: 3 } }).eval();
+// Committed data only: the .pth and the .safetensors hold the same random SwiGLU DINOv2 and the cases its outputs,
+// all written by tools/reference/make_dinov2_swiglu.py (PyTorch's own torch.save).
+test('a torch-hub style .pth loads into DINOv2: the same weights as the .safetensors, the reference outputs', () => {
+  const pth = join(DATA, 'dinov2-swiglu-tiny.pth');
+  const st = loadSafetensors(join(DATA, 'dinov2-swiglu-tiny.safetensors')).tensors;
+  const fromPth = loadStateDictFile(pth);
+  assert.deepEqual([...fromPth.keys()].sort(), [...st.keys()].sort());
+  for (const [k, v] of st) {
+    const t = fromPth.get(k)!;
+    assert.equal(t.dtype, v.dtype, k);
+    assert.ok(t.equal(v), `${k}: the .pth value differs from the .safetensors one`);
+  }
+  const { tensors: cases, metadata } = loadSafetensors(join(DATA, 'dinov2-swiglu-tiny.cases.safetensors'));
+  const model = loadDinov2(pth, { overrides: { numHeads: JSON.parse(metadata.config!).num_heads } }).eval();
   tidy(() =>
     noGrad(() => {
-      const out = model.forwardFeatures(fx.cases.get('square224.pixel_values')!);
-      assertClose(
-        out.xNormClstoken,
-        fx.cases.get('square224.x_norm_clstoken')!,
-        fx.config.tolerance,
-        'cls token from .pth weights',
-      );
+      const out = model.forwardFeatures(cases.get('pixel_values')!);
+      const tol = JSON.parse(metadata.tolerance!);
+      assertClose(out.xNormClstoken, cases.get('x_norm_clstoken')!, tol, 'cls token from .pth weights');
     }),
   );
+  model.dispose();
 });
 
 test('a pickle that would run code is refused, naming the global, and nothing runs', () => {

@@ -2,6 +2,7 @@
 // load as a user would load them, every case matches within the fixture's tolerance.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 
 import { noGrad, tidy } from '../../src/index.ts';
 import {
@@ -11,7 +12,7 @@ import {
   loadDinov2,
 } from '../../src/models/dinov2-weights.ts';
 import { loadSafetensors } from '../../src/io/index.ts';
-import { assertClose, loadFixture } from '../helpers.ts';
+import { DATA, assertClose, loadFixture } from '../helpers.ts';
 
 const OUTPUTS = ['x_norm_clstoken', 'x_norm_regtokens', 'x_norm_patchtokens', 'x_prenorm'] as const;
 const FIELD = {
@@ -70,6 +71,29 @@ test('dinov2/hf-reg-tiny: the Hub (transformers) layout loads into the same mode
       }),
     );
   }
+});
+
+// The released models are all plain-MLP but the giant, whose FFN is SwiGLU: a tiny random SwiGLU DINOv2 written by
+// tools/reference/make_dinov2_swiglu.py (committed weights, inputs and outputs: committed data against committed data).
+test('SwiGLU FFN (ViT-g): a tiny random SwiGLU DINOv2 matches the reference formulation', () => {
+  const { tensors: cases, metadata } = loadSafetensors(join(DATA, 'dinov2-swiglu-tiny.cases.safetensors'));
+  const c = JSON.parse(metadata.config!);
+  const tol = JSON.parse(metadata.tolerance!);
+  const model = loadDinov2(join(DATA, 'dinov2-swiglu-tiny.safetensors'), { overrides: { numHeads: c.num_heads } });
+  model.eval();
+  assert.equal(model.config.ffn, 'swiglu');
+  assert.equal(model.config.imgSize, c.img_size);
+  assert.equal(model.config.numRegisterTokens, c.num_register_tokens);
+  tidy(() =>
+    noGrad(() => {
+      const pixels = cases.get('pixel_values')!;
+      const out = model.forwardFeatures(pixels);
+      for (const o of OUTPUTS) assertClose(out[FIELD[o]], cases.get(o)!, tol, `swiglu ${o}`);
+      // forward() runs the last block (SwiGLU included) on the [cls] row alone
+      assertClose(model.forward(pixels), cases.get('x_norm_clstoken')!, tol, 'swiglu forward ([cls] only)');
+    }),
+  );
+  model.dispose();
 });
 
 test('both layouts of the same weights give identical models', () => {

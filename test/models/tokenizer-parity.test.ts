@@ -77,7 +77,7 @@ test('training forward: token, losses, conditioning and velocity match', () => {
     assertClose(out.zt, get('train.z_t'), tol, 'z_t');
     assertClose(out.condNorm, get('train.cond_norm'), tol, 'cond_norm');
     assertClose(out.condTokens, get('train.cond_tokens'), tol, 'cond_tokens (adapted token)');
-    assertClose(zeros([2, 1, 2]), get('train.cond_pos'), tol, 'cond_pos');
+    assertClose(out.condPos, get('train.cond_pos'), tol, 'cond_pos');
     assertClose(out.vPred, get('train.v_pred'), tol, 'v_pred');
     assertClose(out.rf, get('train.rf_loss'), tol, 'rf_loss');
     assertClose(out.total.reshape(1), get('train.total_loss'), tol, 'total_loss');

@@ -2,6 +2,7 @@
 // PyTorch's parameters within 1e-6 (reference: tools/reference/make_optim_cases.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { F, Tensor, tidy } from '../../src/index.ts';
@@ -117,3 +118,39 @@ test('optimizers reject frozen and duplicated parameters', () => {
   const p = m.getSubmodule('2').parameters();
   assert.throws(() => new AdamW([{ params: p }, { params: p }]), /more than one parameter group/);
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// AdamW alone, bit for bit: six steps on stored gradients (tools/reference/make_adamw_steps.py). The fused pass
+// follows ATen's kernels op by op, fused multiply-adds where ATen's AVX2 kernels use them, so on a CPU that runs
+// those kernels the parameters and both moments must come out identical, not merely close.
+// ---------------------------------------------------------------------------------------------------------------
+
+const steps = loadSafetensors(join(DATA, 'adamw-steps.safetensors'));
+const ADAMW_RUNS = {
+  plain: { lr: 1e-2, weightDecay: 0.1 },
+  amsgrad: { lr: 3e-3, betas: [0.8, 0.99], eps: 1e-6, weightDecay: 0.05, amsgrad: true },
+  maximize: { lr: 1e-3, weightDecay: 0, maximize: true },
+} as const;
+
+for (const [run, options] of Object.entries(ADAMW_RUNS)) {
+  test(`AdamW (${run}) equals torch.optim.AdamW bit for bit on stored gradients`, (t) => {
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8');
+    if (steps.metadata.cpu_capability === 'AVX2' && !(/\bavx2\b/.test(cpu) && /\bfma\b/.test(cpu)))
+      return t.skip("proven-absent: this CPU has no AVX2+FMA, the kernels ATen ran to write the reference's rounding");
+    const names = ['a', 'b', 'c'];
+    const params = names.map((k) => steps.tensors.get(`init.${k}`)!.clone().requiresGrad_());
+    const opt = new AdamW(params, options as never);
+    for (let i = 0; i < Number(steps.metadata.steps); i++) {
+      params.forEach((p, j) => (p.grad = steps.tensors.get(`grads.${names[j]}`)!.select(0, i).clone()));
+      opt.step();
+    }
+    const exact = { atol: 0, rtol: 0 };
+    const state = opt.stateDict().tensors;
+    params.forEach((p, j) => {
+      const k = names[j]!;
+      assertClose(p.detach(), steps.tensors.get(`${run}.param.${k}`)!, exact, `${run} param ${k}`);
+      for (const m of ['exp_avg', 'exp_avg_sq'])
+        assertClose(state.get(`${j}.${m}`)!, steps.tensors.get(`${run}.${m}.${k}`)!, exact, `${run} ${m} ${k}`);
+    });
+  });
+}

@@ -34,26 +34,28 @@ const trainArgs = (out: string, config: string, ...more: string[]) => [
 const runCli = (args: string[]) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
 
-/** Starts the CLI and kills it with `signal` once `file` exists. */
-function killWhen(
+/**
+ * Starts the CLI paused after step `pauseAfter` (REPTOK_TRAIN_PAUSE_AFTER: the trainer says so on stderr and waits
+ * for a signal) and sends it `signal` once it says so: the run is stopped at that step, whatever the machine's speed.
+ */
+function killAfterStep(
   args: string[],
-  file: string,
+  pauseAfter: number,
   signal: NodeJS.Signals,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CI: '1' } });
+    const env = { ...process.env, CI: '1', REPTOK_TRAIN_PAUSE_AFTER: String(pauseAfter) };
+    const child = spawn(process.execPath, [CLI, ...args], { env });
     let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const poll = setInterval(() => {
-      if (existsSync(file)) {
-        clearInterval(poll);
+    let sent = false;
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!sent && stderr.includes(`paused after step ${pauseAfter} `)) {
+        sent = true;
         child.kill(signal);
       }
-    }, 5);
-    child.on('exit', (code, sig) => {
-      clearInterval(poll);
-      resolve({ code, signal: sig, stderr });
     });
+    child.on('exit', (code, sig) => resolve({ code, signal: sig, stderr }));
   });
 }
 
@@ -64,8 +66,10 @@ test('N steps equal N/2 steps, kill -9, --resume, N/2 steps (weights, EMA and op
   const full = runCli(trainArgs(a, config, '--steps', '24'));
   assert.equal(full.status, 0, full.stderr);
 
-  const killed = await killWhen(trainArgs(b, config, '--steps', '24'), join(b, checkpointName(12)), 'SIGKILL');
-  assert.equal(killed.signal, 'SIGKILL');
+  // killed during step 13, after the step-12 checkpoint and before the next
+  const killed = await killAfterStep(trainArgs(b, config, '--steps', '24'), 13, 'SIGKILL');
+  assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+  assert.ok(existsSync(join(b, checkpointName(12))), 'the step-12 checkpoint was written before the kill');
   assert.ok(!existsSync(join(b, checkpointName(24))), 'the run was killed before its end');
   const resumed = runCli(trainArgs(b, config, '--steps', '24', '--resume'));
   assert.equal(resumed.status, 0, resumed.stderr);
@@ -83,10 +87,10 @@ test('Ctrl-C writes a checkpoint and exits cleanly; --resume continues from it',
   const data = `folder:${await syntheticFolder()}`;
   const out = tmp('reptok-int-');
   const config = configFile(data, { checkpointEvery: 3 });
-  const r = await killWhen(trainArgs(out, config, '--steps', '400'), join(out, checkpointName(3)), 'SIGINT');
+  const r = await killAfterStep(trainArgs(out, config, '--steps', '400'), 4, 'SIGINT');
   assert.equal(r.code, 130, r.stderr);
-  assert.match(r.stderr, /interrupted: checkpoint .*step-\d{8}\.safetensors written; continue with --resume/);
-  const interruptedAt = Number(/step-(\d{8})\.safetensors written/.exec(r.stderr)![1]);
+  assert.match(r.stderr, /interrupted: checkpoint .*step-00000004\.safetensors written; continue with --resume/);
+  const interruptedAt = 4; // between the periodic checkpoints (every 3 steps): the interruption writes its own
   assert.ok(existsSync(join(out, checkpointName(interruptedAt))));
   const again = runCli(trainArgs(out, config, '--steps', String(interruptedAt + 2), '--resume'));
   assert.equal(again.status, 0, again.stderr);

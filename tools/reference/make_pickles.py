@@ -1,11 +1,12 @@
 """torch.save files for reptok's restricted-unpickler tests (written by PyTorch itself).
 
-- test/data/dinov2-reg-tiny.pth: the dinov2/reg-tiny fixture weights as a torch-hub style state dict (OrderedDict).
 - test/data/pickle-cases.pth + pickle-cases.safetensors: dtypes, views sharing a storage, non-contiguous tensors,
   a Parameter, nested containers and scalars; the .safetensors file holds the expected tensors.
 - test/data/malicious.pth: a torch.save archive whose pickle would run a shell command when loaded by pickle.
 
-Run with Debian's PyTorch:  REPTOK_FIXTURES=../shared/fixtures /usr/bin/python3 tools/reference/make_pickles.py
+(The torch-hub style DINOv2 .pth is written by make_dinov2_swiglu.py, with the weights and outputs it is tested on.)
+
+Run with Debian's PyTorch:  /usr/bin/python3 tools/reference/make_pickles.py
 """
 import collections
 import os
@@ -14,14 +15,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from safetensors_io import load, save  # noqa: E402
+from safetensors_io import save  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
 data = os.path.join(here, "..", "..", "test", "data")
-fixtures = os.environ.get("REPTOK_FIXTURES", os.path.join(here, "..", "..", "..", "shared", "fixtures"))
-
-weights = load(os.path.join(fixtures, "dinov2", "reg-tiny", "weights.safetensors"))
-torch.save(collections.OrderedDict(sorted(weights.items())), os.path.join(data, "dinov2-reg-tiny.pth"))
 
 torch.manual_seed(0)
 base = torch.randn(4, 6)
@@ -63,4 +60,4 @@ class Exploit:
 
 
 torch.save({"weights": torch.zeros(2), "payload": Exploit()}, os.path.join(data, "malicious.pth"))
-print("wrote dinov2-reg-tiny.pth, pickle-cases.pth/.safetensors, malicious.pth to", os.path.normpath(data))
+print("wrote pickle-cases.pth/.safetensors, malicious.pth to", os.path.normpath(data))
