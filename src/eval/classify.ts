@@ -3,13 +3,21 @@
 import { Tensor, cat, noGrad, tidy } from '../engine/index.ts';
 import type { Classifier } from '../models/classifier.ts';
 
+/** Applies `fn` to fixed-size chunks of the rows of x and concatenates the results (batch-independent networks give
+ * the same answer for any chunk size). */
+export function chunked(x: Tensor, size: number, fn: (part: Tensor) => Tensor): Tensor {
+  return tidy(() => {
+    const parts: Tensor[] = [];
+    for (let i = 0; i < x.shape[0]!; i += size) parts.push(fn(x.slice(0, i, i + size)));
+    return cat(parts);
+  });
+}
+
 /** Penultimate features (N, D) and predicted classes (N) of images (N, C, H, W) in [-1, 1]. */
 export function classify(net: Classifier, images: Tensor, chunk = 256): { features: Tensor; predictions: Tensor } {
   return noGrad(() =>
     tidy(() => {
-      const feats: Tensor[] = [];
-      for (let i = 0; i < images.shape[0]!; i += chunk) feats.push(net.embed(images.slice(0, i, i + chunk)));
-      const features = cat(feats);
+      const features = chunked(images, chunk, (x) => net.embed(x));
       return { features, predictions: net.head.forward(features).argmax(1) };
     }),
   );

@@ -22,7 +22,7 @@ import { imagesTensor, type ImageArray } from '../data/image-array.ts';
 import { frechetDistance } from './frechet.ts';
 import { precisionRecall } from './precision-recall.ts';
 import { psnrPerImage, ssimPerImage } from './image-quality.ts';
-import { accuracy, classify } from './classify.ts';
+import { accuracy, chunked, classify } from './classify.ts';
 
 export interface EvalProtocol {
   /** Held-out images reconstructed (the first N of the reference split). */
@@ -150,15 +150,6 @@ const stats = (xs: number[]): Stats => ({
 });
 
 const range = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
-
-/** Applies `fn` to fixed-size chunks of the rows of x and concatenates the results. */
-function chunked(x: Tensor, size: number, fn: (part: Tensor) => Tensor): Tensor {
-  return tidy(() => {
-    const parts: Tensor[] = [];
-    for (let i = 0; i < x.shape[0]!; i += size) parts.push(fn(x.slice(0, i, i + size)));
-    return cat(parts);
-  });
-}
 
 /**
  * Evaluates the pipeline's tokenizer (always) and class-conditional generator (when loaded) with `classifier` as

@@ -11,26 +11,15 @@ import { join } from 'node:path';
 import { loadSafetensors, saveSafetensors } from '../../src/io/safetensors.ts';
 import { checkpointName, loadCheckpoint } from '../../src/train/checkpoint.ts';
 import { ROOT } from '../helpers.ts';
-import { syntheticFolder, tinyConfigs } from '../train/fixtures.ts';
+import { syntheticFolder, tinyConfigs, tokenizerTrainArgs } from '../train/fixtures.ts';
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 const cli = (out: string, config: string, ...more: string[]) =>
-  spawnSync(
-    process.execPath,
-    [
-      join(ROOT, 'bin', 'reptok.mjs'),
-      'train',
-      'tokenizer',
-      '--preset',
-      'fmnist-tokenizer',
-      '--out',
-      out,
-      '--config',
-      config,
-      ...more,
-    ],
-    { encoding: 'utf8', env: { ...process.env, CI: '1' }, timeout: 120_000 },
-  );
+  spawnSync(process.execPath, [join(ROOT, 'bin', 'reptok.mjs'), ...tokenizerTrainArgs(out, config, ...more)], {
+    encoding: 'utf8',
+    env: { ...process.env, CI: '1' },
+    timeout: 120_000,
+  });
 
 /** Rewrites one metadata value of a checkpoint (the tensors unchanged). */
 function setMetadata(path: string, key: string, value: string): void {

@@ -97,3 +97,16 @@ export const tinyConfigs = (data: string, files: { encoder?: string; tokenizer?:
     val: { tokens: 4, steps: 2, prompts: ['left', 'right'] },
   },
 });
+
+/** `reptok train tokenizer` arguments for a run in `out` from a config file (the CLI tests' tiny tokenizer runs). */
+export const tokenizerTrainArgs = (out: string, config: string, ...more: string[]): string[] => [
+  'train',
+  'tokenizer',
+  '--preset',
+  'fmnist-tokenizer',
+  '--out',
+  out,
+  '--config',
+  config,
+  ...more,
+];

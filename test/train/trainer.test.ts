@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { loadCheckpoint, checkpointName } from '../../src/train/checkpoint.ts';
 import { ROOT } from '../helpers.ts';
-import { syntheticFolder, tinyConfigs } from './fixtures.ts';
+import { syntheticFolder, tinyConfigs, tokenizerTrainArgs } from './fixtures.ts';
 
 const CLI = join(ROOT, 'bin', 'reptok.mjs');
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
@@ -20,17 +20,6 @@ function configFile(data: string, extra: object = {}): string {
   return file;
 }
 
-const trainArgs = (out: string, config: string, ...more: string[]) => [
-  'train',
-  'tokenizer',
-  '--preset',
-  'fmnist-tokenizer',
-  '--out',
-  out,
-  '--config',
-  config,
-  ...more,
-];
 const runCli = (args: string[]) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
 
@@ -63,15 +52,15 @@ test('N steps equal N/2 steps, kill -9, --resume, N/2 steps (weights, EMA and op
   const data = `folder:${await syntheticFolder()}`;
   const config = configFile(data, { checkpointEvery: 12, keepCheckpoints: 5 });
   const [a, b] = [tmp('reptok-a-'), tmp('reptok-b-')];
-  const full = runCli(trainArgs(a, config, '--steps', '24'));
+  const full = runCli(tokenizerTrainArgs(a, config, '--steps', '24'));
   assert.equal(full.status, 0, full.stderr);
 
   // killed during step 13, after the step-12 checkpoint and before the next
-  const killed = await killAfterStep(trainArgs(b, config, '--steps', '24'), 13, 'SIGKILL');
+  const killed = await killAfterStep(tokenizerTrainArgs(b, config, '--steps', '24'), 13, 'SIGKILL');
   assert.equal(killed.signal, 'SIGKILL', killed.stderr);
   assert.ok(existsSync(join(b, checkpointName(12))), 'the step-12 checkpoint was written before the kill');
   assert.ok(!existsSync(join(b, checkpointName(24))), 'the run was killed before its end');
-  const resumed = runCli(trainArgs(b, config, '--steps', '24', '--resume'));
+  const resumed = runCli(tokenizerTrainArgs(b, config, '--steps', '24', '--resume'));
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, /resumed from .*step-00000012\.safetensors at step 12/);
 
@@ -87,12 +76,12 @@ test('Ctrl-C writes a checkpoint and exits cleanly; --resume continues from it',
   const data = `folder:${await syntheticFolder()}`;
   const out = tmp('reptok-int-');
   const config = configFile(data, { checkpointEvery: 3 });
-  const r = await killAfterStep(trainArgs(out, config, '--steps', '400'), 4, 'SIGINT');
+  const r = await killAfterStep(tokenizerTrainArgs(out, config, '--steps', '400'), 4, 'SIGINT');
   assert.equal(r.code, 130, r.stderr);
   assert.match(r.stderr, /interrupted: checkpoint .*step-00000004\.safetensors written; continue with --resume/);
   const interruptedAt = 4; // between the periodic checkpoints (every 3 steps): the interruption writes its own
   assert.ok(existsSync(join(out, checkpointName(interruptedAt))));
-  const again = runCli(trainArgs(out, config, '--steps', String(interruptedAt + 2), '--resume'));
+  const again = runCli(tokenizerTrainArgs(out, config, '--steps', String(interruptedAt + 2), '--resume'));
   assert.equal(again.status, 0, again.stderr);
 });
 
@@ -100,7 +89,12 @@ test('a non-finite loss stops the run with the step, the last good checkpoint an
   const data = `folder:${await syntheticFolder()}`;
   const out = tmp('reptok-nan-');
   const r = runCli(
-    trainArgs(out, configFile(data, { lr: 1e12, clipGrad: 0, warmupSteps: 0, checkpointEvery: 1 }), '--steps', '50'),
+    tokenizerTrainArgs(
+      out,
+      configFile(data, { lr: 1e12, clipGrad: 0, warmupSteps: 0, checkpointEvery: 1 }),
+      '--steps',
+      '50',
+    ),
   );
   assert.equal(r.status, 1);
   assert.match(
@@ -116,11 +110,11 @@ test('an existing run folder is not overwritten without --resume or --force', as
   const data = `folder:${await syntheticFolder()}`;
   const out = tmp('reptok-exists-');
   const config = configFile(data);
-  assert.equal(runCli(trainArgs(out, config, '--steps', '1')).status, 0);
-  const again = runCli(trainArgs(out, config, '--steps', '1'));
+  assert.equal(runCli(tokenizerTrainArgs(out, config, '--steps', '1')).status, 0);
+  const again = runCli(tokenizerTrainArgs(out, config, '--steps', '1'));
   assert.equal(again.status, 1);
   assert.match(again.stderr, /already holds a run; pass --resume to continue it or --force to start over/);
-  assert.equal(runCli(trainArgs(out, config, '--steps', '1', '--force')).status, 0);
+  assert.equal(runCli(tokenizerTrainArgs(out, config, '--steps', '1', '--force')).status, 0);
 });
 
 test('unreadable images are skipped and reported once with their paths; bad configs are clear errors', async () => {
@@ -128,16 +122,16 @@ test('unreadable images are skipped and reported once with their paths; bad conf
   writeFileSync(join(root, 'left', 'broken.png'), 'not an image');
   writeFileSync(join(root, 'right', 'truncated.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10]));
   const out = tmp('reptok-bad-');
-  const r = runCli(trainArgs(out, configFile(`folder:${root}`), '--steps', '1'));
+  const r = runCli(tokenizerTrainArgs(out, configFile(`folder:${root}`), '--steps', '1'));
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /skipped 2 unreadable file\(s\):\n {2}.*left\/broken\.png: .*\n {2}.*right\/truncated\.jpg: /);
   assert.equal((r.stderr.match(/skipped 2 unreadable/g) ?? []).length, 1, 'reported once');
   const empty = tmp('reptok-empty-');
-  const e = runCli(trainArgs(tmp('reptok-x-'), configFile(`folder:${empty}`), '--steps', '1'));
+  const e = runCli(tokenizerTrainArgs(tmp('reptok-x-'), configFile(`folder:${empty}`), '--steps', '1'));
   assert.equal(e.status, 1);
   assert.match(e.stderr, /holds no images/);
-  const typo = runCli(trainArgs(tmp('reptok-y-'), configFile(`folder:${root}`), '--set', 'lr=fast'));
+  const typo = runCli(tokenizerTrainArgs(tmp('reptok-y-'), configFile(`folder:${root}`), '--set', 'lr=fast'));
   assert.match(typo.stderr, /'lr' must be a number/);
-  const unknown = runCli(trainArgs(tmp('reptok-z-'), configFile(`folder:${root}`), '--set', 'learningRate=1'));
+  const unknown = runCli(tokenizerTrainArgs(tmp('reptok-z-'), configFile(`folder:${root}`), '--set', 'learningRate=1'));
   assert.match(unknown.stderr, /unknown key 'learningRate'/);
 });
