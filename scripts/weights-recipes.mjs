@@ -5,34 +5,34 @@
 const BF16 = ['precision=bf16'];
 export const FAMILIES = {
   'fashion-mnist': [
-    { model: 'encoder', stage: 'ssl', preset: 'fmnist-ssl', steps: 16000, sets: [...BF16, 'warmupSteps=300'] },
+    { model: 'encoder', stage: 'ssl', preset: 'fmnist-ssl', steps: 4000, sets: [...BF16, 'warmupSteps=300'] },
     { model: 'classifier', stage: 'classifier', preset: 'fmnist-classifier', steps: 2500, sets: [] },
     {
       model: 'tokenizer',
       stage: 'tokenizer',
       preset: 'fmnist-tokenizer',
-      steps: 6000,
-      sets: [...BF16, 'warmupSteps=300', 'val.testImages=2000', 'encoderWeights={file:encoder}'],
+      steps: 4000,
+      sets: [...BF16, 'warmupSteps=300', 'encoderWeights={file:encoder}'],
     },
     {
       model: 'generator',
       stage: 'generator',
       preset: 'fmnist-generator',
-      steps: 6000,
+      steps: 3000,
       sets: ['tokenizerFile={file:tokenizer}'],
     },
   ],
   emoji: [
-    { model: 'encoder', stage: 'ssl', preset: 'emoji-ssl', steps: 16000, sets: [...BF16, 'warmupSteps=300'] },
+    { model: 'encoder', stage: 'ssl', preset: 'emoji-ssl', steps: 4000, sets: [...BF16, 'warmupSteps=300'] },
     // emoji classes are Unicode's groups; a flip keeps an emoji's group
-    { model: 'classifier', stage: 'classifier', preset: 'emoji-classifier', steps: 2500, sets: [] },
+    { model: 'classifier', stage: 'classifier', preset: 'emoji-classifier', steps: 1000, sets: [] },
     {
       model: 'tokenizer',
       stage: 'tokenizer',
       preset: 'emoji-tokenizer',
-      steps: 6000,
+      steps: 3000,
       sets: [...BF16, 'warmupSteps=300', 'encoderWeights={file:encoder}'],
     },
-    { model: 't2i', stage: 't2i', preset: 'emoji-t2i', steps: 8000, sets: ['tokenizerFile={file:tokenizer}'] },
+    { model: 't2i', stage: 't2i', preset: 'emoji-t2i', steps: 4000, sets: ['tokenizerFile={file:tokenizer}'] },
   ],
 };
