@@ -60,10 +60,19 @@ function trainFamily(family, recipes) {
     const target = fileOf(r.model);
     const run = join(runsDir, `${family}-${r.model}`);
     const steps = Math.max(1, Math.round(r.steps * stepsScale));
-    const sets = r.sets.map((s) => s.replace(/\{file:(\w+)\}/, (_, m) => fileOf(m)));
-    const cmd = ['train', r.stage, '--preset', r.preset, '--out', run, '--steps', String(steps)];
-    for (const s of sets) cmd.push('--set', s);
-    cards.push({ ...r, steps, command: `reptok ${cmd.join(' ')}`, run });
+    const command = (out, file) => {
+      const cmd = ['train', r.stage, '--preset', r.preset, '--out', out, '--steps', String(steps)];
+      for (const s of r.sets)
+        cmd.push(
+          '--set',
+          s.replace(/\{file:(\w+)\}/, (_, m) => file(m)),
+        );
+      return cmd;
+    };
+    const cmd = command(run, fileOf);
+    // the card shows the command with the default folders, as run from the repository's root
+    const shown = command(`runs/weights/${family}-${r.model}`, (m) => `weights/${family}/${m}.safetensors`);
+    cards.push({ ...r, steps, command: `reptok ${shown.join(' ')}`, run });
     if (existsSync(target)) {
       console.log(`${family}/${r.model}: ${target} exists, skipped`);
       continue;
@@ -78,8 +87,27 @@ function trainFamily(family, recipes) {
   return { outDir, cards, fileOf };
 }
 
+/** The family's sample images (weights/<family>/samples/) for the demo page and the web demo's neighbours. */
+function writeSamples(family, { outDir }) {
+  if (existsSync(join(outDir, 'samples'))) return;
+  console.log(`$ tsx scripts/weights-samples.ts ${family} ${outDir}`);
+  if (dryRun) return;
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'scripts', 'weights-samples.ts'), family, outDir],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
+  if (r.status !== 0) throw new Error(`weights-samples.ts failed (exit ${r.status})`);
+}
+
 function evaluateFamily({ outDir, fileOf }) {
   if (!dryRun && !['classifier', 'tokenizer'].every((m) => existsSync(fileOf(m)))) return null;
+  // evaluated already (delete eval/ to evaluate again)
+  const saved = join(outDir, 'eval', 'report.json');
+  if (!dryRun && existsSync(saved)) return JSON.parse(readFileSync(saved, 'utf8'));
   const r = reptok([
     'eval',
     '--model',
@@ -109,6 +137,7 @@ function writeCards(family, { outDir, cards, fileOf }, report) {
       `- data: ${family}; preset \`${c.preset}\`, overrides ${c.sets.length ? c.sets.map((s) => `\`${s}\``).join(', ') : 'none'}`,
       `- steps: ${c.steps}; wall time on the machine that trained it: ${String(wall).trim()} s`,
       '',
+      ...learningCurve(c.run),
       'Reproduce:',
       '',
       '```',
@@ -128,6 +157,31 @@ function writeCards(family, { outDir, cards, fileOf }, report) {
   }
 }
 
+/** The validation metrics of a run by step (its metrics.jsonl), as a Markdown table: how far more steps would go. */
+function learningCurve(run) {
+  const file = join(run, 'metrics.jsonl');
+  if (!existsSync(file)) return [];
+  const rows = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"validation"'))
+    .map((l) => JSON.parse(l))
+    .map(({ step, validation }) => ({
+      step,
+      ...Object.fromEntries(Object.entries(validation).filter(([k, v]) => typeof v === 'number' && !/_t\d+$/.test(k))),
+    }));
+  if (rows.length === 0) return [];
+  const keys = Object.keys(rows.at(-1)).filter((k) => k !== 'step');
+  const fmt = (v) => (v === undefined ? '' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(4));
+  return [
+    'Learning curve (validation during training):',
+    '',
+    `| step | ${keys.join(' | ')} |`,
+    `|---:|${keys.map(() => '---:').join('|')}|`,
+    ...rows.map((r) => `| ${r.step} | ${keys.map((k) => fmt(r[k])).join(' | ')} |`),
+    '',
+  ];
+}
+
 for (const bad of chosen.filter((c) => !(c in FAMILIES))) {
   console.error(`train-weights: unknown family '${bad}'; families: ${Object.keys(FAMILIES).join(', ')}`);
   process.exit(2);
@@ -135,5 +189,6 @@ for (const bad of chosen.filter((c) => !(c in FAMILIES))) {
 const families = Object.keys(FAMILIES).filter((f) => chosen.length === 0 || chosen.includes(f));
 for (const family of families) {
   const trained = trainFamily(family, FAMILIES[family]);
+  writeSamples(family, trained);
   writeCards(family, trained, evaluateFamily(trained));
 }

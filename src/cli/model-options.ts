@@ -8,6 +8,7 @@ import { peekModelFile } from '../models/model-file.ts';
 import type { OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
 import { RepTok, type RepTokSources } from '../pipeline/index.ts';
 import type { ModelSet } from '../pipeline/model-set.ts';
+import { SHIPPED_WEIGHTS, shippedDir, type ShippedFamily } from '../pipeline/shipped.ts';
 import { progressBar } from './progress-bar.ts';
 import { UsageError, type OptionSpec, type Parsed } from './args.ts';
 
@@ -44,7 +45,7 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
     short: 'm',
     help:
       'a folder holding tokenizer.safetensors (and generator.safetensors / t2i.safetensors), one model file, ' +
-      'or the released RepTok .ckpt',
+      'or the released RepTok .ckpt (default: the shipped models in weights/)',
     arg: 'PATH',
   },
   tokenizer: { type: 'string', help: 'the tokenizer file (overrides --model)', arg: 'FILE' },
@@ -88,8 +89,23 @@ export function existingFile(path: string, what: string): string {
 
 const FILE_NAMES = { tokenizer: 'tokenizer.safetensors', generator: 'generator.safetensors', t2i: 't2i.safetensors' };
 
-/** Which files to load, from --model (a folder or one file) and the explicit --tokenizer/--generator/--t2i. */
-export function modelSources(o: Parsed['options'], log: (m: string) => void): RepTokSources {
+/** Whether the command names no model at all (then it runs the shipped ones). */
+export const namesNoModel = (o: Parsed['options']): boolean => !(o.model || o.tokenizer || o.generator || o.t2i);
+
+/**
+ * Which files to load, from --model (a folder or one file) and the explicit --tokenizer/--generator/--t2i; with
+ * none of them, the shipped models of `family`.
+ */
+export function modelSources(
+  o: Parsed['options'],
+  log: (m: string) => void,
+  family: ShippedFamily = 'fashion-mnist',
+): RepTokSources {
+  if (namesNoModel(o)) {
+    const dir = shippedDir(family);
+    log(`no model given: using the shipped ${family} models in ${dir} (--model DIR chooses others)`);
+    return modelSources({ ...o, model: dir }, log);
+  }
   const sources: RepTokSources = { device: o.device };
   if (o.model) {
     if (!existsSync(o.model)) throw new Error(`${o.model}: no such file or folder (--model)`);
@@ -125,12 +141,12 @@ export function modelSources(o: Parsed['options'], log: (m: string) => void): Re
   return sources;
 }
 
-/** Applies --threads and loads the pipeline from the command's options. */
-export function loadPipeline(o: Parsed['options']): RepTok {
+/** Applies --threads and loads the pipeline from the command's options (no model named: `family`'s shipped ones). */
+export function loadPipeline(o: Parsed['options'], family: ShippedFamily = 'fashion-mnist'): RepTok {
   if (!(Number.isInteger(o.threads) && o.threads >= 0))
     throw new UsageError(`--threads must be a non-negative integer, got ${o.threads}`);
   if (o.threads > 0) setNumThreads(o.threads);
-  return RepTok.load(modelSources(o, note(o)));
+  return RepTok.load(modelSources(o, note(o), family));
 }
 
 /** Messages for people (stderr), silent with --json. */
@@ -160,25 +176,22 @@ export function modelFolders(dir: string): { name: string; dir: string }[] {
 }
 
 /**
- * The model sets a command that offers several (serve, demo) runs: every model folder under --model (default
- * `fallback`), or the one set --tokenizer/--generator/--t2i name.
+ * The model sets a command that offers several (serve, demo) runs: every model folder under --model (default: the
+ * shipped ones in weights/), or the one set --tokenizer/--generator/--t2i name.
  */
-export function modelSets(o: Parsed['options'], fallback: string, log: (m: string) => void): ModelSet[] {
-  if (o.tokenizer || o.generator || o.t2i || (o.model && statSync(o.model, { throwIfNoEntry: false })?.isFile())) {
-    // model files named one by one: the default folder is not part of them
-    const model = o.model === fallback ? undefined : o.model;
-    return [{ name: 'model', sources: modelSources({ ...o, model }, log), dir: model }];
-  }
-  const dir: string = o.model ?? fallback;
+export function modelSets(o: Parsed['options'], log: (m: string) => void): ModelSet[] {
+  if (o.tokenizer || o.generator || o.t2i || (o.model && statSync(o.model, { throwIfNoEntry: false })?.isFile()))
+    return [{ name: 'model', sources: modelSources(o, log), dir: o.model }];
+  const dir: string = o.model ?? SHIPPED_WEIGHTS;
   const folders = modelFolders(dir);
   if (folders.length === 0)
     throw new Error(
       (existsSync(dir)
         ? `${dir}: no model files (${Object.values(FILE_NAMES).join(', ')}) in this folder or its sub-folders (--model)`
         : `${dir}: no such folder (--model)`) +
-        (dir === fallback
-          ? `; no models are shipped in ${fallback}/ yet: pass --model DIR with trained ones (docs/training.md), ` +
-            'or train small ones with `reptok demo --train` (then --generator out/demo/generator/generator.safetensors)'
+        (o.model === undefined
+          ? '; the shipped models are missing: train them with `node scripts/train-weights.mjs` (docs/training.md), ' +
+            'pass --model DIR with trained ones, or train small ones with `reptok demo --train`'
           : ''),
     );
   return folders.map((f) => ({ name: f.name, dir: f.dir, sources: modelSources({ ...o, model: f.dir }, log) }));

@@ -13,3 +13,12 @@ export {
   type Generated,
 } from './reptok.ts';
 export { interpolateTokens, framePositions, type InterpolationMethod } from './interpolate.ts';
+export {
+  SHIPPED_WEIGHTS,
+  SHIPPED_FAMILIES,
+  shippedDir,
+  shippedFile,
+  shippedSources,
+  type ShippedFamily,
+  type ShippedKind,
+} from './shipped.ts';

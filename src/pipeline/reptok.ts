@@ -1,6 +1,7 @@
 // The RepTok pipeline: the trained models behind one object, for code and for the `reptok` commands alike.
 //
 //   const rt = RepTok.load({ tokenizer: 'tok.safetensors', generator: 'gen.safetensors' });
+//   // or RepTok.load() for the shipped Fashion-MNIST models, RepTok.load('emoji') for text-to-image
 //   const tokens = rt.encode(await rt.readImages(['a.png', 'b.png']));   // (2, D)
 //   const images = rt.decode(tokens, { steps: 50, seed: 0 });            // (2, C, H, W) in [-1, 1]
 //   const { images: frames } = rt.interpolate(tokens.select(0, 0), tokens.select(0, 1), { frames: 8 });
@@ -17,6 +18,7 @@ import { loadTextToImageFile, type TextToImage, type TextToImageConfig } from '.
 import { sourceName, type ModelDescription, type ModelSource } from '../models/model-file.ts';
 import { loadOfficialCheckpoint, type OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
 import { framePositions, interpolateTokens, type InterpolationMethod } from './interpolate.ts';
+import { shippedSources, type ShippedFamily } from './shipped.ts';
 
 /** Where the models come from: files (paths or their bytes). */
 export interface RepTokSources {
@@ -126,8 +128,9 @@ export class RepTok {
     for (const m of [this.tokenizer, this.generator, this.t2i]) m?.to({ device }).eval();
   }
 
-  /** Loads the models from their files. */
-  static load(o: RepTokSources): RepTok {
+  /** Loads the models from their files, or a family of the shipped models (default: Fashion-MNIST's). */
+  static load(from: RepTokSources | ShippedFamily = 'fashion-mnist'): RepTok {
+    const o = typeof from === 'string' ? shippedSources(from) : from;
     const loaded: Partial<PipelineModels> = {};
     try {
       if (o.checkpoint !== undefined) {

@@ -17,11 +17,19 @@ export type SampleImages = { images: ImageArray; from: string } | { images: null
 export async function loadSampleImages(rt: RepTok, o: { dir?: string; n: number }): Promise<SampleImages> {
   const [H, W] = rt.imageSize;
   const channels = rt.channels as 1 | 3;
-  const first = (d: ImageArray) =>
-    subset(
-      d,
-      Int32Array.from({ length: Math.min(o.n, d.n) }, (_, i) => i),
-    );
+  // a spread over the classes: the first image of each class, then the second of each, ... (a folder of class
+  // sub-folders lists each class's images together, so its first n would all be of one class)
+  const first = (d: ImageArray) => {
+    const byClass = new Map<number, number[]>();
+    for (let i = 0; i < d.n; i++) {
+      const list = byClass.get(d.labels[i]!) ?? [];
+      if (list.push(i) === 1) byClass.set(d.labels[i]!, list);
+    }
+    const order: number[] = [];
+    for (let k = 0; order.length < Math.min(o.n, d.n); k++)
+      for (const list of byClass.values()) if (k < list.length && order.length < o.n) order.push(list[k]!);
+    return subset(d, Int32Array.from(order));
+  };
   const folder = o.dir && join(o.dir, 'samples');
   if (folder && existsSync(folder)) {
     const { data } = await loadImageFolder(folder, { size: H, channels });

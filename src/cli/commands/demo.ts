@@ -19,7 +19,7 @@ import { mergeConfig, type Json } from '../../train/config.ts';
 import { PRESETS, train, type StageName } from '../../train/presets.ts';
 import { buildDemo } from '../../demo/build.ts';
 import { renderDemoPage } from '../../demo/html.ts';
-import { MODEL_OPTIONS, modelFolders, modelSets } from '../model-options.ts';
+import { MODEL_OPTIONS, modelSets } from '../model-options.ts';
 import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 
 const { json: _json, ...MODELS } = MODEL_OPTIONS;
@@ -49,7 +49,6 @@ export const spec: CommandSpec = {
     n: { type: 'number', default: 2, help: 'samples per class (per prompt) at each guidance scale', arg: 'N' },
     prompt: { type: 'list', default: [], help: 'a prompt for a text-to-image model (repeatable)', arg: 'TEXT' },
     ...MODELS,
-    model: { ...MODELS.model!, default: 'weights' },
     scale: {
       type: 'number',
       default: 1,
@@ -80,23 +79,8 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
   const guidanceScales = String(o.cfg).split(',').map(Number);
   if (!guidanceScales.every((g) => Number.isFinite(g) && g >= 0))
     throw new UsageError(`--cfg must be guidance scales ≥ 0 separated by commas, got '${o.cfg}'`);
-  const explicit = o.tokenizer || o.generator || o.t2i || o.model !== 'weights';
-  if (!explicit && modelFolders('weights').length === 0)
-    throw new Error(
-      [
-        'no shipped models: weights/ holds no model folder (a folder with model files like tokenizer.safetensors).',
-        'Train them (hours on 2 cores; see docs/training.md):',
-        '  reptok train ssl --preset fmnist-ssl --out runs/fmnist-ssl',
-        '  reptok train tokenizer --preset fmnist-tokenizer --out runs/fmnist-tok \\',
-        '    --set encoderWeights=runs/fmnist-ssl/encoder.safetensors',
-        '  reptok train generator --preset fmnist-generator --out runs/fmnist-gen \\',
-        '    --set tokenizerFile=runs/fmnist-tok/tokenizer.safetensors',
-        'then put tokenizer.safetensors and generator.safetensors into weights/fashion-mnist/; or pass --model DIR;',
-        'or run `reptok demo --train` (trains small models first, a few minutes).',
-      ].join('\n'),
-    );
   if (o.threads > 0) setNumThreads(o.threads);
-  const sets = modelSets(o, 'weights', log);
+  const sets = modelSets(o, log);
   const t0 = performance.now();
   const reports = await buildDemo(sets, {
     out: o.out,
@@ -109,9 +93,7 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
     log,
   });
   const seconds = (performance.now() - t0) / 1000;
-  const given = (['model', 'tokenizer', 'generator', 't2i'] as const).filter(
-    (k) => o[k] && o[k] !== spec.options[k]?.default,
-  );
+  const given = (['model', 'tokenizer', 'generator', 't2i'] as const).filter((k) => o[k]);
   const serveCommand = ['reptok serve', ...given.map((k) => `--${k} ${o[k]}`)].join(' ');
   const index = join(o.out, 'index.html');
   writeFileSync(index, renderDemoPage(reports, { totalSeconds: seconds, serveCommand }));

@@ -1,5 +1,6 @@
 // reptok eval: the evaluation report of a tokenizer (and its class-conditional generator) on a data set's held-out
 // split, judged by a reference classifier: report.json and index.html with the image grids.
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadClassifierFile } from '../../models/classifier.ts';
@@ -15,7 +16,8 @@ import {
   type EvalProtocol,
 } from '../../eval/evaluate.ts';
 import { writeEvalReport } from '../../eval/report-page.ts';
-import { MODEL_OPTIONS, existingFile, loadPipeline, note, report } from '../model-options.ts';
+import { shippedDir } from '../../pipeline/shipped.ts';
+import { MODEL_OPTIONS, existingFile, loadPipeline, namesNoModel, note, report } from '../model-options.ts';
 import { guidanceOptions } from './sample.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
@@ -29,11 +31,17 @@ export const spec: CommandSpec = {
     'classifier agreement of reconstructions; class accuracy, FD, precision/recall and flow loss of samples; ' +
     'interpolation smoothness; caption retrieval of text-to-image samples.',
   details:
-    'Classes and features come from a reference classifier (`reptok train classifier`); --encoder measures ' +
+    'Without model options it evaluates the shipped Fashion-MNIST models (weights/fashion-mnist) with the ' +
+    'protocol below. Classes and features come from a reference classifier (`reptok train classifier`; by default ' +
+    "the model folder's classifier.safetensors); --encoder measures " +
     "distances in an encoder's [cls] space instead (an SSL encoder, or a DINOv2 for FD-DINOv2). Every number is " +
     'reported with its protocol (feature space, counts, split, sampling settings, seed). See docs/evaluation.md.',
   options: {
-    classifier: { type: 'string', help: 'the reference classifier file (classifier.safetensors)', arg: 'FILE' },
+    classifier: {
+      type: 'string',
+      help: "the reference classifier file (default: the model folder's classifier.safetensors)",
+      arg: 'FILE',
+    },
     encoder: { type: 'string', help: "measure distances in this encoder's [cls] space", arg: 'FILE' },
     data: {
       type: 'string',
@@ -83,6 +91,8 @@ export const spec: CommandSpec = {
     ...MODEL_OPTIONS,
   },
   examples: [
+    'reptok eval                        # the shipped Fashion-MNIST models on the test split',
+    'reptok eval --model weights/emoji --json',
     'reptok eval --model runs/fmnist --classifier runs/fmnist-classifier/classifier.safetensors',
     'reptok eval --tokenizer tok.safetensors --generator gen.safetensors --classifier clf.safetensors --json',
     'reptok eval --model runs/fmnist --classifier clf.safetensors --encoder encoder.safetensors -o out/eval-ssl',
@@ -95,9 +105,20 @@ const positiveInt = (o: Parsed['options'], flag: string): number => {
   return v;
 };
 
-export async function run({ options }: Parsed): Promise<void> {
-  if (!options.classifier)
-    throw new UsageError('which reference classifier? pass --classifier FILE (from `reptok train classifier`)');
+/** The reference classifier: --classifier, else the one beside the models (the shipped folder when none is named). */
+function classifierFile(o: Parsed['options']): string {
+  if (o.classifier) return existingFile(o.classifier, '--classifier');
+  const dir = namesNoModel(o) ? shippedDir('fashion-mnist') : o.model;
+  const beside = dir && statSync(dir, { throwIfNoEntry: false })?.isDirectory() && join(dir, 'classifier.safetensors');
+  if (beside && existsSync(beside)) return beside;
+  throw new UsageError(
+    'which reference classifier? pass --classifier FILE (from `reptok train classifier`)' +
+      (beside ? ` — ${beside} is not there` : ''),
+  );
+}
+
+export async function run({ options: given }: Parsed): Promise<void> {
+  const options: Parsed['options'] = { ...given, classifier: classifierFile(given) };
   const g = guidanceOptions({ ...options, n: 1 });
   const frames = positiveInt(options, 'frames');
   if (frames < 2) throw new UsageError(`--frames must be at least 2, got ${frames}`);
@@ -116,7 +137,7 @@ export async function run({ options }: Parsed): Promise<void> {
     batchSize: positiveInt(options, 'batch-size'),
   };
   const log = note(options);
-  const clf = loadClassifierFile(existingFile(options.classifier, '--classifier'));
+  const clf = loadClassifierFile(options.classifier);
   const rt = loadPipeline(options);
   const enc = options.encoder ? loadEncoderFile(existingFile(options.encoder, '--encoder')) : null;
   try {

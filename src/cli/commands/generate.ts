@@ -18,6 +18,7 @@ export const spec: CommandSpec = {
     ...MODEL_OPTIONS,
   },
   examples: [
+    'reptok generate "red apple" "cat face" -o apples-and-cats.png   # the shipped emoji model',
     'reptok generate "red heart" "cat face" --model runs/emoji --n 6 -o hearts-and-cats.png',
     'reptok generate "pizza" --t2i runs/emoji-t2i/t2i.safetensors --tokenizer runs/emoji-tok/tokenizer.safetensors',
   ],
@@ -27,7 +28,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (positionals.length === 0) throw new UsageError('no prompt given');
   const d = decodeOptions(options);
   const g = guidanceOptions(options);
-  const rt = loadPipeline(options);
+  const rt = loadPipeline(options, 'emoji'); // no model named: the shipped emoji text-to-image model
   const progress = bar(options);
   const { images, tokens } = rt.generate(positionals, { ...d, ...g, onProgress: progress });
   progress.done();

@@ -43,7 +43,6 @@ export const spec: CommandSpec = {
     'max-frames': { type: 'number', default: 16, help: 'most frames of an interpolation', arg: 'N' },
     'max-images': { type: 'number', default: 8, help: 'most images of one sampling request', arg: 'N' },
     ...MODELS,
-    model: { ...MODELS.model!, default: 'weights' },
   },
   examples: [
     'reptok serve                                  # the models in weights/, on http://127.0.0.1:8080/',
@@ -70,7 +69,7 @@ export async function run({ options: o }: Parsed): Promise<number> {
     throw new UsageError(`--threads must be a non-negative integer, got ${o.threads}`);
   const port = positiveInt(o, 'port', 0);
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
-  const sets = modelSets(o, 'weights', log);
+  const sets = modelSets(o, log);
   log(`loading ${sets.map((s) => s.name).join(', ')} in ${concurrency} inference process(es) ...`);
   const server = await startServer({
     sets,
