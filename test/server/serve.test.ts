@@ -152,12 +152,11 @@ test('a slow client is cut off and does not hold up others', async () => {
   });
   sock.write(`POST /api/reconstruct HTTP/1.1\r\nHost: ${hostname}\r\nContent-Length: 5000\r\n\r\n`);
   sock.write(Buffer.alloc(10, 0x89)); // ... and nothing more
-  const t0 = Date.now();
   const h = await fetch(new URL('/healthz', s.url));
   assert.equal(h.status, 200);
-  const answer = await closed; // --request-timeout 2: Node answers 408 and closes
+  // --request-timeout 2: Node answers 408 and closes (were it never cut off, the test runner's watchdog would fail it)
+  const answer = await closed;
   assert.ok(answer === '' || /^HTTP\/1\.1 408/.test(answer), answer);
-  assert.ok(Date.now() - t0 < 20_000);
 });
 
 test('50 concurrent requests against 2 processes: all answered, the server stays up, memory bounded', async (t) => {
