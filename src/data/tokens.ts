@@ -19,6 +19,7 @@ import {
   type Shard,
 } from './batches.ts';
 import { imagesTensor, type ImageArray } from './image-array.ts';
+import { moduleDevice } from '../nn/index.ts';
 
 export interface TokenSet {
   tokens: Tensor; // (N, D)
@@ -51,23 +52,27 @@ function completeParts(cacheDir: string, key: string): string[] | null {
 const partFile = (cacheDir: string, key: string, rank: number, world: number): string =>
   join(cacheDir, `tokens-${key}.part-${rank}-of-${world}.safetensors`);
 
+/** Tokens (to − from, D) of images [from, to), encoded on the tokenizer's device and kept on the CPU (loader data). */
 function encodeRange(tok: RepTokTokenizer, data: ImageArray, from: number, to: number): Tensor {
+  const device = moduleDevice(tok);
   return noGrad(() =>
     tidy(() => {
       const parts: Tensor[] = [];
       for (let i = from; i < to; i += 256)
         parts.push(
           tidy(() =>
-            tok.encode(
-              imagesTensor(
-                data,
-                Int32Array.from({ length: Math.min(256, to - i) }, (_, k) => i + k),
-              ),
-            ),
+            tok
+              .encode(
+                imagesTensor(
+                  data,
+                  Int32Array.from({ length: Math.min(256, to - i) }, (_, k) => i + k),
+                ).to(device),
+              )
+              .to('cpu'),
           ),
         );
       // a rank whose share is empty (more ranks than images) writes an empty part
-      return parts.length ? cat(parts) : zeros([0, tok.tokenDim]);
+      return parts.length ? cat(parts) : zeros([0, tok.tokenDim], { device: 'cpu' });
     }),
   );
 }

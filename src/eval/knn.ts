@@ -20,7 +20,7 @@ export function knnAccuracy(
         correct += tidy(() => {
           const q = F.normalize(test.slice(0, i, i + chunk).float(), 2, 1);
           const { values, indices } = q.mm(tr.transpose(0, 1)).topk(k, 1); // (b, k)
-          const votes = zeros([q.shape[0]!, o.classes]).scatterAdd(
+          const votes = zeros([q.shape[0]!, o.classes], { device: q.device }).scatterAdd(
             1,
             trainLabels.index([indices]),
             values.div(T).exp(),

@@ -12,12 +12,14 @@ export function linearProbeAccuracy(
   testLabels: Tensor,
   o: { classes: number; epochs?: number; batchSize?: number; lr?: number; seed?: number },
 ): number {
+  // on the features' device; the classifier is initialised on the CPU (like every model), then moved
+  const device = train.device;
   const g = new Generator({ seed: o.seed ?? 0 });
   const mean = train.mean(0, true);
   const std = train.std(0, { keepdim: true }).add(1e-6);
   const xtr = train.sub(mean).div(std);
   const xte = test.sub(mean).div(std);
-  const clf = new Linear(train.shape[1]!, o.classes, { generator: g });
+  const clf = new Linear(train.shape[1]!, o.classes, { generator: g }).to({ device });
   const opt = new AdamW(clf.parameters(), { lr: o.lr ?? 1e-2, weightDecay: 1e-4 });
   const B = o.batchSize ?? 256;
   const n = xtr.shape[0]!;
@@ -25,7 +27,8 @@ export function linearProbeAccuracy(
   const sched = new LRScheduler(opt, warmupCosine({ warmup: 0, total: epochs * Math.floor(n / B) }));
   let step = 0;
   for (let epoch = 0; epoch < epochs; epoch++) {
-    const perm = randperm(n, { generator: g });
+    // drawn on the CPU from the same stream as the initialisation (the same probe on every device), then moved
+    const perm = tidy(() => randperm(n, { generator: g, device: 'cpu' }).to(device));
     for (let i = 0; i + B <= n; i += B) {
       sched.set(step++);
       // the probe trains, also when the caller evaluates under noGrad (the stages' evaluate())

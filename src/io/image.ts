@@ -111,7 +111,10 @@ export async function writeAnimation(
   writeBytes(path, await (format === 'gif' ? img.gif(options) : img.webp(options)).toBuffer());
 }
 
-/** Tiles images (B, C, H, W) into one (C, H', W') grid with `nrow` images per row and a `padding`-pixel border. */
+/**
+ * Tiles images (B, C, H, W) on any device into one (C, H', W') grid on the CPU (for writing), with `nrow` images per
+ * row and a `padding`-pixel border.
+ */
 export function imageGrid(images: Tensor, o: { nrow?: number; padding?: number; padValue?: number } = {}): Tensor {
   const [B, C, H, W] = images.shape as [number, number, number, number];
   const nrow = Math.min(o.nrow ?? 8, B);
@@ -121,12 +124,12 @@ export function imageGrid(images: Tensor, o: { nrow?: number; padding?: number; 
   return noGrad(() =>
     tidy(() => {
       const cell = (i: number): Tensor => {
-        const img = i < B ? images.select(0, i) : ones([C, H, W]).mul(value);
-        return img.detach().to('float32');
+        const img = i < B ? images.select(0, i) : ones([C, H, W], { device: 'cpu' }).mul(value);
+        return img.detach().to({ device: 'cpu', dtype: 'float32' });
       };
       const padded = (t: Tensor): Tensor =>
         tidy(() => {
-          const v = ones([C, H + pad, W + pad]).mul(value);
+          const v = ones([C, H + pad, W + pad], { device: 'cpu' }).mul(value);
           return cat([cat([v.slice(1, 0, pad).slice(2, 0, W), t], 1), v.slice(2, 0, pad)], 2);
         });
       const rowTensors = Array.from({ length: rows }, (_, r) =>
@@ -136,9 +139,9 @@ export function imageGrid(images: Tensor, o: { nrow?: number; padding?: number; 
         ),
       );
       const grid = cat(rowTensors, 1); // (C, rows·(H+pad), nrow·(W+pad))
-      const right = ones([C, grid.shape[1]!, pad]).mul(value);
+      const right = ones([C, grid.shape[1]!, pad], { device: 'cpu' }).mul(value);
       const withRight = cat([grid, right], 2);
-      const bottom = ones([C, pad, withRight.shape[2]!]).mul(value);
+      const bottom = ones([C, pad, withRight.shape[2]!], { device: 'cpu' }).mul(value);
       return cat([withRight, bottom], 1);
     }),
   );

@@ -4,7 +4,11 @@
 // centring (targets that spread the batch over the prototypes from the first step, where DINO's running-mean centre
 // leaves near-uniform targets for thousands of steps) and the KoLeo regulariser (spreads the [cls] features, which
 // is what k-NN retrieval needs). The `ssl` training stage is the recipe around this method.
-import { F, Tensor, cat, eye, keep, noGrad, randn, tensor, tidy, zeros } from '../engine/index.ts';
+//
+// Data parallel: both centrings are statistics of the whole global batch, so with several processes their sums go
+// through an all-reduce (`Ranks`), as DINO's update_center and DINOv2's distributed Sinkhorn-Knopp do; KoLeo's
+// nearest neighbours stay within each process's batch, as in DINOv2.
+import { F, Tensor, cat, eye, keep, noGrad, randn, tidy, zeros } from '../engine/index.ts';
 import { GELU, Linear, Module, Sequential } from '../nn/index.ts';
 import { DinoVisionTransformer, type Dinov2Config } from './dinov2.ts';
 import { encoderInput } from './preprocess.ts';
@@ -25,6 +29,14 @@ export interface SelfDistillationConfig {
   /** Weight of the KoLeo regulariser on the student's global-view [cls] features (0 = off). */
   koleoWeight: number;
 }
+
+/** The processes of a data-parallel run: how many, and the sum of a tensor over all of them (in place). */
+export interface Ranks {
+  size: number;
+  sum(t: Tensor): Tensor;
+}
+/** One process alone: sums are the tensor itself. */
+export const ONE_RANK: Ranks = { size: 1, sum: (t) => t };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Networks
@@ -79,16 +91,19 @@ class Network extends Module {
 
 /**
  * Sinkhorn-Knopp centring (DINOv2): teacher logits (N, K) -> targets (N, K), each row a distribution, alternately
- * normalised so that every prototype receives an equal share of the batch.
+ * normalised so that every prototype receives an equal share of the batch: of the global batch over all `ranks`
+ * (each holding N rows), whose per-prototype sums are all-reduced.
  */
-export function sinkhornKnopp(logits: Tensor, temp: number, iterations = 3): Tensor {
+export function sinkhornKnopp(logits: Tensor, temp: number, iterations = 3, ranks: Ranks = ONE_RANK): Tensor {
   return tidy(() => {
-    const [N, K] = logits.shape as [number, number];
+    const [n, K] = logits.shape as [number, number];
+    const N = n * ranks.size; // rows of the global batch
     const z = logits.float().div(temp);
-    let q = z.sub(z.max()).exp().transpose(0, 1); // (K, N); the global shift cancels in the normalisations
-    q = q.div(q.sum());
+    // (K, n); the shift (each rank's own maximum) cancels in the first normalisation
+    let q = z.sub(z.max()).exp().transpose(0, 1);
+    q = q.div(ranks.sum(q.sum()));
     for (let i = 0; i < iterations; i++) {
-      q = q.div(q.sum(1, true)).div(K); // every prototype: total mass 1/K
+      q = q.div(ranks.sum(q.sum(1, true))).div(K); // every prototype: total mass 1/K over the global batch
       q = q.div(q.sum(0, true)).div(N); // every sample: total mass 1/N
     }
     return q.mul(N).transpose(0, 1);
@@ -103,7 +118,8 @@ export function koleoLoss(x: Tensor, eps = 1e-8): Tensor {
   return tidy(() => {
     const z = F.normalize(x.float(), 2, -1, eps); // (N, D)
     const n = z.shape[0]!;
-    const nearest = noGrad(() => z.mm(z.transpose(0, 1)).sub(eye(n).mul(2)).argmax(1)); // (N,) self excluded
+    const self = eye(n, n, { device: z.device }).mul(2);
+    const nearest = noGrad(() => z.mm(z.transpose(0, 1)).sub(self).argmax(1)); // (N,) self excluded
     return z
       .sub(z.index([nearest]))
       .add(eps)
@@ -127,10 +143,13 @@ export class SelfDistillation extends Module {
   readonly center: Tensor; // (1, outDim)
   /** The last batch's mean teacher output (the 'ema' centring's update), kept between loss() and updateTeacher(). */
   #teacherMean: Tensor | null = null;
+  /** The data-parallel processes whose batches together make the global batch the centring sees. */
+  readonly #ranks: Ranks;
 
-  constructor(config: SelfDistillationConfig) {
+  constructor(config: SelfDistillationConfig, o: { ranks?: Ranks } = {}) {
     super();
     const c = (this.config = structuredClone(config));
+    this.#ranks = o.ranks ?? ONE_RANK;
     if (c.centering !== 'sinkhorn' && c.centering !== 'ema')
       throw new RangeError(`centering must be 'sinkhorn' or 'ema', got '${c.centering}'`);
     this.student = this.module('student', new Network(c));
@@ -160,22 +179,25 @@ export class SelfDistillation extends Module {
       .div(c.studentTemp)
       .chunk(2 + c.localCrops); // per view (B, K)
     const targets = noGrad(() =>
-      c.centering === 'sinkhorn' ? sinkhornKnopp(t, c.teacherTemp) : t.sub(this.center).div(c.teacherTemp).softmax(-1),
+      c.centering === 'sinkhorn'
+        ? sinkhornKnopp(t, c.teacherTemp, 3, this.#ranks)
+        : t.sub(this.center).div(c.teacherTemp).softmax(-1),
     ).chunk(2);
-    let dino = tensor(0);
-    let terms = 0;
-    targets.forEach((q, iq) =>
-      studentOut.forEach((sv, v) => {
-        if (v === iq) return;
-        dino = dino.add(q.mul(sv.logSoftmax(-1)).sum(-1).neg().mean());
-        terms++;
-      }),
+    const terms = targets.flatMap((q, iq) =>
+      studentOut.flatMap((sv, v) => (v === iq ? [] : [q.mul(sv.logSoftmax(-1)).sum(-1).neg().mean()])),
     );
-    dino = dino.div(terms);
-    const koleo = c.koleoWeight ? g.cls.chunk(2).reduce((acc, x) => acc.add(koleoLoss(x)), tensor(0)) : null;
+    const dino = terms.reduce((a, b) => a.add(b)).div(terms.length);
+    const koleo = c.koleoWeight
+      ? g.cls
+          .chunk(2)
+          .map((x) => koleoLoss(x))
+          .reduce((a, b) => a.add(b))
+      : null;
     if (c.centering === 'ema') {
       this.#teacherMean?.dispose();
-      this.#teacherMean = keep(t.mean(0, true)); // outlives the step's scope: the centre update uses it
+      // the global batch's mean (DINO's update_center): every rank's sum over its rows, all-reduced
+      const rows = t.shape[0]! * this.#ranks.size;
+      this.#teacherMean = keep(noGrad(() => this.#ranks.sum(t.sum(0, true)).div(rows))); // outlives the step's scope
     }
     const metrics: Record<string, number> = {
       entropy: noGrad(() => targets[0]!.mul(targets[0]!.clampMin(1e-12).log()).sum(-1).neg().mean().item()),

@@ -1,4 +1,4 @@
-export { Module, StateDictError } from './module.ts';
+export { Module, StateDictError, moduleDevice } from './module.ts';
 export * from './layers.ts';
 export { ModuleList, Sequential } from './containers.ts';
 export * as init from './init.ts';

@@ -218,3 +218,10 @@ export abstract class Module {
     }
   }
 }
+
+/** The device a module's weights live on (that of its first parameter or buffer). */
+export function moduleDevice(m: Module): Device {
+  const first = m.parameters()[0] ?? [...m.namedBuffers()][0]?.[1];
+  if (!first) throw new Error(`${m.constructor.name} has no parameters or buffers, so it has no device`);
+  return first.device;
+}

@@ -10,6 +10,7 @@
 import { ProcessGroup, Tensor, cat, noGrad, tensor, tidy, type Device } from '../engine/index.ts';
 import { native, type Handle } from '../engine/native.ts';
 import type { Module } from '../nn/index.ts';
+import type { Ranks } from '../models/self-distillation.ts';
 import type { Shard } from '../data/batches.ts';
 
 export interface DistributedEnv {
@@ -150,6 +151,26 @@ export class DataParallel {
       const t = this.group.allReduce(tensor(Float64Array.from(values), { device: this.device }), 'sum');
       return (t.toArray() as number[]).map((v) => v / this.env.worldSize);
     });
+  }
+
+  /**
+   * Sums over the ranks for statistics of the global batch that stages compute in their loss (the self-distillation
+   * centring); in place, with the collective timeout.
+   */
+  get ranks(): Ranks {
+    return {
+      size: this.env.worldSize,
+      sum: (t) => {
+        try {
+          return this.group.allReduce(t, 'sum', this.timeoutMs);
+        } catch (e) {
+          throw new DistributedError(
+            `an all-reduce of batch statistics failed on rank ${this.rank}: ${(e as Error).message}\n` +
+              'Another worker has probably stopped (see its error), or the network failed; continue with --resume.',
+          );
+        }
+      },
+    };
   }
 
   /** Whether `flag` is set on any rank (a stop request reaches every rank at the same step). */

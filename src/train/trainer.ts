@@ -16,6 +16,7 @@ import {
 } from '../engine/index.ts';
 import type { Module } from '../nn/index.ts';
 import type { DataInfo, TrainingInfo } from '../models/model-file.ts';
+import { ONE_RANK, type Ranks } from '../models/self-distillation.ts';
 import type { ImageArray } from '../data/image-array.ts';
 import { AdamW, EMA, LRScheduler, clipGradNorm, warmupCosine } from '../optim/index.ts';
 import type { BatchPosition } from '../data/batches.ts';
@@ -52,15 +53,18 @@ export class StageContext<C extends CommonConfig = CommonConfig> {
   readonly log: (msg: string) => void;
   /** This process's part of every global batch in data-parallel training (else the whole batch). */
   readonly shard: Shard;
-  /** Where the model trains; stages put their own tensors (validation material) there too. */
+  /** Where the model trains; stages put every tensor they make (noise, labels, validation material) there too. */
   readonly device: Device;
+  /** Sums over the data-parallel processes, for statistics of the global batch computed in a loss. */
+  readonly ranks: Ranks;
 
   constructor(
     readonly config: C,
     readonly out: string,
-    o: { log?: (msg: string) => void; command?: string; shard?: Shard; device?: Device } = {},
+    o: { log?: (msg: string) => void; command?: string; shard?: Shard; device?: Device; ranks?: Ranks } = {},
   ) {
     this.shard = o.shard ?? SINGLE;
+    this.ranks = o.ranks ?? ONE_RANK;
     this.device = o.device ?? 'cpu';
     this.generator = new Generator({ seed: config.seed, device: this.device });
     // data parallel: batch-major draws are made for the global batch, each rank keeping its rows (creation.ts)
@@ -201,6 +205,7 @@ export async function runStage<C extends CommonConfig, B>(
     ...o,
     log: lead ? o.log : () => {},
     shard: dp?.shard,
+    ranks: dp?.ranks,
     device,
   });
   const { config: cfg, log } = ctx;

@@ -96,6 +96,14 @@ export const tinyConfigs = (data: string, files: { encoder?: string; tokenizer?:
     text: { width: 16, depth: 1, heads: 2, maxLength: 10 },
     val: { tokens: 4, steps: 2, prompts: ['left', 'right'] },
   },
+  classifier: {
+    ...common,
+    data,
+    imageSize: 16,
+    hflip: 0, // a flip turns 'left' into 'right'
+    classifier: { widths: [8, 8, 16] },
+    val: { images: 4 },
+  },
 });
 
 /** `reptok train tokenizer` arguments for a run in `out` from a config file (the CLI tests' tiny tokenizer runs). */

@@ -58,7 +58,7 @@ export const spec: CommandSpec = {
     },
     device: {
       type: 'string',
-      help: 'cpu (default), cuda or cuda:N; with several processes each uses cuda:LOCAL_RANK (tokenizer stage)',
+      help: 'cpu (default), cuda or cuda:N, for every stage; with several processes, cuda means cuda:LOCAL_RANK',
       arg: 'DEV',
     },
     'bucket-mb': { type: 'number', help: 'gradient all-reduce bucket size in MB (default 25)', arg: 'MB' },
@@ -75,12 +75,10 @@ export const spec: CommandSpec = {
 };
 
 /** The device of this process: --device, with a bare 'cuda' meaning this worker's LOCAL_RANK. */
-function deviceFor(flag: string, stage: StageName, localRank: number | undefined): Device {
+export function deviceFor(flag: string, localRank: number | undefined): Device {
   if (!/^(cpu|cuda(:\d+)?)$/.test(flag))
     throw new UsageError(`--device must be cpu, cuda or cuda:N, got '${flag}'`, 'train');
   if (flag === 'cpu') return 'cpu';
-  if (stage !== 'tokenizer')
-    throw new UsageError(`--device ${flag}: only the tokenizer stage trains on CUDA so far; use --device cpu`, 'train');
   if (cuda.deviceCount() === 0)
     throw new UsageError(
       `--device ${flag}: this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); ` +
@@ -109,7 +107,7 @@ export async function run({ positionals, options, argv }: Parsed): Promise<numbe
     steps: options.steps,
   });
   const env = distributedEnv();
-  const device = deviceFor(options.device ?? 'cpu', stage, env?.localRank);
+  const device = deviceFor(options.device ?? 'cpu', env?.localRank);
   if (options['nproc-per-node'] !== undefined && !env) {
     // the launcher: this process only supervises; the workers run this same command line without the launch flags
     const workerArgs: string[] = [];

@@ -4,7 +4,7 @@
 // `classifier.safetensors` (EMA weights).
 import { join } from 'node:path';
 
-import { Tensor, F, tensor } from '../../engine/index.ts';
+import { Tensor, F, tensor, tidy, type Device } from '../../engine/index.ts';
 import { CLASSIFIER_PRESETS, Classifier, saveClassifier, type ClassifierConfig } from '../../models/classifier.ts';
 import { DataLoader, type Batch } from '../../data/loader.ts';
 import { imagesTensor, type ImageArray } from '../../data/image-array.ts';
@@ -45,10 +45,13 @@ export function classifierPreset(data: 'fashion-mnist' | 'emoji'): ClassifierSta
   };
 }
 
-/** Images [0, n) of a split and their labels. */
-const firstImages = (d: ImageArray, n: number): { images: Tensor; labels: Tensor } => {
+/** Images [0, n) of a split and their labels, on `device`. */
+const firstImages = (d: ImageArray, n: number, device: Device): { images: Tensor; labels: Tensor } => {
   const idx = Int32Array.from({ length: Math.min(n, d.n) }, (_, i) => i);
-  return { images: imagesTensor(d, idx), labels: tensor(d.labels.subarray(0, idx.length), { dtype: 'int64' }) };
+  return {
+    images: tidy(() => imagesTensor(d, idx).to(device)),
+    labels: tensor(d.labels.subarray(0, idx.length), { dtype: 'int64', device }),
+  };
 };
 
 export async function classifierStage(ctx: StageContext<ClassifierStageConfig>): Promise<Stage<any, Batch>> {
@@ -58,7 +61,7 @@ export async function classifierStage(ctx: StageContext<ClassifierStageConfig>):
     throw new Error(`data set '${c.data}' has no class labels for every image: a classifier needs them`);
   const net = new Classifier({ ...c.classifier, imageChannels: train.c, numClasses: train.classes.length });
   ctx.log(`classifier: ${(net.numParameters() / 1e6).toFixed(2)}M parameters, ${train.classes.length} classes`);
-  const val = firstImages(test, c.val.images);
+  const val = firstImages(test, c.val.images, ctx.device);
   const evaluate = (x: { images: Tensor; labels: Tensor }): number =>
     ctx.evaluate(net, () => {
       const { features, predictions } = classify(net, x.images);
@@ -92,7 +95,7 @@ export async function classifierStage(ctx: StageContext<ClassifierStageConfig>):
         data: ctx.dataInfo(train),
         training: ctx.trainingInfo,
       });
-      const all = firstImages(test, test.n);
+      const all = firstImages(test, test.n, ctx.device);
       try {
         const testAcc = evaluate(all);
         ctx.log(`exported ${path} (EMA weights); test accuracy ${(100 * testAcc).toFixed(2)}% on ${test.n} images`);

@@ -126,7 +126,8 @@ async function tokenData(
     throw new Error(
       'set the frozen tokenizer: --set tokenizerFile=<run>/tokenizer.safetensors (from `reptok train tokenizer`)',
     );
-  const tok = loadTokenizer(c.tokenizerFile);
+  // on the training device: it encodes the token cache there and decodes the samples
+  const tok = loadTokenizer(c.tokenizerFile).to({ device: ctx.device });
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: tok.config.imageSize[0], log: ctx.log });
   return {
     tok,
@@ -147,12 +148,14 @@ export async function generatorStage(
   ctx.log(
     `generator: ${(model.numParameters() / 1e6).toFixed(2)}M parameters, ${classes} classes, tokens of width ${D}`,
   );
-  const testLabels = tensor(test.labels, { dtype: 'int64' });
+  const { device } = ctx;
+  const testLabels = tensor(test.labels, { dtype: 'int64', device });
   const validation = (): Record<string, number> =>
     segmentedFlowLoss((x, t, idx) => model.forward(x, t, { y: testLabels.indexSelect(0, idx) }), test.tokens, {
       count: c.val.tokens,
       segments: c.val.segments,
       seed: c.seed + 1,
+      device,
     });
   return {
     model,
@@ -171,7 +174,7 @@ export async function generatorStage(
       const per = c.val.samplesPerClass;
       const images = ctx.evaluate(model, () =>
         tidy(() => {
-          const y = classLabels(Math.min(classes, 10), per);
+          const y = classLabels(Math.min(classes, 10), per, device);
           return sampleImages(tok, classField(model, y), y.shape[0]!, c.val, c.seed + 3);
         }),
       );
@@ -239,6 +242,7 @@ export async function t2iStage(ctx: StageContext<T2IStageConfig>): Promise<Stage
           count: c.val.tokens,
           segments: c.val.segments,
           seed: c.seed + 1,
+          device: ctx.device,
         }),
       ),
     samples: async () => {

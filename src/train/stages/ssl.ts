@@ -73,7 +73,7 @@ export function sslPreset(data: 'fashion-mnist' | 'emoji', overrides: Partial<Ss
 export async function sslStage(ctx: StageContext<SslConfig>): Promise<Stage<SslConfig, Batch>> {
   const c = ctx.config;
   const { train, test } = await loadSplits(c.data, { dataDir: c.dataDir, size: c.imageSize, log: ctx.log });
-  const model = noGrad(() => new SelfDistillation(c));
+  const model = noGrad(() => new SelfDistillation(c, { ranks: ctx.ranks }));
   const jitter = { hflip: c.hflip, brightness: c.brightness, contrast: c.contrast, saturation: c.saturation };
   const globalView: TransformSpec = { size: c.imageSize, crop: 'random-resized', scale: c.globalScale, ...jitter };
   const localView: TransformSpec = { size: c.localSize, crop: 'random-resized', scale: c.localScale, ...jitter };
