@@ -58,7 +58,7 @@ export const spec: CommandSpec = {
     },
     device: {
       type: 'string',
-      help: 'cpu (default), cuda or cuda:N, for every stage; with several processes, cuda means cuda:LOCAL_RANK',
+      help: 'cpu (default), cuda or cuda:N, any stage; with several processes cuda means cuda:LOCAL_RANK',
       arg: 'DEV',
     },
     'bucket-mb': { type: 'number', help: 'gradient all-reduce bucket size in MB (default 25)', arg: 'MB' },
