@@ -10,6 +10,7 @@ import { RepTok, type RepTokSources } from '../pipeline/index.ts';
 import type { ModelSet } from '../pipeline/model-set.ts';
 import { SHIPPED_WEIGHTS, shippedDir, type ShippedFamily } from '../pipeline/shipped.ts';
 import { progressBar } from './progress-bar.ts';
+import { deviceFor } from './device-option.ts';
 import { UsageError, type OptionSpec, type Parsed } from './args.ts';
 
 /** What a released RepTok checkpoint (.ckpt) does not store, for --model FILE.ckpt and `reptok convert`. */
@@ -106,7 +107,7 @@ export function modelSources(
     log(`no model given: using the shipped ${family} models in ${dir} (--model DIR chooses others)`);
     return modelSources({ ...o, model: dir }, log);
   }
-  const sources: RepTokSources = { device: o.device };
+  const sources: RepTokSources = { device: deviceFor(o.device ?? 'cpu', undefined) };
   if (o.model) {
     if (!existsSync(o.model)) throw new Error(`${o.model}: no such file or folder (--model)`);
     if (statSync(o.model).isDirectory()) {

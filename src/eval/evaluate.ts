@@ -11,8 +11,10 @@
 //
 // Features come from the reference classifier (src/models/classifier.ts) or any encoder that maps images to
 // vectors (an SSL encoder's or a DINOv2's [cls]). Every draw is seeded and every batch is a fixed-size chunk, so the
-// report depends on neither the batch size nor the thread count.
-import { F, Tensor, cat, keep, noGrad, tensor, tidy } from '../engine/index.ts';
+// report depends on neither the batch size nor the thread count. Everything runs on the pipeline's device (the
+// classifier and the feature space must be there too): the data set's images and labels (in memory, on the CPU) are
+// moved there, and what is read on the host (per-image numbers, pictures) is moved back to the CPU.
+import { F, Tensor, cat, keep, noGrad, tensor, tidy, type Device } from '../engine/index.ts';
 import { segmentedFlowLoss } from './generator.ts';
 import type { Classifier } from '../models/classifier.ts';
 import type { DinoVisionTransformer } from '../models/dinov2.ts';
@@ -151,10 +153,25 @@ const stats = (xs: number[]): Stats => ({
 
 const range = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
+/** The first `n` images of a data set (B, C, H, W) in [-1, 1] on `device`. */
+function firstImages(d: ImageArray, n: number, device: Device): Tensor {
+  const host = imagesTensor(d, range(n));
+  const out = host.to({ device });
+  host.dispose();
+  return out;
+}
+
+/** The first `n` labels of a data set (int64) on `device`. */
+const firstLabels = (d: ImageArray, n: number, device: Device): Tensor =>
+  tensor(d.labels.subarray(0, n), { dtype: 'int64', device });
+
+/** Values of a small tensor (per-image numbers) read on the host. */
+const hostArray = (t: Tensor): any => tidy(() => t.to({ device: 'cpu' }).toArray());
+
 /**
  * Evaluates the pipeline's tokenizer (always) and class-conditional generator (when loaded) with `classifier` as
- * the judge of classes and `features` as the space of distances. Returns the report and the pictures (the caller
- * disposes them).
+ * the judge of classes and `features` as the space of distances, both on the pipeline's device. Returns the report
+ * and the pictures, on the CPU (the caller disposes them).
  */
 export function evaluate(
   rt: RepTok,
@@ -165,6 +182,7 @@ export function evaluate(
   log: (msg: string) => void = () => {},
 ): { report: EvalReport; pictures: EvalPictures } {
   const p = protocol;
+  const device = rt.device;
   const seconds: Record<string, number> = {};
   const timed = <T>(name: string, fn: () => T): T => {
     const t0 = performance.now();
@@ -193,7 +211,7 @@ export function evaluate(
   };
   const pictures: EvalPictures = {};
   const refCount = Math.min(p.referenceImages, data.reference.n);
-  const reference = imagesTensor(data.reference, range(refCount));
+  const reference = firstImages(data.reference, refCount, device);
   const referenceFeatures = embed(reference);
 
   try {
@@ -202,16 +220,16 @@ export function evaluate(
       tidy(() => {
         const n = Math.min(p.reconstructionImages, data.reference.n);
         log(`reconstruction: ${n} images, ${p.steps} decoder steps`);
-        const originals = imagesTensor(data.reference, range(n));
+        const originals = firstImages(data.reference, n, device);
         const recon = rt.reconstruct(originals, { ...decodeOpts, seed: p.seed });
         const [o01, r01] = [originals.add(1).div(2), recon.clamp(-1, 1).add(1).div(2)];
-        const psnr = psnrPerImage(r01, o01).toArray() as number[];
-        const ssim = ssimPerImage(r01, o01).toArray() as number[];
-        const labels = tensor(data.reference.labels.subarray(0, n), { dtype: 'int64' });
+        const psnr = hostArray(psnrPerImage(r01, o01)) as number[];
+        const ssim = hostArray(ssimPerImage(r01, o01)) as number[];
+        const labels = firstLabels(data.reference, n, device);
         const { predictions } = classify(classifier, recon.clamp(-1, 1), p.batchSize);
         const onOriginals = classify(classifier, originals, p.batchSize).predictions;
         const shown = Math.min(n, 10);
-        pictures.reconstructions = keep(cat([originals.slice(0, 0, shown), recon.slice(0, 0, shown)]));
+        pictures.reconstructions = keep(cat([originals.slice(0, 0, shown), recon.slice(0, 0, shown)]).to('cpu'));
         return {
           images: n,
           psnr: stats(psnr),
@@ -252,7 +270,7 @@ export function evaluate(
             labels.push(...Array<number>(p.samplesPerClass).fill(c));
           }
           const samples = cat(parts);
-          const y = tensor(Int32Array.from(labels), { dtype: 'int64' });
+          const y = tensor(Int32Array.from(labels), { dtype: 'int64', device });
           const { predictions } = classify(classifier, samples, p.batchSize);
           const correct = predictions.eq(y);
           const perClass = Object.fromEntries(
@@ -265,11 +283,13 @@ export function evaluate(
             ]),
           );
           const sampleFeatures = embed(samples);
-          const trainFeatures = embed(imagesTensor(data.train, range(Math.min(refCount, data.train.n))));
+          const trainFeatures = embed(firstImages(data.train, Math.min(refCount, data.train.n), device));
           const pr = precisionRecall(referenceFeatures, sampleFeatures, { k: p.k });
           const shown = Math.min(p.samplesPerClass, 10);
           pictures.samples = keep(
-            cat(classes.map((_, c) => samples.slice(0, c * p.samplesPerClass, c * p.samplesPerClass + shown))),
+            cat(classes.map((_, c) => samples.slice(0, c * p.samplesPerClass, c * p.samplesPerClass + shown))).to(
+              'cpu',
+            ),
           );
           return {
             samples: labels.length,
@@ -304,17 +324,18 @@ export function evaluate(
             });
             tokens.dispose();
             const f = embed(images.clamp(-1, 1)); // (frames, D)
-            const steps = f
-              .slice(0, 1)
-              .sub(f.slice(0, 0, -1))
-              .norm(2, 1)
-              .toArray() as number[];
+            const steps = hostArray(
+              f
+                .slice(0, 1)
+                .sub(f.slice(0, 0, -1))
+                .norm(2, 1),
+            ) as number[];
             const span = f.select(0, -1).sub(f.select(0, 0)).norm().item() as number;
             ratios.push(...steps.map((s) => s / Math.max(span, 1e-12)));
             if (rows.length < 4) rows.push(images.clamp(-1, 1));
             else images.dispose();
           }
-          pictures.interpolations = keep(cat(rows));
+          pictures.interpolations = keep(cat(rows).to('cpu'));
           return {
             paths,
             frames: p.interpolationFrames,
@@ -340,7 +361,7 @@ function flowValidation(rt: RepTok, data: EvalData, n: number, p: EvalProtocol):
     tidy(() => {
       const g = rt.generator!;
       const tokens = chunked(imagesTensor(data.reference, range(n)), p.batchSize, (x) => rt.encode(x)); // (n, D)
-      const labels = tensor(data.reference.labels.subarray(0, n), { dtype: 'int64' });
+      const labels = firstLabels(data.reference, n, rt.device);
       const out = segmentedFlowLoss((x, t, idx) => g.forward(x, t, { y: labels.indexSelect(0, idx) }), tokens, {
         count: n,
         segments: p.segments,
@@ -391,7 +412,7 @@ export function evaluateTextToImage(
   return noGrad(() =>
     tidy(() => {
       const real = F.normalize(
-        chunked(imagesTensor(train, range(train.n)), protocol.batchSize, (x) => features.embed(x)),
+        chunked(firstImages(train, train.n, rt.device), protocol.batchSize, (x) => features.embed(x)),
         2,
         1,
       ); // (N, D)
@@ -409,7 +430,7 @@ export function evaluateTextToImage(
         2,
         1,
       );
-      const nearest = gen.mm(real.transpose(0, 1)).topk(Math.min(t2i.k, train.n), 1).indices.toArray() as number[][];
+      const nearest = hostArray(gen.mm(real.transpose(0, 1)).topk(Math.min(t2i.k, train.n), 1).indices) as number[][];
       const hits = nearest.filter((row, i) =>
         row.some((j) => captions[j] === prompts[Math.floor(i / t2i.samplesPerPrompt)]),
       ).length;
@@ -422,7 +443,7 @@ export function evaluateTextToImage(
           k: t2i.k,
           heldOutPrompts: t2i.heldOutPrompts,
         },
-        pictures: keep(held.images.clamp(-1, 1)),
+        pictures: keep(held.images.clamp(-1, 1).to('cpu')),
       };
     }),
   );

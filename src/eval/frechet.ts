@@ -6,7 +6,9 @@
 // tr (Σ₁Σ₂)^½ is usually computed with scipy's general matrix square root of the non-symmetric Σ₁Σ₂, which returns
 // complex parts and NaNs on near-singular covariances (every feature set with fewer samples than dimensions).
 // Σ₁^½ Σ₂ Σ₁^½ has the same eigenvalues as Σ₁Σ₂ but is symmetric positive semi-definite, so two symmetric
-// eigendecompositions give the trace exactly, with round-off negatives clamped to zero. Everything runs in float64.
+// eigendecompositions give the trace exactly, with round-off negatives clamped to zero. Everything runs in float64:
+// the statistics on the features' device (the N·D² products), the eigendecompositions of the (D, D) matrices on the
+// CPU (LAPACK on every build, and the same result whichever device made the features).
 import { Tensor, aten, noGrad, tidy, keep, zeros } from '../engine/index.ts';
 
 /** Mean (D) and covariance (D, D) of a feature set (N, D), in float64; the covariance divides by N − 1. */
@@ -25,7 +27,7 @@ export function gaussianStats(features: Tensor, o: { chunk?: number } = {}): Gau
   return noGrad(() =>
     tidy(() => {
       // Two passes (mean, then centred products): one-pass sums of x·xᵀ lose digits when |μ| ≫ σ.
-      let sum = zeros([d], { dtype: 'float64' });
+      let sum = zeros([d], { dtype: 'float64', device: features.device });
       for (let i = 0; i < n; i += chunk)
         sum = sum.add(
           features
@@ -34,7 +36,7 @@ export function gaussianStats(features: Tensor, o: { chunk?: number } = {}): Gau
             .sum(0),
         );
       const mean = sum.div(n);
-      let scatter = zeros([d, d], { dtype: 'float64' });
+      let scatter = zeros([d, d], { dtype: 'float64', device: features.device });
       for (let i = 0; i < n; i += chunk) {
         const x = features
           .slice(0, i, i + chunk)
@@ -56,8 +58,9 @@ export function frechetFromStats(
     throw new Error(`frechetDistance: feature widths differ (${a.mean.shape[0]} vs ${b.mean.shape[0]})`);
   return noGrad(() =>
     tidy(() => {
-      const s1 = a.cov.double();
-      const s2 = b.cov.double();
+      const host = (t: Tensor) => t.to({ dtype: 'float64', device: 'cpu' });
+      const s1 = host(a.cov);
+      const s2 = host(b.cov);
       const sqrt1 = psdSqrt(s1); // Σ₁^½
       const m = sqrt1.mm(s2).mm(sqrt1);
       const traceSqrt = symmetricEigenvalues(m.add(m.transpose(0, 1)).div(2))
@@ -65,7 +68,7 @@ export function frechetFromStats(
         .sqrt()
         .sum()
         .item() as number;
-      const meanTerm = a.mean.double().sub(b.mean.double()).square().sum().item() as number;
+      const meanTerm = host(a.mean).sub(host(b.mean)).square().sum().item() as number;
       const traces = (aten('aten::trace', s1).item() as number) + (aten('aten::trace', s2).item() as number);
       return Math.max(0, meanTerm + traces - 2 * traceSqrt);
     }),

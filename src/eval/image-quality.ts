@@ -41,7 +41,7 @@ export function ssimPerImage(pred: Tensor, target: Tensor): Tensor {
       const total = taps.reduce((a, b) => a + b);
       const g = tensor(
         taps.map((t) => t / total),
-        { dtype: 'float64' },
+        { dtype: 'float64', device: pred.device },
       );
       const rows = g.reshape([1, 1, win, 1]).expand([C, 1, win, 1]);
       const cols = g.reshape([1, 1, 1, win]).expand([C, 1, 1, win]);

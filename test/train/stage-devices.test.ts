@@ -12,7 +12,7 @@ import { join } from 'node:path';
 
 import { manualSeed, noGrad, tidy, withExplicitDevices } from '../../src/index.ts';
 import { cuda } from '../../src/engine/index.ts';
-import { deviceFor } from '../../src/cli/commands/train.ts';
+import { deviceFor } from '../../src/cli/device-option.ts';
 import { AdamW, EMA, clipGradNorm } from '../../src/optim/index.ts';
 import { resolveTrainConfig, type StageName } from '../../src/train/presets.ts';
 import { sslStage } from '../../src/train/stages/ssl.ts';

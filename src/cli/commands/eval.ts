@@ -141,6 +141,7 @@ export async function run({ options: given }: Parsed): Promise<void> {
   const rt = loadPipeline(options);
   const enc = options.encoder ? loadEncoderFile(existingFile(options.encoder, '--encoder')) : null;
   try {
+    for (const m of [clf.model, enc?.model]) m?.to({ device: rt.device }); // the judges run beside the models
     if (clf.data.classes && rt.generator && clf.data.classes.join() !== rt.classes.join())
       throw new Error(
         `the classifier's classes (${clf.data.classes.join(', ')}) are not the generator's (${rt.classes.join(', ')})`,

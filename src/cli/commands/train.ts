@@ -5,7 +5,8 @@ import { availableParallelism } from 'node:os';
 import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 import { DataParallel, distributedEnv } from '../../train/distributed.ts';
 import { launchWorkers } from '../../train/launch.ts';
-import { cuda, setNumThreads, type Device } from '../../engine/index.ts';
+import { deviceFor } from '../device-option.ts';
+import { setNumThreads } from '../../engine/index.ts';
 
 const stageLines = STAGES.map((s) => `  ${s.padEnd(10)} presets: ${presetsFor(s).join(', ')}`).join('\n');
 
@@ -74,20 +75,6 @@ export const spec: CommandSpec = {
   ],
 };
 
-/** The device of this process: --device, with a bare 'cuda' meaning this worker's LOCAL_RANK. */
-export function deviceFor(flag: string, localRank: number | undefined): Device {
-  if (!/^(cpu|cuda(:\d+)?)$/.test(flag))
-    throw new UsageError(`--device must be cpu, cuda or cuda:N, got '${flag}'`, 'train');
-  if (flag === 'cpu') return 'cpu';
-  if (cuda.deviceCount() === 0)
-    throw new UsageError(
-      `--device ${flag}: this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); ` +
-        'build against a CUDA libtorch with LIBTORCH=<root> (see README)',
-      'train',
-    );
-  return flag === 'cuda' ? `cuda:${localRank ?? 0}` : (flag as Device);
-}
-
 const LAUNCH_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
 
 export async function run({ positionals, options, argv }: Parsed): Promise<number | void> {
@@ -107,7 +94,7 @@ export async function run({ positionals, options, argv }: Parsed): Promise<numbe
     steps: options.steps,
   });
   const env = distributedEnv();
-  const device = deviceFor(options.device ?? 'cpu', env?.localRank);
+  const device = deviceFor(options.device ?? 'cpu', env?.localRank, 'train');
   if (options['nproc-per-node'] !== undefined && !env) {
     // the launcher: this process only supervises; the workers run this same command line without the launch flags
     const workerArgs: string[] = [];

@@ -1,0 +1,126 @@
+// The inference commands and the evaluation are device-clean: RepTok's encode, decode, reconstruct, interpolate,
+// sample and generate, and `reptok eval`'s evaluate and evaluateTextToImage run with every tensor factory required
+// to name its device (`withExplicitDevices`), so a tensor that would stay on the CPU next to models on a GPU
+// (noise, labels, time grids, filters) fails here already, on this CPU-only libtorch. Only data read from images or
+// data sets is made outside the check: it is CPU data, moved to the models' device where it enters them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { cuda, manualSeed, withExplicitDevices, type Tensor } from '../../src/engine/index.ts';
+import { RepTok } from '../../src/pipeline/index.ts';
+import { Classifier } from '../../src/models/classifier.ts';
+import { imageArray, imagesTensor } from '../../src/data/image-array.ts';
+import { DEFAULT_PROTOCOL, classifierFeatures, evaluate, evaluateTextToImage } from '../../src/eval/evaluate.ts';
+import { Rng } from '../../src/data/prng.ts';
+import { modelSources } from '../../src/cli/model-options.ts';
+import { saveTinyModels, TINY_CAPTIONS, TINY_CLASSES } from '../tiny-models.ts';
+
+const files = saveTinyModels();
+
+function syntheticSplit(n: number, seed: number) {
+  const rng = new Rng(seed);
+  const pixels = Uint8Array.from({ length: n * 3 * 16 * 16 }, () => Math.floor(rng.next() * 256));
+  return imageArray(
+    pixels,
+    [n, 3, 16, 16],
+    Array.from({ length: n }, (_, i) => i % 3),
+    TINY_CLASSES,
+    Array.from({ length: n }, (_, i) => TINY_CAPTIONS[i % 3]!),
+  );
+}
+const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
+const disposeAll = (...ts: (Tensor | undefined)[]) => ts.forEach((t) => t?.dispose());
+
+test('RepTok encode, decode, reconstruct, interpolate, sample and generate name the device of every tensor', () => {
+  const rt = RepTok.load({ tokenizer: files.tokenizer, generator: files.generator, device: 'cpu' });
+  const t2i = RepTok.load({ tokenizer: files.tokenizer, t2i: files.t2i, device: 'cpu' });
+  const images = imagesTensor(syntheticSplit(3, 1), all(3)); // data: made on the CPU, outside the check
+  withExplicitDevices(() => {
+    const d = { steps: 2, seed: 1 };
+    const tokens = rt.encode(images);
+    const decoded = rt.decode(tokens, { ...d, batchSize: 2 });
+    const recon = rt.reconstruct(images, d);
+    const between = rt.interpolate(images.select(0, 0), images.select(0, 1), { ...d, frames: 3 });
+    const ofTokens = rt.interpolate(tokens.select(0, 0), tokens.select(0, 1), { ...d, frames: 3, method: 'lerp' });
+    assert.deepEqual(rt.classIndices(['square', 2]), [1, 2]);
+    const sampled = rt.sample({ ...d, classes: ['circle', 'triangle'], n: 2 });
+    const generated = t2i.generate(['a red circle'], { ...d, n: 2 });
+    assert.deepEqual(decoded.shape, [3, 3, 16, 16]);
+    assert.deepEqual(between.images.shape, [3, 3, 16, 16]);
+    assert.deepEqual(sampled.images.shape, [4, 3, 16, 16]);
+    assert.deepEqual(generated.images.shape, [2, 3, 16, 16]);
+    for (const out of [decoded, recon, between.images, ofTokens.images, sampled.images, generated.images])
+      assert.equal(out.device, rt.device);
+    disposeAll(tokens, decoded, recon, between.images, between.tokens, ofTokens.images, ofTokens.tokens);
+    disposeAll(sampled.images, sampled.tokens, generated.images, generated.tokens);
+  });
+  images.dispose();
+  rt.dispose();
+  t2i.dispose();
+});
+
+test('reptok eval (evaluate and evaluateTextToImage) names the device of every tensor it makes', () => {
+  const rt = RepTok.load({ tokenizer: files.tokenizer, generator: files.generator, device: 'cpu' });
+  const t2i = RepTok.load({ tokenizer: files.tokenizer, t2i: files.t2i, device: 'cpu' });
+  manualSeed(3);
+  const net = new Classifier({ imageChannels: 3, widths: [8, 8, 16], numClasses: 3 }).eval(); // built, then moved
+  net.to({ device: rt.device });
+  const data = {
+    name: 'synthetic',
+    reference: syntheticSplit(8, 1),
+    referenceSplit: 'test',
+    train: syntheticSplit(8, 2),
+  };
+  const protocol = {
+    ...DEFAULT_PROTOCOL,
+    reconstructionImages: 4,
+    samplesPerClass: 4,
+    referenceImages: 8,
+    steps: 2,
+    interpolationPaths: 1,
+    interpolationFrames: 3,
+    segments: 2,
+    batchSize: 4,
+  };
+  withExplicitDevices(() => {
+    const { report, pictures } = evaluate(rt, net, classifierFeatures(net), data, protocol);
+    assert.ok(Number.isFinite(report.reconstruction!.rfd) && Number.isFinite(report.generation!.fd));
+    assert.equal(report.generation!.flowValidationLoss.segments.length, 2);
+    assert.equal(report.interpolation!.paths, 1);
+    disposeAll(...Object.values(pictures));
+    const features = { name: "the tokenizer's token space", embed: (x: Tensor) => t2i.encode(x) };
+    const tti = { prompts: 3, samplesPerPrompt: 2, k: 2, heldOutPrompts: ['a red square'] };
+    const out = evaluateTextToImage(t2i, features, data.train, protocol, tti);
+    assert.ok(out.report.captionRetrieval >= 0 && out.report.captionRetrieval <= 1);
+    out.pictures.dispose();
+  });
+  net.dispose();
+  rt.dispose();
+  t2i.dispose();
+});
+
+test('every command that runs models takes --device: cpu, cuda or cuda:N, a clear error without CUDA', async () => {
+  for (const name of [
+    'encode',
+    'decode',
+    'reconstruct',
+    'interpolate',
+    'sample',
+    'generate',
+    'eval',
+    'demo',
+    'serve',
+  ]) {
+    const { spec } = await import(`../../src/cli/commands/${name}.ts`);
+    assert.equal(spec.options.device?.type, 'string', `reptok ${name} --device`);
+  }
+  const log = () => {};
+  assert.equal(modelSources({ model: files.dir, device: 'cpu' }, log).device, 'cpu');
+  assert.throws(() => modelSources({ model: files.dir, device: 'gpu' }, log), /--device must be cpu, cuda or cuda:N/);
+  if (cuda.deviceCount() > 0) assert.equal(modelSources({ model: files.dir, device: 'cuda' }, log).device, 'cuda:0');
+  else
+    assert.throws(
+      () => modelSources({ model: files.dir, device: 'cuda:1' }, log),
+      /--device cuda:1: this libtorch has no CUDA/,
+    );
+});
