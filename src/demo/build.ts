@@ -67,7 +67,8 @@ export async function buildDemo(sets: ModelSet[], o: DemoOptions): Promise<SetRe
   return reports;
 }
 
-async function buildSet(set: ModelSet, rt: RepTok, o: DemoOptions): Promise<SetReport> {
+/** One model set's section of the page, from its loaded pipeline. */
+export async function buildSet(set: ModelSet, rt: RepTok, o: DemoOptions): Promise<SetReport> {
   const dir = join(o.out, set.name);
   mkdirSync(dir, { recursive: true });
   const parts: Part[] = [];

@@ -36,6 +36,19 @@ export function withExplicitDevices<T>(fn: () => T): T {
     explicitDevices = before;
   }
 }
+/**
+ * `withExplicitDevices` across awaits: the check stays on until `fn`'s promise settles. The flag is global, so it
+ * also applies to whatever else runs meanwhile (for a test that runs nothing else).
+ */
+export async function withExplicitDevicesAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const before = explicitDevices;
+  explicitDevices = true;
+  try {
+    return await fn();
+  } finally {
+    explicitDevices = before;
+  }
+}
 const finish = (t: Tensor, o: TensorOptions): Tensor => (o.requiresGrad ? t.requiresGrad_() : t);
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ const sets = new Map<string, Loaded>();
 
 // ---- start-up ----------------------------------------------------------------------------------------------------
 
-async function load(init: WorkerInit): Promise<void> {
+/** Loads every model set of `init` (once, at start-up). */
+export async function load(init: WorkerInit): Promise<void> {
   if (init.threads > 0) setNumThreads(init.threads);
   for (const s of init.sets) {
     const rt = RepTok.load(s.sources);
@@ -75,7 +76,8 @@ const png = async (images: Tensor, i: number): Promise<Uint8Array> => {
 };
 const pngs = (images: Tensor) => Promise.all(Array.from({ length: images.shape[0]! }, (_, i) => png(images, i)));
 
-async function run(job: Job, deadline: number): Promise<JobResult> {
+/** Runs one job on a loaded model set; past `deadline` (ms since the epoch) it stops at the next ODE step. */
+export async function run(job: Job, deadline: number): Promise<JobResult> {
   const set = sets.get(job.set);
   if (!set) throw new InputError(`no model set '${job.set}'`);
   const { rt } = set;
@@ -99,7 +101,7 @@ async function run(job: Job, deadline: number): Promise<JobResult> {
       try {
         const result: JobResult = {
           original: await png(image, 0),
-          token: tidy(() => Float32Array.from(tokens.select(0, 0).toArray() as number[])),
+          token: Float32Array.from(tidy(() => tokens.select(0, 0).to({ dtype: 'float32', device: 'cpu' }).data())),
         };
         if (job.kind === 'encode') return result;
         const recon = onHost(rt.decode(tokens, o)); // the image read from the upload is on the host
@@ -114,7 +116,7 @@ async function run(job: Job, deadline: number): Promise<JobResult> {
       }
     }
     case 'interpolate': {
-      const [a, b] = [job.a, job.b].map((v) => tensor(v));
+      const [a, b] = [job.a, job.b].map((v) => tensor(v, { device: rt.device }));
       try {
         const { images, tokens } = rt.interpolate(a!, b!, { ...o, frames: job.frames });
         tokens.dispose();
@@ -157,7 +159,7 @@ function inputCheck<T>(f: () => T): T {
 async function neighbours(set: Loaded, token: Tensor, k: number): Promise<Neighbour[]> {
   const refs = set.references;
   if (!refs || k <= 0) return [];
-  const sims = tidy(() => refs.tokens.matmul(unit(token).transpose(0, 1)).squeeze(1)).toArray() as number[];
+  const sims = Array.from(tidy(() => refs.tokens.matmul(unit(token).transpose(0, 1)).squeeze(1).to('cpu').data()));
   const order = sims
     .map((s, i) => [s, i] as const)
     .sort((x, y) => y[0] - x[0])
@@ -169,22 +171,25 @@ async function neighbours(set: Loaded, token: Tensor, k: number): Promise<Neighb
 
 // ---- messages ----------------------------------------------------------------------------------------------------
 
-process.on('message', async (m: ToWorker) => {
-  if (m.type === 'init') {
-    try {
-      await load(m.init);
-      send({ type: 'ready', sets: [...sets.values()].map((s) => s.info) });
-    } catch (e) {
-      send({ type: 'failed', message: (e as Error).message });
+/** Serves the parent's messages (worker-main.mjs calls this in a process forked by the pool). */
+export function serveParent(): void {
+  process.on('message', async (m: ToWorker) => {
+    if (m.type === 'init') {
+      try {
+        await load(m.init);
+        send({ type: 'ready', sets: [...sets.values()].map((s) => s.info) });
+      } catch (e) {
+        send({ type: 'failed', message: (e as Error).message });
+      }
+      return;
     }
-    return;
-  }
-  try {
-    send({ type: 'done', id: m.id, result: await run(m.job, m.deadline) });
-  } catch (e) {
-    const kind = e instanceof InputError ? 'input' : e instanceof DeadlineError ? 'timeout' : 'internal';
-    send({ type: 'error', id: m.id, message: (e as Error).message, kind });
-  }
-});
-// the parent gone (the server stopped or crashed): nothing left to work for
-process.on('disconnect', () => process.exit(0));
+    try {
+      send({ type: 'done', id: m.id, result: await run(m.job, m.deadline) });
+    } catch (e) {
+      const kind = e instanceof InputError ? 'input' : e instanceof DeadlineError ? 'timeout' : 'internal';
+      send({ type: 'error', id: m.id, message: (e as Error).message, kind });
+    }
+  });
+  // the parent gone (the server stopped or crashed): nothing left to work for
+  process.on('disconnect', () => process.exit(0));
+}

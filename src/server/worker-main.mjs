@@ -2,4 +2,5 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('./inference-worker.ts');
+const { serveParent } = await import('./inference-worker.ts');
+serveParent();

@@ -6,14 +6,28 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { cuda, manualSeed, withExplicitDevices, type Tensor } from '../../src/engine/index.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import {
+  cuda,
+  manualSeed,
+  withExplicitDevices,
+  withExplicitDevicesAsync,
+  type Tensor,
+} from '../../src/engine/index.ts';
 import { RepTok } from '../../src/pipeline/index.ts';
 import { Classifier } from '../../src/models/classifier.ts';
 import { imageArray, imagesTensor } from '../../src/data/image-array.ts';
 import { DEFAULT_PROTOCOL, classifierFeatures, evaluate, evaluateTextToImage } from '../../src/eval/evaluate.ts';
 import { Rng } from '../../src/data/prng.ts';
 import { modelSources } from '../../src/cli/model-options.ts';
+import { buildSet } from '../../src/demo/build.ts';
 import { saveTinyModels, TINY_CAPTIONS, TINY_CLASSES } from '../tiny-models.ts';
+import { testImage, tinyModelFolder } from '../server/serve-helpers.ts';
+import { load, run } from '../../src/server/inference-worker.ts';
+import type { Job } from '../../src/server/jobs.ts';
 
 const files = saveTinyModels();
 
@@ -97,6 +111,52 @@ test('reptok eval (evaluate and evaluateTextToImage) names the device of every t
   net.dispose();
   rt.dispose();
   t2i.dispose();
+});
+
+test('the demo page builder names the device of every tensor it makes (reading and writing images too)', async () => {
+  const dir = await tinyModelFolder();
+  const [tokenizer, generator, t2i] = ['tokenizer', 'generator', 't2i'].map((k) => join(dir, `${k}.safetensors`));
+  const sources = { tokenizer, generator, t2i, device: 'cpu' };
+  const rt = RepTok.load(sources); // built on the CPU, then moved, outside the check
+  const out = mkdtempSync(join(tmpdir(), 'reptok-demo-dev-'));
+  const o = { out, steps: 2, images: 4, frames: 3, guidanceScales: [1, 2], perClass: 1, prompts: ['a red circle'] };
+  // the whole section, awaits included: sample images read, decoded, tiled and written under the check
+  const report = await withExplicitDevicesAsync(() => buildSet({ name: 'tiny', dir, sources }, rt, o));
+  assert.deepEqual(
+    report.parts.map((p) => [p.title, p.pictures.length > 0]),
+    [
+      ['One-token reconstructions', true],
+      ['Interpolations', true],
+      ['Class-conditional samples', true],
+      ['Text to image', true],
+    ],
+  );
+  rt.dispose();
+});
+
+test("the web demo's inference process names the device of every tensor its jobs make", async () => {
+  const dir = await tinyModelFolder();
+  const [tokenizer, generator, t2i] = ['tokenizer', 'generator', 't2i'].map((k) => join(dir, `${k}.safetensors`));
+  await load({
+    sets: [{ name: 'tiny', dir, sources: { tokenizer, generator, t2i, device: 'cpu' } }],
+    threads: 0,
+    references: 4,
+  });
+  const base = { set: 'tiny', steps: 2, seed: 0 };
+  const image = new Uint8Array(await testImage(1, 16, 16));
+  const token = Float32Array.from({ length: 32 }, (_, i) => Math.sin(i));
+  const jobs: Job[] = [
+    { ...base, kind: 'encode', image },
+    { ...base, kind: 'reconstruct', image, neighbours: 2 },
+    { ...base, kind: 'interpolate', a: token, b: token.map((v) => -v), frames: 3 },
+    { ...base, kind: 'sample', class: 'square', guidance: 2, n: 2 },
+    { ...base, kind: 'generate', prompt: 'a red circle', guidance: 2, n: 2 },
+  ];
+  for (const job of jobs) {
+    // the whole job, awaits included (the upload decoded, the PNGs encoded), under the check
+    const result = await withExplicitDevicesAsync(() => run(job, Infinity));
+    assert.ok(result.images?.length || result.token?.length === 32, job.kind);
+  }
 });
 
 test('every command that runs models takes --device: cpu, cuda or cuda:N, a clear error without CUDA', async () => {
