@@ -21,6 +21,7 @@ import { buildDemo } from '../../demo/build.ts';
 import { renderDemoPage } from '../../demo/html.ts';
 import { MODEL_OPTIONS, modelSets } from '../model-options.ts';
 import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
+import { deviceFor } from '../device-option.ts';
 
 const { json: _json, ...MODELS } = MODEL_OPTIONS;
 
@@ -161,6 +162,7 @@ const STAGES: { stage: StageName; preset: string; steps: number; set: (dir: stri
 async function runTraining({ options, argv }: Parsed): Promise<void> {
   const out: string = options.out;
   const scale: number = options.scale;
+  const device = deviceFor(options.device ?? 'cpu', undefined, 'demo');
   mkdirSync(out, { recursive: true });
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const times: Record<string, number> = {};
@@ -184,6 +186,7 @@ async function runTraining({ options, argv }: Parsed): Promise<void> {
     const r = await train(s.stage, config, {
       out: join(out, s.stage),
       force: true,
+      device,
       command: `${commandLine('demo', argv)} (stage ${s.stage}: preset ${s.preset}, shortened)`,
       log: (m) => (m.startsWith('config') || m.startsWith('runtime') ? undefined : log(m)),
     });
@@ -192,22 +195,22 @@ async function runTraining({ options, argv }: Parsed): Promise<void> {
   }
 
   // the picture: test images, their reconstructions, generated samples per class
-  const tok = loadTokenizer(join(out, 'tokenizer', 'tokenizer.safetensors'));
-  const gen = loadGenerator(join(out, 'generator', 'generator.safetensors'));
+  const tok = loadTokenizer(join(out, 'tokenizer', 'tokenizer.safetensors')).to({ device });
+  const gen = loadGenerator(join(out, 'generator', 'generator.safetensors')).to({ device });
   const test = loadFashionMnist('test');
   const picture = noGrad(() =>
     tidy(() => {
-      const g = new Generator({ seed: 0 });
+      const g = new Generator({ seed: 0, device });
       const originals = imagesTensor(
         test,
         Int32Array.from({ length: 10 }, (_, i) => i * 997),
-      );
+      ).to({ device });
       const recon = tok.decode(tok.encode(originals), { steps: 25, generator: g }).images;
       const y = tensor(
         Int32Array.from({ length: 80 }, (_, i) => i % 10),
-        { dtype: 'int64' },
+        { dtype: 'int64', device },
       );
-      const { z } = generate(classField(gen, y), randn([80, 1, tok.tokenDim], { generator: g }), {
+      const { z } = generate(classField(gen, y), randn([80, 1, tok.tokenDim], { generator: g, device }), {
         steps: 25,
         guidance: { scale: 1.5, interval: [0.3, 0.9] },
       });
