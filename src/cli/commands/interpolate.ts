@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 
+import { tidy } from '../../engine/index.ts';
 import { imageGrid, writeAnimation, writeImage } from '../../io/image.ts';
 import {
   DECODE_OPTIONS,
@@ -72,7 +73,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     await writeImage(options.out, strip);
     strip.dispose();
   }
-  const norms = tokens.norm(2, 1).toArray() as number[];
+  const norms = tidy(() => tokens.norm(2, 1).to('cpu').toArray()) as number[];
   report(
     options,
     { output: options.out, frames: options.frames, method, animated, tokenNorms: norms, ...d },
