@@ -1,8 +1,10 @@
-// The inference commands and the evaluation are device-clean: RepTok's encode, decode, reconstruct, interpolate,
-// sample and generate, and `reptok eval`'s evaluate and evaluateTextToImage run with every tensor factory required
-// to name its device (`withExplicitDevices`), so a tensor that would stay on the CPU next to models on a GPU
-// (noise, labels, time grids, filters) fails here already, on this CPU-only libtorch. Only data read from images or
-// data sets is made outside the check: it is CPU data, moved to the models' device where it enters them.
+// The inference side is device-clean: RepTok's encode, decode, reconstruct, interpolate, sample and generate,
+// `reptok eval`'s evaluate and evaluateTextToImage, the demo page builder and the web demo's inference jobs run with
+// every tensor factory required to name its device (`withExplicitDevices`; across awaits `withExplicitDevicesAsync`),
+// so a tensor that would stay on the CPU next to models on a GPU (noise, labels, time grids, filters, request
+// tokens) fails here already, on this CPU-only libtorch. Models are built on the CPU and moved, outside the check;
+// data read from images or data sets is CPU data (made by `fromBytes`), moved to the models' device where it enters
+// them. And every command that runs models takes --device, with a clear error where libtorch has no CUDA.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -23,6 +25,7 @@ import { imageArray, imagesTensor } from '../../src/data/image-array.ts';
 import { DEFAULT_PROTOCOL, classifierFeatures, evaluate, evaluateTextToImage } from '../../src/eval/evaluate.ts';
 import { Rng } from '../../src/data/prng.ts';
 import { modelSources } from '../../src/cli/model-options.ts';
+import { reptok } from '../cli/run-cli.ts';
 import { buildSet } from '../../src/demo/build.ts';
 import { saveTinyModels, TINY_CAPTIONS, TINY_CLASSES } from '../tiny-models.ts';
 import { testImage, tinyModelFolder } from '../server/serve-helpers.ts';
@@ -178,9 +181,19 @@ test('every command that runs models takes --device: cpu, cuda or cuda:N, a clea
   assert.equal(modelSources({ model: files.dir, device: 'cpu' }, log).device, 'cpu');
   assert.throws(() => modelSources({ model: files.dir, device: 'gpu' }, log), /--device must be cpu, cuda or cuda:N/);
   if (cuda.deviceCount() > 0) assert.equal(modelSources({ model: files.dir, device: 'cuda' }, log).device, 'cuda:0');
-  else
+  else {
     assert.throws(
       () => modelSources({ model: files.dir, device: 'cuda:1' }, log),
       /--device cuda:1: this libtorch has no CUDA/,
     );
+    // as the user sees it: a usage error (exit 2) before anything is loaded or trained
+    for (const args of [
+      ['sample', '--model', files.dir, '--all'],
+      ['demo', '--train', '--out', mkdtempSync(join(tmpdir(), 'reptok-demo-dev-'))],
+    ]) {
+      const r = await reptok(...args, '--device', 'cuda');
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, /--device cuda: this libtorch has no CUDA .*build against a CUDA libtorch with LIBTORCH/);
+    }
+  }
 });
