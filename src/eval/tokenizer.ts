@@ -2,6 +2,7 @@
 // errs) and the PSNR of one-token reconstructions of held-out images, both with fixed noise so that numbers from
 // different steps of a run compare.
 import { Generator, full, randn, tidy, type Device, type GeneratorLike, type Tensor } from '../engine/index.ts';
+import { moduleDevice } from '../nn/index.ts';
 import type { RepTokTokenizer } from '../models/tokenizer.ts';
 import { decoderPath, perSampleMse } from '../flow/paths.ts';
 import { imagesTensor, type ImageArray } from '../data/image-array.ts';
@@ -33,7 +34,7 @@ export function flowLossBySegment(
 
 /**
  * Mean PSNR of the one-token reconstructions of a data set's first `count` images, decoded in batches of 64 with
- * `steps` Euler steps from noise seeded by `seed` and the batch's position, on `device` (default: the CPU).
+ * `steps` Euler steps from noise seeded by `seed` and the batch's position, on `device` (default: the tokenizer's).
  */
 export function reconstructionPsnr(
   tok: RepTokTokenizer,
@@ -41,7 +42,7 @@ export function reconstructionPsnr(
   count: number,
   o: { steps: number; seed: number; device?: Device },
 ): number {
-  const device = o.device ?? 'cpu';
+  const device = o.device ?? moduleDevice(tok);
   let sum = 0;
   for (let i = 0; i < count; i += 64) {
     sum += tidy(() => {

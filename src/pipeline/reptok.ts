@@ -7,7 +7,9 @@
 //   const { images: frames } = rt.interpolate(tokens.select(0, 0), tokens.select(0, 1), { frames: 8 });
 //   const { images: samples } = rt.sample({ classes: ['sneaker'], n: 4, guidance: 1.5 });
 //
-// Every method is deterministic for a given seed (default 0) and returns new tensors the caller disposes.
+// Every method is deterministic for a given seed (default 0) and returns new tensors the caller disposes, on the
+// pipeline's device (`device`; inputs from anywhere are moved there): `.to('cpu')` reads them on the host (the image
+// writers do it themselves).
 import { Generator, Tensor, cat, noGrad, randn, stack, tensor, tidy, type Device } from '../engine/index.ts';
 import type { SamplerName } from '../flow/ode.ts';
 import { generate as generateTokens } from '../flow/token-flow.ts';
