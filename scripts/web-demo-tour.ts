@@ -75,9 +75,12 @@ try {
     return { ms: performance.now() - t0, json };
   };
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-  const ids = await Promise.all([a!, b!].map(async (x) => (await post('/api/encode', x.bytes)).json.id));
+  const ids = await Promise.all(
+    [a!, b!].map(async (x) => (await post('/api/encode?model=fashion-mnist', x.bytes)).json.id),
+  );
   const features: Record<string, (i: number) => Promise<{ ms: number }>> = {
-    'reconstruct (fashion-mnist, with neighbours)': (i) => post(`/api/reconstruct?seed=${i}`, a!.bytes),
+    'reconstruct (fashion-mnist, with neighbours)': (i) =>
+      post(`/api/reconstruct?model=fashion-mnist&seed=${i}`, a!.bytes),
     'interpolate 8 frames (fashion-mnist)': (i) =>
       post('/api/interpolate', { model: 'fashion-mnist', a: ids[0], b: ids[1], frames: 8, seed: 100 + i }),
     'sample 4 of a class (fashion-mnist)': (i) =>
