@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { manualSeed, noGrad } from '../src/index.ts';
+import { imageArray, type ImageArray } from '../src/data/image-array.ts';
+import { Rng } from '../src/data/prng.ts';
 import {
   DinoVisionTransformer,
   MLPMixer1D,
@@ -92,4 +94,17 @@ export function saveTinyModels(seed = 0): TinyFiles {
   saveTextToImage(files.t2i, t2i, { data, training });
   for (const m of [enc, tok, gen, t2i]) m.dispose();
   return files;
+}
+
+/** n random 3×16×16 images labelled with the tiny classes in turn, captioned with the tiny captions (seeded). */
+export function syntheticSplit(n: number, seed: number): ImageArray {
+  const rng = new Rng(seed);
+  const pixels = Uint8Array.from({ length: n * 3 * 16 * 16 }, () => Math.floor(rng.next() * 256));
+  return imageArray(
+    pixels,
+    [n, 3, 16, 16],
+    Array.from({ length: n }, (_, i) => i % 3),
+    TINY_CLASSES,
+    Array.from({ length: n }, (_, i) => TINY_CAPTIONS[i % 3]!),
+  );
 }

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { getNumThreads, manualSeed, setNumThreads, type Tensor } from '../../src/engine/index.ts';
 import { RepTok } from '../../src/pipeline/index.ts';
 import { Classifier } from '../../src/models/classifier.ts';
-import { imageArray } from '../../src/data/image-array.ts';
 import {
   DEFAULT_PROTOCOL,
   classifierFeatures,
@@ -14,20 +13,7 @@ import {
   evaluateTextToImage,
   type EvalReport,
 } from '../../src/eval/evaluate.ts';
-import { Rng } from '../../src/data/prng.ts';
-import { saveTinyModels, TINY_CAPTIONS, TINY_CLASSES } from '../tiny-models.ts';
-
-function syntheticSplit(n: number, seed: number) {
-  const rng = new Rng(seed);
-  const pixels = Uint8Array.from({ length: n * 3 * 16 * 16 }, () => Math.floor(rng.next() * 256));
-  return imageArray(
-    pixels,
-    [n, 3, 16, 16],
-    Array.from({ length: n }, (_, i) => i % 3),
-    TINY_CLASSES,
-    Array.from({ length: n }, (_, i) => TINY_CAPTIONS[i % 3]!),
-  );
-}
+import { saveTinyModels, syntheticSplit, TINY_CLASSES } from '../tiny-models.ts';
 
 const numbers = (r: EvalReport): number[] =>
   JSON.stringify({ ...r, seconds: {}, protocol: {} })

@@ -21,30 +21,18 @@ import {
 } from '../../src/engine/index.ts';
 import { RepTok } from '../../src/pipeline/index.ts';
 import { Classifier } from '../../src/models/classifier.ts';
-import { imageArray, imagesTensor } from '../../src/data/image-array.ts';
+import { imagesTensor } from '../../src/data/image-array.ts';
 import { DEFAULT_PROTOCOL, classifierFeatures, evaluate, evaluateTextToImage } from '../../src/eval/evaluate.ts';
-import { Rng } from '../../src/data/prng.ts';
 import { modelSources } from '../../src/cli/model-options.ts';
 import { reptok } from '../cli/run-cli.ts';
 import { buildSet } from '../../src/demo/build.ts';
-import { saveTinyModels, TINY_CAPTIONS, TINY_CLASSES } from '../tiny-models.ts';
+import { saveTinyModels, syntheticSplit } from '../tiny-models.ts';
 import { testImage, tinyModelFolder } from '../server/serve-helpers.ts';
 import { load, run } from '../../src/server/inference-worker.ts';
 import type { Job } from '../../src/server/jobs.ts';
 
 const files = saveTinyModels();
 
-function syntheticSplit(n: number, seed: number) {
-  const rng = new Rng(seed);
-  const pixels = Uint8Array.from({ length: n * 3 * 16 * 16 }, () => Math.floor(rng.next() * 256));
-  return imageArray(
-    pixels,
-    [n, 3, 16, 16],
-    Array.from({ length: n }, (_, i) => i % 3),
-    TINY_CLASSES,
-    Array.from({ length: n }, (_, i) => TINY_CAPTIONS[i % 3]!),
-  );
-}
 const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 const disposeAll = (...ts: (Tensor | undefined)[]) => ts.forEach((t) => t?.dispose());
 

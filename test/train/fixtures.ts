@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { tensor } from '../../src/index.ts';
+import { resolveTrainConfig, type StageName } from '../../src/train/presets.ts';
 import { writeImage } from '../../src/io/image.ts';
 
 /**
@@ -118,3 +119,19 @@ export const tokenizerTrainArgs = (out: string, config: string, ...more: string[
   config,
   ...more,
 ];
+
+/** The preset each stage's tests start from. */
+const STAGE_PRESETS: Record<StageName, string> = {
+  ssl: 'fmnist-ssl',
+  tokenizer: 'fmnist-tokenizer',
+  generator: 'fmnist-generator',
+  t2i: 'emoji-t2i',
+  classifier: 'fmnist-classifier',
+};
+
+/** A stage's resolved training config: its test preset with `overrides` (through a config file, as users pass them). */
+export function stageConfig(stage: StageName, overrides: object): any {
+  const file = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'config.json');
+  writeFileSync(file, JSON.stringify(overrides));
+  return resolveTrainConfig(stage, STAGE_PRESETS[stage], { file });
+}

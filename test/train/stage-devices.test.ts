@@ -6,7 +6,7 @@
 // trainer builds them before moving them to their device.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,29 +14,19 @@ import { manualSeed, noGrad, tidy, withExplicitDevices } from '../../src/index.t
 import { cuda } from '../../src/engine/index.ts';
 import { deviceFor } from '../../src/cli/device-option.ts';
 import { AdamW, EMA, clipGradNorm } from '../../src/optim/index.ts';
-import { resolveTrainConfig, type StageName } from '../../src/train/presets.ts';
+import type { StageName } from '../../src/train/presets.ts';
 import { sslStage } from '../../src/train/stages/ssl.ts';
 import { tokenizerStage } from '../../src/train/stages/tokenizer.ts';
 import { generatorStage, t2iStage } from '../../src/train/stages/generator.ts';
 import { classifierStage } from '../../src/train/stages/classifier.ts';
 import { RepTokTokenizer, saveTokenizer } from '../../src/models/tokenizer.ts';
 import { StageContext, type Stage } from '../../src/train/trainer.ts';
-import { syntheticFolder, tinyConfigs } from './fixtures.ts';
+import { stageConfig, syntheticFolder, tinyConfigs } from './fixtures.ts';
 
-const PRESET: Record<StageName, string> = {
-  ssl: 'fmnist-ssl',
-  tokenizer: 'fmnist-tokenizer',
-  generator: 'fmnist-generator',
-  t2i: 'emoji-t2i',
-  classifier: 'fmnist-classifier',
-};
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 
-function configFor(stage: StageName, overrides: object): any {
-  const file = join(tmp('reptok-cfg-'), 'config.json');
-  writeFileSync(file, JSON.stringify({ emaDecay: 0.9, clipGrad: 1, ...overrides }));
-  return resolveTrainConfig(stage, PRESET[stage], { file });
-}
+const configFor = (stage: StageName, overrides: object): any =>
+  stageConfig(stage, { emaDecay: 0.9, clipGrad: 1, ...overrides });
 
 /** Two training steps, validation, samples and (unless `finish` is false) the final evaluation under the check. */
 async function explicitDevices(

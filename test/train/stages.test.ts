@@ -3,33 +3,19 @@
 // through their exported files (encoder -> tokenizer -> generator / text-to-image).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 import { manualSeed, tidy } from '../../src/index.ts';
 import { AdamW } from '../../src/optim/index.ts';
-import { resolveTrainConfig, train, type StageName } from '../../src/train/presets.ts';
+import { train, type StageName } from '../../src/train/presets.ts';
 import { sslStage } from '../../src/train/stages/ssl.ts';
 import { tokenizerStage } from '../../src/train/stages/tokenizer.ts';
 import { generatorStage, t2iStage } from '../../src/train/stages/generator.ts';
 import { StageContext, type Stage } from '../../src/train/trainer.ts';
 import { peekModelFile } from '../../src/models/index.ts';
-import { syntheticFolder, tinyConfigs } from './fixtures.ts';
-
-const PRESET: Record<StageName, string> = {
-  ssl: 'fmnist-ssl',
-  tokenizer: 'fmnist-tokenizer',
-  generator: 'fmnist-generator',
-  t2i: 'emoji-t2i',
-  classifier: 'fmnist-classifier',
-};
-
-function configFor(stage: StageName, overrides: object): any {
-  const file = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'config.json');
-  writeFileSync(file, JSON.stringify(overrides));
-  return resolveTrainConfig(stage, PRESET[stage], { file });
-}
+import { stageConfig, syntheticFolder, tinyConfigs } from './fixtures.ts';
 
 async function fitsFixedBatch(
   stage: StageName,
@@ -73,7 +59,7 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   const data = `folder:${await syntheticFolder()}`;
   const run = async (stage: StageName, files: object = {}, overrides: object = {}) => {
     const out = mkdtempSync(join(tmpdir(), `reptok-run-${stage}-`));
-    const r = await train(stage, configFor(stage, { ...(tinyConfigs(data, files) as any)[stage], ...overrides }), {
+    const r = await train(stage, stageConfig(stage, { ...(tinyConfigs(data, files) as any)[stage], ...overrides }), {
       out,
       steps: 2,
       log: () => {},
@@ -82,14 +68,14 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
   };
   const cfgs = (files: object = {}) => tinyConfigs(data, files) as any;
 
-  const [s0, s1] = await fitsFixedBatch('ssl', configFor('ssl', cfgs().ssl), sslStage, 25);
+  const [s0, s1] = await fitsFixedBatch('ssl', stageConfig('ssl', cfgs().ssl), sslStage, 25);
   assert.ok(s1 < s0, `ssl loss ${s0} -> ${s1}`);
   const ssl = await run('ssl');
   assert.ok(typeof ssl.knn_ssl === 'number' && typeof ssl.knn_pixels === 'number');
 
   const [t0, t1] = await fitsFixedBatch(
     'tokenizer',
-    configFor('tokenizer', cfgs({ encoder: ssl.encoder }).tokenizer),
+    stageConfig('tokenizer', cfgs({ encoder: ssl.encoder }).tokenizer),
     tokenizerStage,
     25,
   );
@@ -109,12 +95,17 @@ test('every stage lowers its loss on a fixed batch, and the stages chain through
 
   const [g0, g1] = await fitsFixedBatch(
     'generator',
-    configFor('generator', cfgs({ tokenizer: tok.tokenizer }).generator),
+    stageConfig('generator', cfgs({ tokenizer: tok.tokenizer }).generator),
     generatorStage,
     25,
   );
   assert.ok(g1 < 0.8 * g0, `generator loss ${g0} -> ${g1}`);
-  const [x0, x1] = await fitsFixedBatch('t2i', configFor('t2i', cfgs({ tokenizer: tok.tokenizer }).t2i), t2iStage, 25);
+  const [x0, x1] = await fitsFixedBatch(
+    't2i',
+    stageConfig('t2i', cfgs({ tokenizer: tok.tokenizer }).t2i),
+    t2iStage,
+    25,
+  );
   assert.ok(x1 < 0.8 * x0, `t2i loss ${x0} -> ${x1}`);
   const gen = await run('generator', { tokenizer: tok.tokenizer });
   assert.match(String(gen.generator), /generator\.safetensors$/);
