@@ -30,13 +30,14 @@ export interface SelfDistillationConfig {
   koleoWeight: number;
 }
 
-/** The processes of a data-parallel run: how many, and the sum of a tensor over all of them (in place). */
+/** The processes of a data-parallel run: how many, and the sum or maximum of a tensor over all of them (in place). */
 export interface Ranks {
   size: number;
   sum(t: Tensor): Tensor;
+  max(t: Tensor): Tensor;
 }
-/** One process alone: sums are the tensor itself. */
-export const ONE_RANK: Ranks = { size: 1, sum: (t) => t };
+/** One process alone: sums and maxima are the tensor itself. */
+export const ONE_RANK: Ranks = { size: 1, sum: (t) => t, max: (t) => t };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Networks
@@ -99,8 +100,9 @@ export function sinkhornKnopp(logits: Tensor, temp: number, iterations = 3, rank
     const [n, K] = logits.shape as [number, number];
     const N = n * ranks.size; // rows of the global batch
     const z = logits.float().div(temp);
-    // (K, n); the shift (each rank's own maximum) cancels in the first normalisation
-    let q = z.sub(z.max()).exp().transpose(0, 1);
+    // (K, n); one shift for the global batch (its maximum) keeps exp() finite and cancels in the normalisations —
+    // a shift per rank would not: it would weigh the ranks' columns differently in the prototypes' sums
+    let q = z.sub(ranks.max(z.max())).exp().transpose(0, 1);
     q = q.div(ranks.sum(q.sum()));
     for (let i = 0; i < iterations; i++) {
       q = q.div(ranks.sum(q.sum(1, true))).div(K); // every prototype: total mass 1/K over the global batch

@@ -158,19 +158,17 @@ export class DataParallel {
    * centring); in place, with the collective timeout.
    */
   get ranks(): Ranks {
-    return {
-      size: this.env.worldSize,
-      sum: (t) => {
-        try {
-          return this.group.allReduce(t, 'sum', this.timeoutMs);
-        } catch (e) {
-          throw new DistributedError(
-            `an all-reduce of batch statistics failed on rank ${this.rank}: ${(e as Error).message}\n` +
-              'Another worker has probably stopped (see its error), or the network failed; continue with --resume.',
-          );
-        }
-      },
+    const reduce = (t: Tensor, op: 'sum' | 'max') => {
+      try {
+        return this.group.allReduce(t, op, this.timeoutMs);
+      } catch (e) {
+        throw new DistributedError(
+          `an all-reduce of batch statistics failed on rank ${this.rank}: ${(e as Error).message}\n` +
+            'Another worker has probably stopped (see its error), or the network failed; continue with --resume.',
+        );
+      }
     };
+    return { size: this.env.worldSize, sum: (t) => reduce(t, 'sum'), max: (t) => reduce(t, 'max') };
   }
 
   /** Whether `flag` is set on any rank (a stop request reaches every rank at the same step). */
