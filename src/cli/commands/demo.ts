@@ -95,7 +95,7 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
   });
   const seconds = (performance.now() - t0) / 1000;
   const given = (['model', 'tokenizer', 'generator', 't2i'] as const).filter((k) => o[k]);
-  const serveCommand = ['reptok serve', ...given.map((k) => `--${k} ${o[k]}`)].join(' ');
+  const serveCommand = ['npx reptok serve', ...given.map((k) => `--${k} ${o[k]}`)].join(' ');
   const index = join(o.out, 'index.html');
   writeFileSync(index, renderDemoPage(reports, { totalSeconds: seconds, serveCommand }));
   const rel = relative(process.cwd(), resolve(index));
