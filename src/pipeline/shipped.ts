@@ -24,20 +24,22 @@ export function shippedDir(family: ShippedFamily): string {
   return join(SHIPPED_WEIGHTS, family);
 }
 
+const shippedPath = (family: ShippedFamily, kind: ShippedKind): string =>
+  join(shippedDir(family), `${kind}.safetensors`);
+
+/** Whether a family ships a model of `kind`. */
+export const ships = (family: ShippedFamily, kind: ShippedKind): boolean => existsSync(shippedPath(family, kind));
+
 /** The shipped model file of `kind` in `family`, or an error that says what to do without it. */
 export function shippedFile(family: ShippedFamily, kind: ShippedKind): string {
-  const path = join(shippedDir(family), `${kind}.safetensors`);
-  if (!existsSync(path))
+  const path = shippedPath(family, kind);
+  if (!ships(family, kind))
     throw new Error(
       `no shipped ${family} ${kind}: ${path} is missing. Pass a model file, or train the shipped models with ` +
         `\`node scripts/train-weights.mjs ${family}\` (docs/training.md)`,
     );
   return path;
 }
-
-/** Whether a family ships a model of `kind`. */
-export const ships = (family: ShippedFamily, kind: ShippedKind): boolean =>
-  existsSync(join(shippedDir(family), `${kind}.safetensors`));
 
 /** The pipeline sources of a family's shipped models: its tokenizer and whichever generators it has. */
 export function shippedSources(family: ShippedFamily): RepTokSources {
