@@ -17,6 +17,7 @@
         "native/kernels/swiglu.cc",
         "native/kernels/cosine-rope-qk.cc",
         "native/kernels/attention.cc",
+        "native/kernels/token-mlp.cc",
         "native/kernels/linear.cc",
         "native/distributed.cc"
       ],

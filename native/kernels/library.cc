@@ -3,10 +3,10 @@
 //
 // Fused kernels for chains that eager code runs as many small kernels, each pass re-reading activations from
 // memory: RMSNorm with a scale (rms-norm.cc), the SwiGLU gate (swiglu.cc), the cosine-attention q/k path with axial
-// RoPE (cosine-rope-qk.cc) and unmasked attention (attention.cc); each is one pass forward and one backward. CPU,
-// float32/float64; src/engine/fused.ts picks the composite ATen path for other devices and dtypes. Linear layers
-// on oneDNN's sgemm (linear.cc), CPU float32. The backwards are not differentiable: create_graph through a
-// reptok:: operator is refused with an error.
+// RoPE (cosine-rope-qk.cc), unmasked attention (attention.cc) and the generator's token-mixing MLP (token-mlp.cc);
+// each is one pass forward and one backward. CPU, float32/float64; src/engine/fused.ts picks the composite ATen path
+// for other devices and dtypes. Linear layers on oneDNN's sgemm (linear.cc), CPU float32. The backwards are not
+// differentiable: create_graph through a reptok:: operator is refused with an error.
 #include "../common.h"
 #include "ops.h"
 
@@ -24,6 +24,7 @@ TORCH_LIBRARY(reptok, m) {
   m.def("cosine_rope_qk(Tensor qkv, Tensor scale, Tensor cos, Tensor sin) -> (Tensor, Tensor)", &cosineRopeQk);
   m.def("attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor", &attention);
   m.def("linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor", &linear);
+  m.def("token_mlp(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2) -> Tensor", &tokenMlp);
 }
 
 }  // namespace reptok

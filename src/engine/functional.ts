@@ -4,7 +4,7 @@ import { Tensor, aten, hasOp, type GeneratorLike, type Shape } from './tensor.ts
 import { emptyLike } from './creation.ts';
 import { tidy } from './scope.ts';
 
-export { linear, rmsNorm, swiglu, cosineRopeQK, applyRotary, scaledDotProductAttention } from './fused.ts';
+export { linear, rmsNorm, swiglu, tokenMlp, cosineRopeQK, applyRotary, scaledDotProductAttention } from './fused.ts';
 
 type Pair = number | readonly [number, number];
 type Reduction = 'none' | 'mean' | 'sum';

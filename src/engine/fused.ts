@@ -10,6 +10,7 @@ import { native } from './native.ts';
 import { tidy } from './scope.ts';
 
 const silu = (x: Tensor): Tensor => aten('aten::silu', x);
+const gelu = (x: Tensor): Tensor => aten('aten::gelu', x, 'none');
 
 let fusedEnabled = true;
 
@@ -66,6 +67,17 @@ export function swiglu(h: Tensor): Tensor {
     const [a, g] = h.chunk(2, -1) as [Tensor, Tensor];
     return a.mul(silu(g));
   });
+}
+
+/**
+ * The MLP-Mixer's token-mixing MLP along the token axis of x (B, L, dim): W2 · gelu(W1 · x + b1) + b2 with the exact
+ * (erf) GELU, w1 (Lh, L), b1 (Lh), w2 (L, Lh), b2 (L) -> (B, L, dim). The fused kernel reads x in place and keeps the
+ * hidden rows (B, Lh, dim) in cache, chunk by chunk of dim; the composite moves the token axis last, so that both
+ * products are GEMMs over all positions (K = L and Lh), and back.
+ */
+export function tokenMlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor): Tensor {
+  if (x.ndim === 3 && fusable([x, w1, b1, w2, b2])) return aten('reptok::token_mlp', x, w1, b1, w2, b2);
+  return tidy(() => linear(gelu(linear(x.transpose(1, 2).contiguous(), w1, b1)), w2, b2).transpose(1, 2));
 }
 
 /**

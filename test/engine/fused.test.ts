@@ -1,4 +1,4 @@
-// The fused kernels (native/kernels/: rmsNorm, swiglu, cosineRopeQK, attention) and the oneDNN linear
+// The fused kernels (native/kernels/: rmsNorm, swiglu, tokenMlp, cosineRopeQK, attention) and the oneDNN linear
 // (native/kernels/linear.cc) against the ATen ops they replace: forward and every gradient in float32, finite
 // differences in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
@@ -37,13 +37,19 @@ function run(fused: boolean, fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], g
   }
 }
 
-function compare(name: string, fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], outShape: number[]): void {
-  const gOut = r(outShape);
+const float32Tol = { atol: 2e-5, rtol: 1e-4 };
+
+function compare(
+  name: string,
+  fn: (...x: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  outShape: number[],
+  tol = float32Tol,
+): void {
+  const gOut = r(outShape, inputs[0]!.dtype as 'float32' | 'float64');
   const fused = run(true, fn, inputs, gOut);
   const composite = run(false, fn, inputs, gOut);
-  fused.forEach((t, i) =>
-    assertClose(t, composite[i]!, { atol: 2e-5, rtol: 1e-4 }, `${name}: ${i ? `gradient ${i}` : 'output'}`),
-  );
+  fused.forEach((t, i) => assertClose(t, composite[i]!, tol, `${name}: ${i ? `gradient ${i}` : 'output'}`));
 }
 
 // cosineRopeQK returns (q, k); one tensor for the checks: q + 2k, so both gradients flow
@@ -71,6 +77,53 @@ test('rmsNorm: fused = composite, shared scale (W) and per-sample scale (B, 1, W
 test('swiglu: fused = composite, including large gates (the fast exp saturates cleanly)', () => {
   compare('swiglu', (h) => F.swiglu(h), [r([3, 5, 2 * 37])], [3, 5, 37]);
   compare('swiglu, large values', (h) => F.swiglu(h), [r([4, 2 * 64]).mul(40)], [4, 64]);
+});
+
+// x (B, L, D), w1 (Lh, L), b1 (Lh), w2 (L, Lh), b2 (L) for the token-mixing MLP; weights scaled so that the hidden
+// values spread over GELU's curved part and, with `spread`, reach the tails (|h| > 4√2: erf(h/√2) is ±1 in float32)
+const tokenMlpInputs = (
+  B: number,
+  L: number,
+  Lh: number,
+  D: number,
+  dtype: 'float32' | 'float64',
+  spread = 1,
+): [Tensor, Tensor, Tensor, Tensor, Tensor] => [
+  r([B, L, D], dtype),
+  r([Lh, L], dtype).mul(spread / Math.sqrt(L)),
+  r([Lh], dtype).mul(0.5),
+  r([L, Lh], dtype).mul(1 / Math.sqrt(Lh)),
+  r([L], dtype),
+];
+const tokenMlp = (x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor): Tensor => F.tokenMlp(x, w1, b1, w2, b2);
+
+test('tokenMlp: fused = composite in float32 and float64, 3 tokens and 3 + 4 extra, random widths', () => {
+  // float32: the fused GELU's erf is a rational fit within 4e-7 (ATen's, another within 1.5e-7) and the weight
+  // gradients sum B·D products in another order; float64 runs libm's erf on both paths: rounding only
+  const tols = { float32: float32Tol, float64: { atol: 1e-10, rtol: 1e-9 } };
+  const size = (lo: number, hi: number): number => lo + Math.floor(rand([1], { generator: g }).item() * (hi - lo));
+  for (const dtype of ['float32', 'float64'] as const)
+    for (const [L, Lh] of [
+      [3, 9],
+      [7, 21],
+      [3, 6],
+    ] as const) {
+      const [B, D] = [size(1, 5), size(1, 700)];
+      const name = `tokenMlp ${dtype}, B ${B}, L ${L}, Lh ${Lh}, D ${D}`;
+      compare(name, tokenMlp, tokenMlpInputs(B, L, Lh, D, dtype), [B, L, D], tols[dtype]);
+    }
+  compare('tokenMlp, GELU tails', tokenMlp, tokenMlpInputs(2, 3, 9, 64, 'float32', 8), [2, 3, 64]);
+});
+
+test('tokenMlp: x read in place when its rows are strided, copied when its last dim is not contiguous', () => {
+  const [, w1, b1, w2, b2] = tokenMlpInputs(1, 3, 9, 1, 'float32');
+  compare(
+    'tokenMlp, x a slice of wider rows',
+    (x) => tokenMlp(x.narrow(2, 5, 40), w1, b1, w2, b2),
+    [r([2, 3, 50])],
+    [2, 3, 40],
+  );
+  compare('tokenMlp, x transposed', (x) => tokenMlp(x.transpose(1, 2), w1, b1, w2, b2), [r([2, 40, 3])], [2, 3, 40]);
 });
 
 test('cosineRopeQK: fused = composite (q, k, d·2 < e and d·2 = e)', () => {
@@ -152,6 +205,7 @@ test('fused kernels: float64 finite-difference gradients', () => {
   );
   gradcheck((x, s) => F.rmsNorm(x, s), [r([2, 3, 6], 'float64'), r([2, 1, 6], 'float64')], { what: 'rmsNorm' });
   gradcheck((h) => F.swiglu(h), [r([2, 3, 10], 'float64')], { what: 'swiglu' });
+  gradcheck(tokenMlp, tokenMlpInputs(2, 3, 9, 5, 'float64'), { what: 'tokenMlp' });
   const [c, s] = theta(1, 2, 3, 2, 'float64');
   gradcheck(
     (qkv, sc) => qk(qkv, sc, c!, s!),
@@ -163,8 +217,17 @@ test('fused kernels: float64 finite-difference gradients', () => {
 test('fused kernels run as reptok:: operators (visible to the profiler)', () => {
   const x = r([2, 4, 8]);
   const q = r([1, 2, 3, 4]);
-  const { ops } = profile(() => tidy(() => void [F.rmsNorm(x, r([8])), F.scaledDotProductAttention(q, q, q)]));
-  for (const op of ['reptok::rms_norm', 'reptok::attention'])
+  const { ops } = profile(() =>
+    tidy(
+      () =>
+        void [
+          F.rmsNorm(x, r([8])),
+          F.scaledDotProductAttention(q, q, q),
+          tokenMlp(...tokenMlpInputs(2, 3, 9, 8, 'float32')),
+        ],
+    ),
+  );
+  for (const op of ['reptok::rms_norm', 'reptok::attention', 'reptok::token_mlp'])
     assert.ok(
       ops.some((o) => o.name.startsWith(op)),
       `profile lists ${ops.map((o) => o.name).join(', ')}`,
@@ -181,6 +244,14 @@ test('fused kernels: bad shapes are clear errors; double backward is refused', (
     /scale \[2, 3, 8\] must be \(W\) or \(B, 1, \.\.\., W\)/,
   );
   assert.throws(() => F.swiglu(r([2, 7])), /reptok::swiglu: the last dim of h must be even/);
+  assert.throws(
+    () => aten('reptok::token_mlp', r([2, 3, 8]), r([9, 4]), r([9]), r([3, 9]), r([3])),
+    /reptok::token_mlp: w1 \[9, 4\] and b1 \[9\] must be \(Lh, L\) and \(Lh\) for x \[2, 3, 8\]/,
+  );
+  assert.throws(
+    () => aten('reptok::token_mlp', r([2, 3, 8]), r([9, 3]), r([9]), r([9, 3]), r([3])),
+    /w2 \[9, 3\] and b2 \[3\] must be \(L, Lh\) = \(3, 9\) and \(L\)/,
+  );
   assert.throws(
     () => aten('reptok::cosine_rope_qk', r([2, 5, 16]), r([3]), r([2, 3, 5, 4]), r([2, 3, 5, 4])),
     /qkv must be \(B, L, 3, H, e\)/,

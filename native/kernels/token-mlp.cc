@@ -1,0 +1,228 @@
+// The fused token-mixing MLP of the MLP-Mixer generator (`reptok::token_mlp`): out = W2 · gelu(W1 · x + b1) + b2
+// along the token axis of x (B, L, dim), with the exact (erf) GELU. Eager code runs it as a transpose to (B, dim, L),
+// a contiguous copy, two GEMMs with K = L and K = Lh (3 and 9 for the class-conditional generator: far too small for
+// a BLAS to reach speed), bias copies, the GELU and a transpose back, each a pass over the activations. Here each
+// task — one sample, one chunk of dim columns — reads its L rows of x in place, keeps the hidden rows (Lh, chunk)
+// in cache and writes the output rows once. Registered in library.cc.
+#include "fused-common.h"
+
+namespace reptok {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Exact GELU and its derivative: gelu(h) = h Φ(h), gelu'(h) = Φ(h) + h φ(h), Φ(h) = (1 + erf(h / √2)) / 2
+// ---------------------------------------------------------------------------------------------------------------
+
+// erf for float32, branch-free so the loops around it vectorise (std::erf is a scalar libm call): a rational
+// minimax fit, odd degree 13 over even degree 8, on [-4, 4] (beyond that erf is ±1 in float32), as Eigen and XLA
+// evaluate it; within 4e-7 of erf everywhere (ATen's vectorised float GELU uses a 1.5e-7 approximation too).
+REPTOK_INLINE float erfApprox(float a) {
+  const float x = std::min(4.f, std::max(-4.f, a)), x2 = x * x;
+  float p = -2.72614225801306e-10f;
+  p = p * x2 + 2.77068142495902e-08f;
+  p = p * x2 - 2.10102402082508e-06f;
+  p = p * x2 - 5.69250639462346e-05f;
+  p = p * x2 - 7.34990630326855e-04f;
+  p = p * x2 - 2.95459980854025e-03f;
+  p = p * x2 - 1.60960333262415e-02f;
+  float q = -1.45660718464996e-05f;
+  q = q * x2 - 2.13374055278905e-04f;
+  q = q * x2 - 1.68282697438203e-03f;
+  q = q * x2 - 7.37332916720468e-03f;
+  q = q * x2 - 1.42647390514189e-02f;
+  return x * p / q;
+}
+REPTOK_INLINE double erfApprox(double x) { return std::erf(x); }
+
+template <typename T>
+REPTOK_INLINE T normalCdf(T h) { return T(0.5) * (T(1) + erfApprox(h * T(0.70710678118654752440))); }
+
+template <typename T>
+REPTOK_INLINE T geluGrad(T h) { return normalCdf(h) + h * (T(0.39894228040143267794) * expApprox(T(-0.5) * h * h)); }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token MLP: x (B, L, D) -> h (B, Lh, D) = W1 x + b1 -> out (B, L, D) = W2 gelu(h) + b2
+// W1 (Lh, L), W2 (L, Lh) contiguous; x rows may be strided (the last dim contiguous); out, g (the output gradient)
+// and gx contiguous. Task t = (sample t / chunks, columns [c·C, c·C + C) for c = t % chunks).
+// ---------------------------------------------------------------------------------------------------------------
+
+template <typename T>
+struct TokenMlpArgs {
+  const T *x, *w1, *b1, *w2, *b2, *g;  // g: the output gradient (backward only)
+  T *out, *partial;                    // out: y or gx; partial: per-task weight-gradient sums (backward only)
+  int64_t L, Lh, D, C, chunks, xsB, xsL;
+};
+
+// Per task, the backward's partial sums in this order (summed over the tasks afterwards).
+inline int64_t partialSize(int64_t L, int64_t Lh) { return Lh * L + Lh + L * Lh + L; }
+
+// h (Lh rows C apart) = W1 x + b1 over the n columns of task t's chunk
+template <typename T>
+REPTOK_INLINE void hiddenRows(const TokenMlpArgs<T>& a, const T* x, int64_t n, T* h) {
+  for (int64_t k = 0; k < a.Lh; k++) {
+    T* hk = h + k * a.C;
+    const T bk = a.b1[k];
+    for (int64_t j = 0; j < n; j++) hk[j] = bk;
+    for (int64_t l = 0; l < a.L; l++) {
+      const T w = a.w1[k * a.L + l];
+      const T* xl = x + l * a.xsL;
+      for (int64_t j = 0; j < n; j++) hk[j] += w * xl[j];
+    }
+  }
+}
+
+// Buffers of one parallel_for chunk: hidden rows, and in the backward their GELU derivative.
+template <typename T>
+struct Scratch {
+  std::vector<T> h, d;
+  explicit Scratch(const TokenMlpArgs<T>& a, bool backward) : h(a.Lh * a.C), d(backward ? a.Lh * a.C : 0) {}
+};
+
+template <typename T>
+REPTOK_INLINE void tokenMlpTasksBody(const TokenMlpArgs<T>& a, int64_t begin, int64_t end) {
+  Scratch<T> s(a, false);
+  T* h = s.h.data();
+  for (int64_t t = begin; t < end; t++) {
+    const int64_t b = t / a.chunks, j0 = (t % a.chunks) * a.C, n = std::min(a.C, a.D - j0);
+    hiddenRows(a, a.x + b * a.xsB + j0, n, h);
+    for (int64_t i = 0; i < a.Lh * a.C; i++) h[i] = h[i] * normalCdf(h[i]);  // whole rows: fixed trip count
+    for (int64_t l = 0; l < a.L; l++) {
+      T* o = a.out + (b * a.L + l) * a.D + j0;
+      const T bl = a.b2[l];
+      for (int64_t j = 0; j < n; j++) o[j] = bl;
+      for (int64_t k = 0; k < a.Lh; k++) {
+        const T w = a.w2[l * a.Lh + k];
+        const T* hk = h + k * a.C;
+        for (int64_t j = 0; j < n; j++) o[j] += w * hk[j];
+      }
+    }
+  }
+}
+REPTOK_SIMD_KERNEL(tokenMlpTasks, TokenMlpArgs)
+
+// With u = gelu(h): gW2[l, k] = Σ g_l u_k, gb2 = Σ g; gh_k = gelu'(h_k) Σ_l W2[l, k] g_l; gW1[k, l] = Σ gh_k x_l,
+// gb1 = Σ gh; gx_l = Σ_k W1[k, l] gh_k. h is recomputed from x rather than saved by the forward (see backward()).
+template <typename T>
+REPTOK_INLINE void tokenMlpGradTasksBody(const TokenMlpArgs<T>& a, int64_t begin, int64_t end) {
+  Scratch<T> s(a, true);
+  T *h = s.h.data(), *d = s.d.data();
+  const int64_t L = a.L, Lh = a.Lh;
+  for (int64_t t = begin; t < end; t++) {
+    const int64_t b = t / a.chunks, j0 = (t % a.chunks) * a.C, n = std::min(a.C, a.D - j0);
+    const T *x = a.x + b * a.xsB + j0, *g = a.g + b * L * a.D + j0;
+    T *gx = a.out + b * L * a.D + j0, *p = a.partial + t * partialSize(L, Lh);
+    T *pW1 = p, *pb1 = pW1 + Lh * L, *pW2 = pb1 + Lh, *pb2 = pW2 + L * Lh;
+    hiddenRows(a, x, n, h);
+    for (int64_t i = 0; i < Lh * a.C; i++) {
+      d[i] = geluGrad(h[i]);
+      h[i] = h[i] * normalCdf(h[i]);
+    }
+    for (int64_t l = 0; l < L; l++) {
+      const T* gl = g + l * a.D;
+      T sum = 0;
+      for (int64_t j = 0; j < n; j++) sum += gl[j];
+      pb2[l] = sum;
+      for (int64_t k = 0; k < Lh; k++) pW2[l * Lh + k] = dot(gl, h + k * a.C, n);
+    }
+    for (int64_t k = 0; k < Lh; k++) {  // d_k becomes gh_k
+      T* dk = d + k * a.C;
+      T* gh = h + k * a.C;  // u_k is no longer needed: Σ_l W2[l, k] g_l goes there first
+      for (int64_t j = 0; j < n; j++) gh[j] = 0;
+      for (int64_t l = 0; l < L; l++) {
+        const T w = a.w2[l * Lh + k];
+        const T* gl = g + l * a.D;
+        for (int64_t j = 0; j < n; j++) gh[j] += w * gl[j];
+      }
+      T sum = 0;
+      for (int64_t j = 0; j < n; j++) {
+        dk[j] *= gh[j];
+        sum += dk[j];
+      }
+      pb1[k] = sum;
+      for (int64_t l = 0; l < L; l++) pW1[k * L + l] = dot(dk, x + l * a.xsL, n);
+    }
+    for (int64_t l = 0; l < L; l++) {
+      T* o = gx + l * a.D;
+      for (int64_t j = 0; j < n; j++) o[j] = 0;
+      for (int64_t k = 0; k < Lh; k++) {
+        const T w = a.w1[k * L + l];
+        const T* dk = d + k * a.C;
+        for (int64_t j = 0; j < n; j++) o[j] += w * dk[j];
+      }
+    }
+  }
+}
+REPTOK_SIMD_KERNEL(tokenMlpGradTasks, TokenMlpArgs)
+
+// Columns per task: the hidden rows of a chunk (Lh · C, twice in the backward) and the L rows of x, out and g stay
+// within the 32–48 KiB L1 cache for the class-conditional generator (L = 3, Lh = 9: C = 160).
+int64_t chunkColumns(int64_t L, int64_t Lh, int64_t D) {
+  const int64_t c = std::max<int64_t>(16, std::min<int64_t>(256, 2048 / (L + Lh) / 16 * 16));
+  return std::min(c, std::max<int64_t>(D, 1));
+}
+
+template <typename T>
+TokenMlpArgs<T> args(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2) {
+  const int64_t L = x.size(1), Lh = w1.size(0), D = x.size(2), C = chunkColumns(L, Lh, D);
+  return {x.data_ptr<T>(), w1.data_ptr<T>(), b1.data_ptr<T>(), w2.data_ptr<T>(), nullptr, nullptr, nullptr, nullptr,
+          L, Lh, D, C, D ? (D + C - 1) / C : 0, x.stride(0), x.stride(1)};
+}
+
+struct TokenMlpFn : public torch::autograd::Function<TokenMlpFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x0, const Tensor& w10, const Tensor& b10, const Tensor& w20,
+                        const Tensor& b20) {
+    // x as given when its rows are contiguous (any row strides: a slice or an expanded batch reads in place)
+    const Tensor x = x0.stride(2) == 1 ? x0 : x0.contiguous();
+    const Tensor w1 = w10.contiguous(), b1 = b10.contiguous(), w2 = w20.contiguous(), b2 = b20.contiguous();
+    Tensor y = at::empty(x.sizes(), x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "token_mlp", [&] {
+      TokenMlpArgs<scalar_t> a = args<scalar_t>(x, w1, b1, w2);
+      a.b2 = b2.data_ptr<scalar_t>();
+      a.out = y.data_ptr<scalar_t>();
+      at::parallel_for(0, x.size(0) * a.chunks, 1, [&](int64_t begin, int64_t end) { tokenMlpTasks(a, begin, end); });
+    });
+    // The backward recomputes h from x: saving h would write Lh/L = 3× the input's size per layer in the forward
+    // and read it back, where recomputing costs L · Lh multiply-adds per column, less than the GELU both need.
+    ctx->save_for_backward({x, w1, b1, w2});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    refuseDoubleBackward("reptok::token_mlp");
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &w1 = saved[1], &b1 = saved[2], &w2 = saved[3];
+    const Tensor g = grads[0].contiguous();
+    const int64_t B = x.size(0), L = x.size(1), Lh = w1.size(0);
+    Tensor gx = at::empty(x.sizes(), x.options()), partial;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "token_mlp_backward", [&] {
+      TokenMlpArgs<scalar_t> a = args<scalar_t>(x, w1, b1, w2);
+      partial = at::empty({B * a.chunks, partialSize(L, Lh)}, x.options());
+      a.g = g.data_ptr<scalar_t>();
+      a.out = gx.data_ptr<scalar_t>();
+      a.partial = partial.data_ptr<scalar_t>();
+      at::parallel_for(0, B * a.chunks, 1, [&](int64_t begin, int64_t end) { tokenMlpGradTasks(a, begin, end); });
+    });
+    // the tasks' partial sums, added in task order: the same result for any number of threads
+    const Tensor sums = partial.sum(0);
+    const auto part = [&](int64_t from, int64_t n) { return sums.narrow(0, from, n); };
+    const auto want = [&](int i, Tensor t) { return ctx->needs_input_grad(i) ? t : Tensor(); };
+    return {want(0, gx), want(1, part(0, Lh * L).view({Lh, L})), want(2, part(Lh * L, Lh)),
+            want(3, part(Lh * L + Lh, L * Lh).view({L, Lh})), want(4, part(2 * Lh * L + Lh, L))};
+  }
+};
+
+}  // namespace
+
+Tensor tokenMlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  const char* op = "reptok::token_mlp";
+  checkCpuFloat(x, op, "x");
+  for (const Tensor* t : {&w1, &b1, &w2, &b2})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == x.scalar_type(), op, ": weights and biases must be ", x.scalar_type(), " CPU tensors like x, got ", t->scalar_type(), " on ", t->device());
+  TORCH_CHECK(x.dim() == 3, op, ": x must be (B, L, dim), got ", x.sizes());
+  const int64_t L = x.size(1), Lh = w1.dim() == 2 ? w1.size(0) : -1;
+  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == L && b1.dim() == 1 && b1.size(0) == Lh, op, ": w1 ", w1.sizes(), " and b1 ", b1.sizes(), " must be (Lh, L) and (Lh) for x ", x.sizes());
+  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == L && w2.size(1) == Lh && b2.dim() == 1 && b2.size(0) == L, op, ": w2 ", w2.sizes(), " and b2 ", b2.sizes(), " must be (L, Lh) = (", L, ", ", Lh, ") and (L)");
+  return TokenMlpFn::apply(x, w1, b1, w2, b2);
+}
+
+}  // namespace reptok
