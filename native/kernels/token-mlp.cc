@@ -53,6 +53,19 @@ struct TokenMlpArgs {
   int64_t L, Lh, D, C, chunks, xsB, xsL;
 };
 
+// Σ a[j] with eight accumulators, as dot() (fused-common.h): a single running sum does not vectorise (strict float
+// order) and is one add's latency per element.
+template <typename T>
+REPTOK_INLINE T sum(const T* a, int64_t n) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; k++) acc[k] += a[j + k];
+  T s = 0;
+  for (; j < n; j++) s += a[j];
+  return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 // Per task, the backward's partial sums in this order (summed over the tasks afterwards).
 inline int64_t partialSize(int64_t L, int64_t Lh) { return Lh * L + Lh + L * Lh + L; }
 
@@ -119,9 +132,7 @@ REPTOK_INLINE void tokenMlpGradTasksBody(const TokenMlpArgs<T>& a, int64_t begin
     }
     for (int64_t l = 0; l < L; l++) {
       const T* gl = g + l * a.D;
-      T sum = 0;
-      for (int64_t j = 0; j < n; j++) sum += gl[j];
-      pb2[l] = sum;
+      pb2[l] = sum(gl, n);
       for (int64_t k = 0; k < Lh; k++) pW2[l * Lh + k] = dot(gl, h + k * a.C, n);
     }
     for (int64_t k = 0; k < Lh; k++) {  // d_k becomes gh_k
@@ -133,12 +144,8 @@ REPTOK_INLINE void tokenMlpGradTasksBody(const TokenMlpArgs<T>& a, int64_t begin
         const T* gl = g + l * a.D;
         for (int64_t j = 0; j < n; j++) gh[j] += w * gl[j];
       }
-      T sum = 0;
-      for (int64_t j = 0; j < n; j++) {
-        dk[j] *= gh[j];
-        sum += dk[j];
-      }
-      pb1[k] = sum;
+      for (int64_t j = 0; j < n; j++) dk[j] *= gh[j];
+      pb1[k] = sum(dk, n);
       for (int64_t l = 0; l < L; l++) pW1[k * L + l] = dot(dk, x + l * a.xsL, n);
     }
     for (int64_t l = 0; l < L; l++) {
@@ -155,10 +162,12 @@ REPTOK_INLINE void tokenMlpGradTasksBody(const TokenMlpArgs<T>& a, int64_t begin
 REPTOK_SIMD_KERNEL(tokenMlpGradTasks, TokenMlpArgs)
 
 // Columns per task: the hidden rows of a chunk (Lh · C, twice in the backward) and the L rows of x, out and g stay
-// within the 32–48 KiB L1 cache for the class-conditional generator (L = 3, Lh = 9: C = 160).
+// within the 32–48 KiB L1 cache — at most 160 columns for the class-conditional generator (L = 3, Lh = 9) — and the
+// chunks split D evenly (dim 1152: 8 chunks of 144, not 7 of 160 and a short one).
 int64_t chunkColumns(int64_t L, int64_t Lh, int64_t D) {
-  const int64_t c = std::max<int64_t>(16, std::min<int64_t>(256, 2048 / (L + Lh) / 16 * 16));
-  return std::min(c, std::max<int64_t>(D, 1));
+  const int64_t most = std::max<int64_t>(16, std::min<int64_t>(256, 2048 / (L + Lh) / 16 * 16));
+  const int64_t chunks = std::max<int64_t>(1, (D + most - 1) / most);
+  return std::min(most, ((D + chunks - 1) / chunks + 15) / 16 * 16);
 }
 
 template <typename T>
