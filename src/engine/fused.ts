@@ -73,7 +73,8 @@ export function swiglu(h: Tensor): Tensor {
  * The MLP-Mixer's token-mixing MLP along the token axis of x (B, L, dim): W2 · gelu(W1 · x + b1) + b2 with the exact
  * (erf) GELU, w1 (Lh, L), b1 (Lh), w2 (L, Lh), b2 (L) -> (B, L, dim). The fused kernel reads x in place and keeps the
  * hidden rows (B, Lh, dim) in cache, chunk by chunk of dim; the composite moves the token axis last, so that both
- * products are GEMMs over all positions (K = L and Lh), and back.
+ * products are GEMMs over all positions (K = L and Lh), and back. Under bf16 autocast float32 inputs (the generator's
+ * LayerNorm output) take the fused kernel in float32: products with K = 3 and 9 have nothing to gain from bf16.
  */
 export function tokenMlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor): Tensor {
   if (x.ndim === 3 && fusable([x, w1, b1, w2, b2])) return aten('reptok::token_mlp', x, w1, b1, w2, b2);

@@ -126,6 +126,16 @@ test('tokenMlp: x read in place when its rows are strided, copied when its last 
   compare('tokenMlp, x transposed', (x) => tokenMlp(x.transpose(1, 2), w1, b1, w2, b2), [r([2, 40, 3])], [2, 3, 40]);
 });
 
+test('tokenMlp under bf16 autocast: float32 inputs run the fused kernel in float32', () => {
+  const inputs = tokenMlpInputs(2, 3, 9, 16, 'float32');
+  const { ops, result } = profile(() => autocast(() => tidy(() => tokenMlp(...inputs).dtype)));
+  assert.equal(result, 'float32');
+  assert.ok(
+    ops.some((o) => o.name.startsWith('reptok::token_mlp')),
+    `profile lists ${ops.map((o) => o.name).join(', ')}`,
+  );
+});
+
 test('cosineRopeQK: fused = composite (q, k, d·2 < e and d·2 = e)', () => {
   const [c, s] = theta(2, 3, 5, 4);
   compare(
