@@ -219,7 +219,35 @@ export class MLPMixer1D extends Module {
       if (extra !== this.config.nExtraTokens)
         throw new Error(`generator expects ${this.config.nExtraTokens} context tokens, got ${extra}`);
       if (o.context) xs = cat([o.context, xs], 1);
-      return this.mixer.forward(xs).slice(1, extra, extra + n);
+      return this.mixTokens(xs, extra, n);
+    });
+  }
+
+  /**
+   * The mixer over a whole sequence xs (B, L, C), returning its tokens [from, from + n). After the last block's
+   * token mixing every layer works on each token alone (LayerNorm, channel MLP, output Linear), so from there on
+   * only those n tokens are computed: a third of the last block's channel MLP for the class-conditional model
+   * (3 tokens, 1 returned), the same results as `mixer.forward(xs).slice(1, from, from + n)`.
+   */
+  mixTokens(xs: Tensor, from: number, n: number): Tensor {
+    const last = this.config.depth; // the last block's index in the mixer: Linear, blocks 1..depth, LayerNorm, Linear
+    if (last === 0) return tidy(() => this.mixer.forward(xs).slice(1, from, from + n));
+    return tidy(() => {
+      let h = xs;
+      const next = (t: Tensor): void => {
+        if (h !== xs) h.dispose(); // as Sequential does: each intermediate freed once consumed
+        h = t;
+      };
+      for (const [i, layer] of [...this.mixer].entries()) {
+        if (i !== last) next(layer.forward(h));
+        else {
+          const [tokenMixing, channelMixing] = [...(layer as Sequential)] as [UnaryModule, UnaryModule];
+          next(tokenMixing.forward(h));
+          next(h.slice(1, from, from + n));
+          next(channelMixing.forward(h));
+        }
+      }
+      return h;
     });
   }
 }

@@ -94,3 +94,31 @@ test('generator: dropout in training runs the token-mixing layers one by one; in
     'eval mode: the fused token MLP in each block',
   );
 });
+
+test('generator: mixTokens (the last block past its token mixing on the returned tokens only) = the whole mixer, sliced', () => {
+  for (const [extra, depth] of [
+    [0, 2],
+    [4, 1],
+    [0, 0],
+  ] as const) {
+    manualSeed(11);
+    const model = noGrad(() => generatorModel('mixer-tiny', { nExtraTokens: extra, depth })).train();
+    const xs = randn([3, extra + 3, model.config.tokenDim], { generator: g });
+    const w = randn([3, 1, model.config.tokenDim], { generator: g });
+    const params = model.parameters();
+    const [sliced, whole] = [
+      () => model.mixTokens(xs, extra, 1),
+      () => model.mixer.forward(xs).slice(1, extra, extra + 1),
+    ].map((f) =>
+      tidy(() => {
+        const v = f();
+        return [v.detach(), ...(grad([v], params, { gradOutputs: [w], allowUnused: true }) as (Tensor | null)[])];
+      }),
+    );
+    sliced!.forEach((t, i) => {
+      const what = `${extra} extra tokens, depth ${depth}: ${i ? `gradient ${i}` : 'tokens'}`;
+      if (t === null || whole![i] === null) assert.equal(t, whole![i], what);
+      else assertClose(t, whole![i]!, { atol: 1e-5, rtol: 1e-5 }, what);
+    });
+  }
+});
