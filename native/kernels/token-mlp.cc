@@ -15,7 +15,7 @@ namespace {
 
 // erf for float32, branch-free so the loops around it vectorise (std::erf is a scalar libm call): a rational
 // minimax fit, odd degree 13 over even degree 8, on [-4, 4] (beyond that erf is ±1 in float32), as Eigen and XLA
-// evaluate it; within 4e-7 of erf everywhere (ATen's vectorised float GELU uses a 1.5e-7 approximation too).
+// evaluate it; within 4e-7 of erf everywhere (ATen's vectorised float erf is an approximation of that order too).
 REPTOK_INLINE float erfApprox(float a) {
   const float x = std::min(4.f, std::max(-4.f, a)), x2 = x * x;
   float p = -2.72614225801306e-10f;
@@ -226,11 +226,14 @@ Tensor tokenMlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tenso
   const char* op = "reptok::token_mlp";
   checkCpuFloat(x, op, "x");
   for (const Tensor* t : {&w1, &b1, &w2, &b2})
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == x.scalar_type(), op, ": weights and biases must be ", x.scalar_type(), " CPU tensors like x, got ", t->scalar_type(), " on ", t->device());
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == x.scalar_type(), op, ": weights and biases must be ",
+                x.scalar_type(), " CPU tensors like x, got ", t->scalar_type(), " on ", t->device());
   TORCH_CHECK(x.dim() == 3, op, ": x must be (B, L, dim), got ", x.sizes());
   const int64_t L = x.size(1), Lh = w1.dim() == 2 ? w1.size(0) : -1;
-  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == L && b1.dim() == 1 && b1.size(0) == Lh, op, ": w1 ", w1.sizes(), " and b1 ", b1.sizes(), " must be (Lh, L) and (Lh) for x ", x.sizes());
-  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == L && w2.size(1) == Lh && b2.dim() == 1 && b2.size(0) == L, op, ": w2 ", w2.sizes(), " and b2 ", b2.sizes(), " must be (L, Lh) = (", L, ", ", Lh, ") and (L)");
+  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == L && b1.dim() == 1 && b1.size(0) == Lh, op, ": w1 ", w1.sizes(),
+              " and b1 ", b1.sizes(), " must be (Lh, L) and (Lh) for x ", x.sizes());
+  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == L && w2.size(1) == Lh && b2.dim() == 1 && b2.size(0) == L, op, ": w2 ",
+              w2.sizes(), " and b2 ", b2.sizes(), " must be (L, Lh) = (", L, ", ", Lh, ") and (L)");
   return TokenMlpFn::apply(x, w1, b1, w2, b2);
 }
 

@@ -1,6 +1,7 @@
 // The generator's token-mixing MLP on the fused kernel (reptok::token_mlp) against the layer-by-layer path: the
 // velocity and every parameter gradient of a small random generator agree with fused kernels on and off, with and
-// without extra context tokens; active dropout (training, p > 0) runs the layers one by one.
+// without extra context tokens; active dropout (training, p > 0) runs the layers one by one. And mixTokens, which
+// runs the last block past its token mixing on the returned tokens only, equals the whole mixer, sliced.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
