@@ -26,20 +26,22 @@ const fusable = (ts: Tensor[]): boolean => {
   return (dtype === 'float32' || dtype === 'float64') && ts.every((t) => t.dtype === dtype && t.device === 'cpu');
 };
 
-const onednnGemm = native.onednnGemm();
+const onednn = native.onednnGemm();
 
 /**
- * x @ weightᵀ + bias. CPU float32 runs oneDNN's sgemm with its own backward (see native/kernels/linear.cc) when
- * this libtorch ships oneDNN; everything else runs aten::linear — also layers with fewer than 16 inputs or outputs
- * (the generator's token mixing over 3 tokens: 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against
- * aten::linear: tokenizer shapes 0.84-0.93×; the generator's 1152↔4608 layers 1.0-1.05× alone, yet its training
- * step 0.9× with oneDNN throughout (its backward products gain).
+ * x @ weightᵀ + bias. CPU float32 and bfloat16 run oneDNN's GEMMs with their own backward (native/kernels/linear.cc)
+ * when this libtorch ships oneDNN: sgemm for float32; under CPU autocast or with bfloat16 inputs, gemm_bf16bf16f32
+ * (bf16 operands, float32 accumulation, the weight's bf16 copy made once per parameter version). Everything else
+ * runs aten::linear — also layers with fewer than 16 inputs or outputs (the generator's token mixing over 3 tokens:
+ * 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against aten::linear: float32 tokenizer shapes
+ * 0.84-0.93×; the generator's 1152↔4608 layers 1.0-1.05× alone, yet its training step 0.9× with oneDNN throughout
+ * (its backward products gain); bf16 products 0.5× sgemm's time on AVX512-BF16.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  const float32 = x.dtype === 'float32' && weight.dtype === 'float32' && (!bias || bias.dtype === 'float32');
   const wide = weight.ndim === 2 && weight.shape[0]! >= 16 && weight.shape[1]! >= 16;
-  if (onednnGemm && float32 && wide && fusable(bias ? [x, weight, bias] : [x, weight]))
-    return aten('reptok::linear', x, weight, bias ?? null);
+  const ts = bias ? [x, weight, bias] : [x, weight];
+  const onCpu = ts.every((t) => t.device === 'cpu' && (t.dtype === 'float32' || t.dtype === 'bfloat16'));
+  if (onednn.float32 && fusedEnabled && wide && onCpu) return aten('reptok::linear', x, weight, bias ?? null);
   return aten('aten::linear', x, weight, bias ?? null);
 }
 

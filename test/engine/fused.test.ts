@@ -140,7 +140,7 @@ test('linear on oneDNN: = aten::linear (bias or not, any leading dims, transpose
   );
   assert.throws(
     () => aten('reptok::linear', r([2, 4], 'float64'), r([3, 4], 'float64'), null),
-    /inputs must be float32 CPU tensors/,
+    /inputs must be float32 or bfloat16 CPU tensors/,
   );
 });
 
