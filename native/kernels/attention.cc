@@ -114,14 +114,21 @@ template <typename T>
 REPTOK_INLINE void attentionTasksBody(const AttentionArgs<T>& a, int64_t begin, int64_t end) {
   using C = Acc<T>;
   const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<C>::N), ep = roundUp(e, Simd<C>::N);
-  std::vector<C> kt(e * Lkp), vp(Lk * ep), scores(a.p ? 0 : Lq * Lkp), o(Lq * ep);
+  // float q is read in place; bf16 q is widened into a panel first, so the product broadcasts floats from memory
+  constexpr bool widenQ = !std::is_same<T, C>::value;
+  std::vector<C> kt(e * Lkp), vp(Lk * ep), scores(a.p ? 0 : Lq * Lkp), o(Lq * ep), qp(widenQ ? Lq * e : 0);
   for (int64_t task = begin; task < end; task++) {
     const int64_t b = task / H, h = task % H;
     const T* q = a.q + b * a.qs[0] + h * a.qs[1];
     C* s = a.p ? a.p + task * Lq * Lkp : scores.data();
     padTransposed(a.k + b * a.ks[0] + h * a.ks[1], a.ks[2], Lk, e, Lkp, kt.data());
     padRows(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], Lk, e, ep, vp.data());
-    gemm(q, a.qs[2], int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    if constexpr (widenQ) {
+      padRows(q, a.qs[2], Lq, e, e, qp.data());
+      gemm(qp.data(), e, int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    } else {
+      gemm(q, a.qs[2], int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);
+    }
     for (int64_t i = 0; i < Lq; i++) softmaxRow(s + i * Lkp, Lk, Lkp, a.scale);
     gemm(s, Lkp, int64_t(1), Lq, Lk, vp.data(), ep, ep, o.data(), ep);  // P v (Lq, ep)
     unpadRows(o.data(), Lq, e, ep, a.out + (b * Lq * H + h) * e, H * e);  // into (B, Lq, H, e)

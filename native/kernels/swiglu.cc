@@ -38,6 +38,7 @@ REPTOK_INLINE void swigluGradRowsBody(const SwiGluArgs<T>& s, int64_t begin, int
   for (int64_t i = begin; i < end; i++) {
     const T *a = s.h + i * 2 * s.F, *g = a + s.F, *go = s.gy + i * s.F;
     T *da = s.out + i * 2 * s.F, *dg = da + s.F;
+#pragma omp simd  // GCC otherwise runs a scalar version of the bf16 loop for chunks of more than two rows
     for (int64_t j = 0; j < s.F; j++) {
       using C = Acc<T>;
       const C gj = toAcc(g[j]), gyj = toAcc(go[j]), sg = sigmoid(gj);
