@@ -1,13 +1,12 @@
 // What the fused kernels in this folder share: the multiversioned (SIMD) build of their element loops, the element
 // types (float32, float64, bfloat16 computed in float32), the input check, and the row helpers more than one kernel
-// uses. Included only by the fused kernels' files: it switches on
-// multiply-add contraction for the rest of the file that includes it.
+// uses. Included only by the fused kernels' files: it switches on multiply-add contraction for the rest of the file
+// that includes it.
 #pragma once
 
 #include "../common.h"
 
 #include <torch/csrc/autograd/custom_function.h>
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -52,7 +51,8 @@ using torch::autograd::variable_list;
 // ---------------------------------------------------------------------------------------------------------------
 
 // bfloat16 as its bits (the layout of c10::BFloat16). Its own type, not c10::BFloat16, whose implicit float
-// conversions would compile any arithmetic left on stored values, and whose rounding branches on NaN per element.
+// conversions would silently compile any arithmetic left on stored values, and whose rounding is written as a
+// branch on NaN.
 struct Bf16 {
   uint16_t bits;
 };
@@ -78,8 +78,9 @@ REPTOK_INLINE float toAcc(Bf16 x) {
   return f;
 }
 
-// Narrowing: round to nearest, ties to even, as c10::BFloat16 does (add 0x7fff plus the lowest kept bit, truncate);
-// NaN stays a quiet NaN (the addition could carry it into infinity). Branch-free, so the stores vectorise.
+// Narrowing: round to nearest, ties to even, bit for bit as c10::BFloat16 does (add 0x7fff plus the lowest kept bit,
+// truncate); NaN becomes the quiet NaN 0x7fc0 (the addition could carry it into infinity). A select, not a branch,
+// so the stores vectorise.
 template <typename T>
 REPTOK_INLINE T fromAcc(Acc<T> x) { return x; }
 template <>

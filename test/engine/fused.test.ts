@@ -12,11 +12,13 @@ import {
   autocast,
   cat,
   grad,
+  ones,
   profile,
   rand,
   randn,
   runtimeInfo,
   setFusedKernels,
+  tensor,
   tidy,
 } from '../../src/index.ts';
 import { assertClose, gradcheck, onednnAbsent } from '../helpers.ts';
@@ -208,6 +210,29 @@ test('bfloat16 attention: bf16 q, k, v views, long and cross-attention lengths',
     [2, 2, 3, 5],
   );
 });
+
+test('bfloat16 stores round to nearest even, bit for bit as ATen casts (ties, NaN, ±inf, overflow, subnormals)', () =>
+  tidy(() => {
+    // rmsNorm of a row of ones with eps 0 multiplies the float32 scale by exactly 1, so y is the scale rounded once
+    const ulp = 2 ** -7; // bf16's spacing in [1, 2)
+    const values = [
+      1 + ulp / 2, // a tie: to 1 (even)
+      1 + (3 * ulp) / 2, // a tie: up to 1 + 2·ulp (even)
+      -(1 + ulp / 2),
+      1 + ulp / 2 + 2 ** -20, // just above a tie: up
+      3.4028234663852886e38, // the largest float32: rounds to +inf
+      Infinity,
+      -Infinity,
+      NaN,
+      1e-40, // float32 subnormal
+      -0,
+      ...Array.from({ length: 54 }, (_, i) => Math.sin(i * 12.9898) * 10 ** ((i % 9) - 4)),
+    ];
+    const scale = tensor(values);
+    const y = F.rmsNorm(bf16(ones([1, values.length])), scale, 0).reshape(values.length);
+    const [got, want] = [y, bf16(scale)].map((t) => t.to('float32').toArray() as number[]);
+    values.forEach((v, i) => assert.ok(Object.is(got[i], want[i]), `${v}: got ${got[i]}, ATen's cast ${want[i]}`));
+  }));
 
 test('bfloat16 runs the fused kernels; dtype mixes they do not take are clear errors (and composite in F)', () => {
   const x = bf16(r([2, 4, 8]));
