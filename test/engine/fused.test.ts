@@ -230,7 +230,7 @@ test('bfloat16 stores round to nearest even, bit for bit as ATen casts (ties, Na
     ];
     const scale = tensor(values);
     const y = F.rmsNorm(bf16(ones([1, values.length])), scale, 0).reshape(values.length);
-    const [got, want] = [y, bf16(scale)].map((t) => t.to('float32').toArray() as number[]);
+    const [got, want] = [y, bf16(scale)].map((t) => t.to('float32').toArray() as number[]) as [number[], number[]];
     values.forEach((v, i) => assert.ok(Object.is(got[i], want[i]), `${v}: got ${got[i]}, ATen's cast ${want[i]}`));
   }));
 
