@@ -1,8 +1,9 @@
 // Fused kernels (native/kernels/) for chains that eager code runs as many small kernels, and linear layers on
 // oneDNN's sgemm (native/kernels/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU
-// tensors of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under
-// autocast — and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both
-// paths have gradients; the fused backward is first-order only (create_graph through it is an error).
+// tensors of float32, float64 or bfloat16 (bf16 activations under autocast, computed in float32 inside; float32
+// only for the linear), the composite path everywhere else — CUDA, other dtype mixes — and whenever fused kernels
+// are switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have gradients; the fused
+// backward is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
 import { cat } from './ops.ts';
 import { ones } from './creation.ts';
@@ -20,10 +21,23 @@ export function setFusedKernels(enabled: boolean): boolean {
   return previous;
 }
 
-const fusable = (ts: Tensor[]): boolean => {
+/**
+ * Whether the fused kernels take these CPU tensors: the activations `acts` of one dtype, float32, float64 or
+ * bfloat16, and the parameters `params` (scales, RoPE tables) in the activations' dtype, or in float32 next to
+ * bfloat16 activations (autocast keeps parameters in float32); `bf16Params`: a bfloat16 parameter is taken too
+ * (AdaRMSNorm's scale comes out of a linear). The fused ops return the activations' dtype.
+ */
+const fusable = (acts: Tensor[], params: Tensor[] = [], bf16Params = false): boolean => {
   if (!fusedEnabled) return false;
-  const dtype = ts[0]!.dtype;
-  return (dtype === 'float32' || dtype === 'float64') && ts.every((t) => t.dtype === dtype && t.device === 'cpu');
+  const dtype = acts[0]!.dtype;
+  const paramOk = (p: Tensor): boolean =>
+    p.dtype === (dtype === 'bfloat16' ? 'float32' : dtype) || (bf16Params && p.dtype === dtype);
+  return (
+    (dtype === 'float32' || dtype === 'float64' || dtype === 'bfloat16') &&
+    [...acts, ...params].every((t) => t.device === 'cpu') &&
+    acts.every((t) => t.dtype === dtype) &&
+    params.every(paramOk)
+  );
 };
 
 const onednn = native.onednnGemm();
@@ -56,7 +70,7 @@ export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
     scale.ndim === x.ndim &&
     scale.shape[0] === x.shape[0] &&
     scale.shape.every((n, i) => i === 0 || i === x.ndim - 1 || n === 1);
-  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x, scale]))
+  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x], [scale], true))
     return aten('reptok::rms_norm', x, scale, eps);
   return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
 }
@@ -90,7 +104,7 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
 export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor] {
   const [B, L, , H] = qkv.shape as number[];
   const full = cos.ndim === 4 && [B, H, L].every((n, i) => cos.shape[i] === n) && sin.shape.join() === cos.shape.join();
-  if (qkv.ndim === 5 && full && fusable([qkv, scale, cos, sin]))
+  if (qkv.ndim === 5 && full && fusable([qkv], [scale, cos, sin]))
     return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
   return tidy(() => {
     const s = scale.reshape(H!, 1, 1).sqrt();
