@@ -16,25 +16,18 @@
 // `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for CPU float32 and
 // bfloat16; src/engine/fused.ts sends everything else — and every process where oneDNN's GEMMs are not found — to
 // aten::linear. Registered in library.cc.
-#include "../common.h"
+#include "fused-common.h"
 #include "ops.h"
 
-#include <torch/csrc/autograd/custom_function.h>
-#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
 #include <dlfcn.h>
 
-#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
 namespace reptok {
 namespace {
-
-using at::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 // oneDNN's C GEMM API (row-major): C = alpha · op(A) · op(B) + beta · C, C float32; returns dnnl_status_t (0 = ok).
 template <typename T>
@@ -118,6 +111,39 @@ Tensor bf16Weight(const Tensor& w) {
   return copy;
 }
 
+// ---- bf16 element loops: what ATen would do in two passes (y.to(bf16); gy.sum(0, kFloat) converts gy first) -----
+
+// float32 (M, N) -> bfloat16, rounded to nearest even
+REPTOK_SIMD_CLONES void narrowRange(const float* src, Bf16* dst, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; i++) dst[i] = fromAcc<Bf16>(src[i]);
+}
+Tensor narrowToBf16(const Tensor& y) {
+  Tensor out = at::empty(y.sizes(), y.options().dtype(at::kBFloat16));
+  const float* src = y.data_ptr<float>();
+  Bf16* dst = ptr<Bf16>(out);
+  at::parallel_for(0, y.numel(), 1 << 14, [&](int64_t begin, int64_t end) { narrowRange(src, dst, begin, end); });
+  return out;
+}
+
+// Σ over rows of a bfloat16 (M, N) matrix, in float32, for columns [begin, end)
+REPTOK_SIMD_CLONES void columnSums(const Bf16* g, int64_t M, int64_t N, float* out, int64_t begin, int64_t end) {
+  for (int64_t j = begin; j < end; j++) out[j] = 0.f;
+  for (int64_t i = 0; i < M; i++) {
+    const Bf16* row = g + i * N;
+    for (int64_t j = begin; j < end; j++) out[j] += toAcc(row[j]);
+  }
+}
+Tensor biasGrad(const Tensor& gy) {  // gy (M, N)
+  if (gy.scalar_type() != at::kBFloat16) return gy.sum(0, false, at::kFloat);
+  const Tensor g = gy.contiguous();
+  const int64_t M = g.size(0), N = g.size(1);
+  Tensor out = at::empty({N}, g.options().dtype(at::kFloat));
+  const Bf16* gp = ptr<Bf16>(g);
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { columnSums(gp, M, N, op, begin, end); });
+  return out;
+}
+
 // ---- the autograd function ----------------------------------------------------------------------------------------
 // Float32 computes in float32 throughout; bf16 computes products on bf16 operands into float32 and rounds the
 // activations it returns (y, gx) to `outType`/x's dtype.
@@ -144,7 +170,7 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     ctx->saved_data["xType"] = static_cast<int64_t>(x.scalar_type());
     auto sizes = x.sizes().vec();
     sizes.back() = N;
-    return (bf16 ? y.to(at::kBFloat16) : y).view(sizes);
+    return (bf16 ? narrowToBf16(y) : y).view(sizes);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -161,14 +187,14 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
       gemm(gym, false, bf16 ? bf16Weight(w) : w, false, 0.f, gx);  // (M, N) · (N, K)
       auto sizes = grads[0].sizes().vec();
       sizes.back() = x2.size(1);
-      gx = gx.to(xType).view(sizes);
+      gx = (xType == at::kBFloat16 ? narrowToBf16(gx) : gx.to(xType)).view(sizes);
     }
     if (ctx->needs_input_grad(1)) {
       gw = at::empty({w.size(0), w.size(1)}, w.options().dtype(at::kFloat));
       gemm(gym, true, x2, false, 0.f, gw);  // (N, M) · (M, K)
       gw = gw.to(w.scalar_type());
     }
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0, false, at::kFloat);
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = biasGrad(gy);
     return {gx, gw, gb, Tensor()};
   }
 };
