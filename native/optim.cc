@@ -106,6 +106,9 @@ static Napi::Value adamwStep(const Napi::CallbackInfo& info) {
             const AdamWConsts c{static_cast<float>(1 - lr * wd), static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(1 - beta1),
                                 static_cast<float>(1 - beta2), static_cast<float>(bc2Sqrt), static_cast<float>(eps), static_cast<float>(-stepSize), maximize};
             adamwFused(p, g0, expAvg[current], expAvgSq[current], c);
+            // written through raw pointers: bump the version as ATen's in-place ops do, so what is derived from the
+            // parameter's value (the bf16 weight copies of native/kernels/linear.cc) sees that it changed
+            p.unsafeGetTensorImpl()->bump_version();
             continue;
           }
           at::Tensor g = maximize ? -g0 : g0;

@@ -157,6 +157,7 @@ static Napi::Value readInto(const Napi::CallbackInfo& info) {
     left -= static_cast<size_t>(got);
     pos += got;
   }
+  t.unsafeGetTensorImpl()->bump_version();  // new contents, as an in-place op would mark them
   return env.Undefined();
 }
 

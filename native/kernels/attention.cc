@@ -31,39 +31,47 @@ inline int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // out (M, W) = A (M, K) · P (K, W) with A read as a[m·am + k·ak] (so Aᵀ is the same call with the strides
 // swapped), P rows ldp apart, W a multiple of the vector length. R rows of out at a time, one vector of columns.
-template <typename T, int R>
-REPTOK_INLINE void gemmRows(const T* a, int64_t am, int64_t ak, int64_t K, const T* p, int64_t ldp, int64_t W, T* out, int64_t ldo) {
-  using V = typename Simd<T>::V;
-  for (int64_t w = 0; w < W; w += Simd<T>::N) {
+// P and out are scratch in the compute type C; A may be stored values (T, widened as read) or scratch.
+template <typename C, int R, typename A>
+REPTOK_INLINE void gemmRows(const A* a, int64_t am, int64_t ak, int64_t K, const C* p, int64_t ldp, int64_t W, C* out, int64_t ldo) {
+  using V = typename Simd<C>::V;
+  for (int64_t w = 0; w < W; w += Simd<C>::N) {
     V acc[R] = {};
     for (int64_t kk = 0; kk < K; kk++) {
       const V pv = loadV(p + kk * ldp + w);
-      for (int r = 0; r < R; r++) acc[r] += a[r * am + kk * ak] * pv;
+      for (int r = 0; r < R; r++) acc[r] += toAcc(a[r * am + kk * ak]) * pv;
     }
     for (int r = 0; r < R; r++) std::memcpy(out + r * ldo + w, &acc[r], sizeof(V));
   }
 }
-template <typename T>
-REPTOK_INLINE void gemm(const T* a, int64_t am, int64_t ak, int64_t M, int64_t K, const T* p, int64_t ldp, int64_t W, T* out, int64_t ldo) {
+template <typename C, typename A>
+REPTOK_INLINE void gemm(const A* a, int64_t am, int64_t ak, int64_t M, int64_t K, const C* p, int64_t ldp, int64_t W, C* out, int64_t ldo) {
   int64_t m = 0;
-  for (; m + 8 <= M; m += 8) gemmRows<T, 8>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
-  for (; m + 4 <= M; m += 4) gemmRows<T, 4>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
-  for (; m < M; m++) gemmRows<T, 1>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
+  for (; m + 8 <= M; m += 8) gemmRows<C, 8>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
+  for (; m + 4 <= M; m += 4) gemmRows<C, 4>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
+  for (; m < M; m++) gemmRows<C, 1>(a + m * am, am, ak, K, p, ldp, W, out + m * ldo, ldo);
 }
 
-// Copies L strided rows of length e into (L, ep) zero-padded rows, or transposed into (e, Lp) zero-padded rows.
-template <typename T>
-REPTOK_INLINE void padRows(const T* x, int64_t stride, int64_t L, int64_t e, int64_t ep, T* dst) {
+// Copies L strided rows of length e into (L, ep) zero-padded rows, or transposed into (e, Lp) zero-padded rows,
+// widened to the scratch type C.
+template <typename T, typename C>
+REPTOK_INLINE void padRows(const T* x, int64_t stride, int64_t L, int64_t e, int64_t ep, C* dst) {
   for (int64_t j = 0; j < L; j++) {
-    std::copy(x + j * stride, x + j * stride + e, dst + j * ep);
-    std::fill(dst + j * ep + e, dst + (j + 1) * ep, T(0));
+    for (int64_t d = 0; d < e; d++) dst[j * ep + d] = toAcc(x[j * stride + d]);
+    std::fill(dst + j * ep + e, dst + (j + 1) * ep, C(0));
   }
 }
-template <typename T>
-REPTOK_INLINE void padTransposed(const T* x, int64_t stride, int64_t L, int64_t e, int64_t Lp, T* dst) {
-  std::fill(dst, dst + e * Lp, T(0));
+template <typename T, typename C>
+REPTOK_INLINE void padTransposed(const T* x, int64_t stride, int64_t L, int64_t e, int64_t Lp, C* dst) {
+  std::fill(dst, dst + e * Lp, C(0));
   for (int64_t j = 0; j < L; j++)
-    for (int64_t d = 0; d < e; d++) dst[d * Lp + j] = x[j * stride + d];
+    for (int64_t d = 0; d < e; d++) dst[d * Lp + j] = toAcc(x[j * stride + d]);
+}
+// Rounds L rows of length e, ep apart in the scratch, into dst rows `stride` apart.
+template <typename T, typename C>
+REPTOK_INLINE void unpadRows(const C* src, int64_t L, int64_t e, int64_t ep, T* dst, int64_t stride) {
+  for (int64_t j = 0; j < L; j++)
+    for (int64_t d = 0; d < e; d++) dst[j * stride + d] = fromAcc<T>(src[j * ep + d]);
 }
 
 // Softmax of scale · s[0, n) in place; the padding s[n, np) is set to 0.
@@ -88,32 +96,42 @@ REPTOK_INLINE void softmaxRow(T* s, int64_t n, int64_t np, T scale) {
   std::fill(s + n, s + np, T(0));
 }
 
+// Stored values are T (float32, float64, bfloat16); scratch, scores and probabilities are Acc<T>, so bfloat16 inputs
+// get float32 products, softmax and sums, rounded once into the outputs.
 template <typename T>
 struct AttentionArgs {
   const T *q, *k, *v, *go;  // go: gradient of out (backward only)
   T* out;                   // forward: (B, Lq, H, e)
-  T* p;                     // probabilities (B·H, Lq, Lkp): written by a forward that keeps them, read by backward
+  Acc<T>* p;                // probabilities (B·H, Lq, Lkp): written by a forward that keeps them, read by backward
   T *gq, *gk, *gv;          // backward: gradients (B, H, L, e), each null when not needed
   int64_t H, Lq, Lk, e;
   int64_t qs[3], ks[3], vs[3], gos[3];  // strides of (b, h, l) for q, k, v, go
-  T scale;
+  Acc<T> scale;
 };
 
 // Tasks are b·H + h.
 template <typename T>
 REPTOK_INLINE void attentionTasksBody(const AttentionArgs<T>& a, int64_t begin, int64_t end) {
-  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<T>::N), ep = roundUp(e, Simd<T>::N);
-  std::vector<T> kt(e * Lkp), vp(Lk * ep), scores(a.p ? 0 : Lq * Lkp), o(Lq * ep);
+  using C = Acc<T>;
+  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<C>::N), ep = roundUp(e, Simd<C>::N);
+  // float q is read in place; bf16 q is widened into a panel first, so the product broadcasts floats from memory
+  constexpr bool widenQ = !std::is_same<T, C>::value;
+  std::vector<C> kt(e * Lkp), vp(Lk * ep), scores(a.p ? 0 : Lq * Lkp), o(Lq * ep), qp(widenQ ? Lq * e : 0);
   for (int64_t task = begin; task < end; task++) {
     const int64_t b = task / H, h = task % H;
     const T* q = a.q + b * a.qs[0] + h * a.qs[1];
-    T* s = a.p ? a.p + task * Lq * Lkp : scores.data();
+    C* s = a.p ? a.p + task * Lq * Lkp : scores.data();
     padTransposed(a.k + b * a.ks[0] + h * a.ks[1], a.ks[2], Lk, e, Lkp, kt.data());
     padRows(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], Lk, e, ep, vp.data());
-    gemm(q, a.qs[2], int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    if constexpr (widenQ) {
+      padRows(q, a.qs[2], Lq, e, e, qp.data());
+      gemm(qp.data(), e, int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    } else {
+      gemm(q, a.qs[2], int64_t(1), Lq, e, kt.data(), Lkp, Lkp, s, Lkp);
+    }
     for (int64_t i = 0; i < Lq; i++) softmaxRow(s + i * Lkp, Lk, Lkp, a.scale);
     gemm(s, Lkp, int64_t(1), Lq, Lk, vp.data(), ep, ep, o.data(), ep);  // P v (Lq, ep)
-    for (int64_t i = 0; i < Lq; i++) std::copy(o.data() + i * ep, o.data() + i * ep + e, a.out + ((b * Lq + i) * H + h) * e);
+    unpadRows(o.data(), Lq, e, ep, a.out + (b * Lq * H + h) * e, H * e);  // into (B, Lq, H, e)
   }
 }
 REPTOK_SIMD_KERNEL(attentionTasks, AttentionArgs)
@@ -122,14 +140,13 @@ REPTOK_SIMD_KERNEL(attentionTasks, AttentionArgs)
 //   dV = Pᵀ dO;  dP = dO Vᵀ;  dS = scale · P ⊙ (dP − rowsum(P ⊙ dP));  dQ = dS K;  dK = dSᵀ Q
 template <typename T>
 REPTOK_INLINE void attentionGradTasksBody(const AttentionArgs<T>& a, int64_t begin, int64_t end) {
-  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<T>::N), ep = roundUp(e, Simd<T>::N);
-  std::vector<T> gop(Lq * ep), vt(e * Lkp), ds(Lq * Lkp), rows(std::max(Lq, Lk) * ep), g(std::max(Lq, Lk) * ep);
-  const auto unpad = [&](const T* src, int64_t L, T* dst) {
-    for (int64_t j = 0; j < L; j++) std::copy(src + j * ep, src + j * ep + e, dst + j * e);
-  };
+  using C = Acc<T>;
+  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<C>::N), ep = roundUp(e, Simd<C>::N);
+  std::vector<C> gop(Lq * ep), vt(e * Lkp), ds(Lq * Lkp), rows(std::max(Lq, Lk) * ep), g(std::max(Lq, Lk) * ep);
+  const auto unpad = [&](const C* src, int64_t L, T* dst) { unpadRows(src, L, e, ep, dst, e); };
   for (int64_t task = begin; task < end; task++) {
     const int64_t b = task / H, h = task % H;
-    const T* P = a.p + task * Lq * Lkp;
+    const C* P = a.p + task * Lq * Lkp;
     padRows(a.go + b * a.gos[0] + h * a.gos[1], a.gos[2], Lq, e, ep, gop.data());
     if (a.gv) {
       gemm(P, int64_t(1), Lkp, Lk, Lq, gop.data(), ep, ep, g.data(), ep);  // Pᵀ dO (Lk, ep)
@@ -139,9 +156,9 @@ REPTOK_INLINE void attentionGradTasksBody(const AttentionArgs<T>& a, int64_t beg
     padTransposed(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], Lk, e, Lkp, vt.data());
     gemm(gop.data(), ep, int64_t(1), Lq, e, vt.data(), Lkp, Lkp, ds.data(), Lkp);  // dP = dO vᵀ (Lq, Lkp)
     for (int64_t i = 0; i < Lq; i++) {
-      const T *pi = P + i * Lkp;
-      T* di = ds.data() + i * Lkp;
-      const T r = dot(pi, di, Lk);
+      const C* pi = P + i * Lkp;
+      C* di = ds.data() + i * Lkp;
+      const C r = dot(pi, di, Lk);
       for (int64_t j = 0; j < Lkp; j++) di[j] = a.scale * (pi[j] * (di[j] - r));  // padding: P = 0 -> dS = 0
     }
     if (a.gq) {
@@ -169,9 +186,9 @@ void setStrides(int64_t (&dst)[3], const Tensor& t) {
 Tensor attentionForward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const Tensor& p) {
   const int64_t B = q.size(0), H = q.size(1), Lq = q.size(2), Lk = k.size(2), e = q.size(3);
   Tensor out = at::empty({B, Lq, H, e}, q.options());
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention", [&] {
-    AttentionArgs<scalar_t> a{q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), nullptr, out.data_ptr<scalar_t>(),
-                              p.defined() ? p.data_ptr<scalar_t>() : nullptr, nullptr, nullptr, nullptr, H, Lq, Lk, e, {}, {}, {}, {}, scalar_t(scale)};
+  dispatchFloating(q.scalar_type(), [&](auto t) {
+    using T = decltype(t);
+    AttentionArgs<T> a{ptr<T>(q), ptr<T>(k), ptr<T>(v), nullptr, ptr<T>(out), ptr<Acc<T>>(p), nullptr, nullptr, nullptr, H, Lq, Lk, e, {}, {}, {}, {}, Acc<T>(scale)};
     setStrides(a.qs, q);
     setStrides(a.ks, k);
     setStrides(a.vs, v);
@@ -182,8 +199,9 @@ Tensor attentionForward(const Tensor& q, const Tensor& k, const Tensor& v, doubl
 
 struct AttentionFn : public torch::autograd::Function<AttentionFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
-    const int64_t Lkp = roundUp(k.size(2), 64 / int64_t(q.element_size()));  // the kernel's padded row length
-    Tensor p = at::empty({q.size(0), q.size(1), q.size(2), Lkp}, q.options());
+    const at::ScalarType acc = accType(q.scalar_type());
+    const int64_t Lkp = roundUp(k.size(2), 64 / int64_t(c10::elementSize(acc)));  // the kernel's padded row length
+    Tensor p = at::empty({q.size(0), q.size(1), q.size(2), Lkp}, q.options().dtype(acc));
     Tensor out = attentionForward(q, k, v, scale, p);
     ctx->save_for_backward({q, k, v, p});
     ctx->saved_data["scale"] = scale;
@@ -199,11 +217,10 @@ struct AttentionFn : public torch::autograd::Function<AttentionFn> {
     Tensor gq = ctx->needs_input_grad(0) ? at::empty({B, H, q.size(2), q.size(3)}, q.options()) : Tensor();
     Tensor gk = ctx->needs_input_grad(1) ? at::empty({B, H, k.size(2), k.size(3)}, k.options()) : Tensor();
     Tensor gv = ctx->needs_input_grad(2) ? at::empty({B, H, v.size(2), v.size(3)}, v.options()) : Tensor();
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_backward", [&] {
-      const auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<scalar_t>() : nullptr; };
-      AttentionArgs<scalar_t> a{q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(), nullptr,
-                                p.data_ptr<scalar_t>(), ptr(gq), ptr(gk), ptr(gv), H, q.size(2), k.size(2), q.size(3), {}, {}, {}, {},
-                                scalar_t(ctx->saved_data["scale"].toDouble())};
+    dispatchFloating(q.scalar_type(), [&](auto t) {
+      using T = decltype(t);
+      AttentionArgs<T> a{ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(go), nullptr, ptr<Acc<T>>(p), ptr<T>(gq), ptr<T>(gk), ptr<T>(gv), H, q.size(2), k.size(2), q.size(3),
+                         {}, {}, {}, {}, Acc<T>(ctx->saved_data["scale"].toDouble())};
       setStrides(a.qs, q);
       setStrides(a.ks, k);
       setStrides(a.vs, v);
@@ -223,7 +240,9 @@ Tensor attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, double sc
   TORCH_CHECK(k0.sizes() == v0.sizes() && k0.size(0) == q0.size(0) && k0.size(1) == q0.size(1) && k0.size(3) == q0.size(3), op,
               ": k and v must be (B, H, Lk, e) for q ", q0.sizes(), ", got ", k0.sizes(), " and ", v0.sizes());
   TORCH_CHECK(k0.size(2) > 0, op, ": there must be at least one key");
-  for (const Tensor* t : {&k0, &v0}) TORCH_CHECK(t->scalar_type() == q0.scalar_type() && t->device() == q0.device(), op, ": q, k, v must share dtype and device");
+  for (const Tensor* t : {&k0, &v0})
+    TORCH_CHECK(t->scalar_type() == q0.scalar_type() && t->device() == q0.device(), op, ": q, k, v must share dtype and device, got q ", q0.scalar_type(),
+                ", k ", k0.scalar_type(), ", v ", v0.scalar_type(), " (cast them to one dtype first)");
   const Tensor q = unitInnerStride(q0), k = unitInnerStride(k0), v = unitInnerStride(v0);
   const bool graph = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
   return graph ? AttentionFn::apply(q, k, v, scale) : attentionForward(q, k, v, scale, Tensor());

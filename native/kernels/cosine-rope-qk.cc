@@ -11,14 +11,16 @@ namespace {
 // qkv (B, L, 3, H, e); scale (H); cos, sin (B, H, L, d) with 2d ≤ e. For q and for k:
 //   u = x · sqrt(scale_h) · rsqrt(Σ x² + 1e-6)              (unit norm times sqrt of the per-head temperature)
 //   out = [u₁ cos − u₂ sin, u₂ cos + u₁ sin, u₃]           (u₁ = u[:d], u₂ = u[d:2d], u₃ = u[2d:])
-// Outputs q, k as (B, H, L, e), contiguous, ready for the attention matmuls.
+// Outputs q, k as (B, H, L, e) in qkv's dtype, contiguous, ready for the attention matmuls. scale, cos and sin are
+// Acc<T>: float32 next to bfloat16 qkv, as autocast keeps the learned scale and the RoPE tables.
 // ---------------------------------------------------------------------------------------------------------------
 
 constexpr double kQkEps = 1e-6;
 
 template <typename T>
 struct CosineRopeArgs {
-  const T *x, *s, *c, *n;  // qkv, scale, cos, sin
+  const T* x;              // qkv
+  const Acc<T> *s, *c, *n;  // scale, cos, sin
   const T* g[2];           // output gradients of q and k (backward only; null when unused)
   T* out[2];               // forward: q, k; backward: out[0] is the gradient of qkv (or null)
   double* dots;            // backward: (gu·x)·ρ per (row, q/k, head), or null when the scale needs no gradient
@@ -28,23 +30,24 @@ struct CosineRopeArgs {
 // Rows are b·L + l; each writes q and k for every head.
 template <typename T>
 REPTOK_INLINE void cosineRopeRowsBody(const CosineRopeArgs<T>& a, int64_t begin, int64_t end) {
+  using C = Acc<T>;
   const int64_t L = a.L, H = a.H, e = a.e, d = a.d;
-  std::vector<T> u(e);
+  std::vector<C> u(e);
   for (int64_t bl = begin; bl < end; bl++) {
     const int64_t b = bl / L, l = bl % L;
     for (int which = 0; which < 2; which++) {
       for (int64_t h = 0; h < H; h++) {
         const T* x = a.x + ((bl * 3 + which) * H + h) * e;
-        const T c = std::sqrt(a.s[h]) * (T(1) / std::sqrt(dot(x, x, e) + T(kQkEps)));
-        for (int64_t j = 0; j < e; j++) u[j] = x[j] * c;
+        const C c = std::sqrt(a.s[h]) * (C(1) / std::sqrt(dot(x, x, e) + C(kQkEps)));
+        for (int64_t j = 0; j < e; j++) u[j] = toAcc(x[j]) * c;
         const int64_t row = (b * H + h) * L + l;
-        const T *cr = a.c + row * d, *sr = a.n + row * d;
+        const C *cr = a.c + row * d, *sr = a.n + row * d;
         T* o = a.out[which] + row * e;
         for (int64_t j = 0; j < d; j++) {
-          o[j] = u[j] * cr[j] - u[j + d] * sr[j];
-          o[j + d] = u[j + d] * cr[j] + u[j] * sr[j];
+          o[j] = fromAcc<T>(u[j] * cr[j] - u[j + d] * sr[j]);
+          o[j + d] = fromAcc<T>(u[j + d] * cr[j] + u[j] * sr[j]);
         }
-        for (int64_t j = 2 * d; j < e; j++) o[j] = u[j];
+        for (int64_t j = 2 * d; j < e; j++) o[j] = fromAcc<T>(u[j]);
       }
     }
   }
@@ -55,31 +58,33 @@ REPTOK_SIMD_KERNEL(cosineRopeRows, CosineRopeArgs)
 //   gx = c·gu − sqrt(s)·ρ³·(gu·x)·x,  ρ = rsqrt(Σx² + eps), c = sqrt(s)·ρ.
 template <typename T>
 REPTOK_INLINE void cosineRopeGradRowsBody(const CosineRopeArgs<T>& a, int64_t begin, int64_t end) {
+  using C = Acc<T>;
   const int64_t L = a.L, H = a.H, e = a.e, d = a.d;
-  std::vector<T> gu(e);
+  std::vector<C> gu(e);
   for (int64_t bl = begin; bl < end; bl++) {
     const int64_t b = bl / L, l = bl % L;
     for (int which = 0; which < 3; which++) {
       T* gx = a.out[0] ? a.out[0] + (bl * 3 + which) * H * e : nullptr;
       if (which == 2 || !a.g[which]) {  // v gets its gradient through its own view of qkv; an unused q or k has none
-        if (gx) std::fill(gx, gx + H * e, T(0));
+        if (gx) std::fill(gx, gx + H * e, fromAcc<T>(0));
         continue;
       }
       for (int64_t h = 0; h < H; h++) {
         const int64_t row = (b * H + h) * L + l;
-        const T *go = a.g[which] + row * e, *cr = a.c + row * d, *sr = a.n + row * d;
+        const T* go = a.g[which] + row * e;
+        const C *cr = a.c + row * d, *sr = a.n + row * d;
         for (int64_t j = 0; j < d; j++) {
-          gu[j] = go[j] * cr[j] + go[j + d] * sr[j];
-          gu[j + d] = go[j + d] * cr[j] - go[j] * sr[j];
+          gu[j] = toAcc(go[j]) * cr[j] + toAcc(go[j + d]) * sr[j];
+          gu[j + d] = toAcc(go[j + d]) * cr[j] - toAcc(go[j]) * sr[j];
         }
-        for (int64_t j = 2 * d; j < e; j++) gu[j] = go[j];
+        for (int64_t j = 2 * d; j < e; j++) gu[j] = toAcc(go[j]);
         const T* x = a.x + ((bl * 3 + which) * H + h) * e;
-        const T gux = dot(gu.data(), x, e);
-        const T rho = T(1) / std::sqrt(dot(x, x, e) + T(kQkEps)), sq = std::sqrt(a.s[h]);
+        const C gux = dot(gu.data(), x, e);
+        const C rho = C(1) / std::sqrt(dot(x, x, e) + C(kQkEps)), sq = std::sqrt(a.s[h]);
         if (gx) {
-          const T c = sq * rho, k = sq * rho * rho * rho * gux;
+          const C c = sq * rho, k = sq * rho * rho * rho * gux;
           T* o = gx + h * e;
-          for (int64_t j = 0; j < e; j++) o[j] = c * gu[j] - k * x[j];
+          for (int64_t j = 0; j < e; j++) o[j] = fromAcc<T>(c * gu[j] - k * toAcc(x[j]));
         }
         if (a.dots) a.dots[(bl * 2 + which) * H + h] = double(gux * rho);
       }
@@ -97,13 +102,17 @@ struct CosineRopeFn : public torch::autograd::Function<CosineRopeFn> {
     TORCH_CHECK(scale0.dim() == 1 && scale0.size(0) == H, op, ": scale must be (", H, "), got ", scale0.sizes());
     TORCH_CHECK(cos0.dim() == 4 && cos0.sizes() == sin0.sizes() && cos0.size(0) == B && cos0.size(1) == H && cos0.size(2) == L && 2 * cos0.size(3) <= e, op,
                 ": cos and sin must be (B, H, L, d) with 2d ≤ ", e, ", got ", cos0.sizes(), " and ", sin0.sizes());
-    for (const Tensor* t : {&scale0, &cos0, &sin0}) TORCH_CHECK(t->scalar_type() == qkv0.scalar_type(), op, ": all inputs must be ", qkv0.scalar_type(), ", got ", t->scalar_type());
+    // the learned scale and the RoPE tables are float32 next to bfloat16 activations under autocast
+    const at::ScalarType acc = accType(qkv0.scalar_type());
+    for (const Tensor* t : {&scale0, &cos0, &sin0})
+      TORCH_CHECK(t->scalar_type() == acc && t->device().is_cpu(), op, ": scale, cos and sin must be CPU ", acc, " tensors for ", qkv0.scalar_type(), " qkv, got ",
+                  t->scalar_type(), " on ", t->device());
     const Tensor qkv = qkv0.contiguous(), scale = scale0.contiguous(), cs = cos0.contiguous(), sn = sin0.contiguous();
     const int64_t d = cs.size(3);
     Tensor q = at::empty({B, H, L, e}, qkv.options()), k = at::empty({B, H, L, e}, qkv.options());
-    AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "cosine_rope_qk", [&] {
-      const CosineRopeArgs<scalar_t> a{qkv.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), cs.data_ptr<scalar_t>(), sn.data_ptr<scalar_t>(),
-                                       {nullptr, nullptr}, {q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>()}, nullptr, L, H, e, d};
+    dispatchFloating(qkv.scalar_type(), [&](auto t) {
+      using T = decltype(t);
+      const CosineRopeArgs<T> a{ptr<T>(qkv), ptr<Acc<T>>(scale), ptr<Acc<T>>(cs), ptr<Acc<T>>(sn), {nullptr, nullptr}, {ptr<T>(q), ptr<T>(k)}, nullptr, L, H, e, d};
       at::parallel_for(0, B * L, 8, [&](int64_t begin, int64_t end) { cosineRopeRows(a, begin, end); });
     });
     ctx->save_for_backward({qkv, scale, cs, sn});
@@ -121,10 +130,10 @@ struct CosineRopeFn : public torch::autograd::Function<CosineRopeFn> {
     const bool wantX = ctx->needs_input_grad(0), wantS = ctx->needs_input_grad(1);
     Tensor gqkv = wantX ? at::empty_like(qkv) : Tensor();
     std::vector<double> dots(wantS ? B * L * 2 * H : 0, 0.0);  // per (row, q/k, head): (gu·x)·ρ
-    AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "cosine_rope_qk_backward", [&] {
-      const CosineRopeArgs<scalar_t> a{qkv.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), cs.data_ptr<scalar_t>(), sn.data_ptr<scalar_t>(),
-                                       {g[0].defined() ? g[0].data_ptr<scalar_t>() : nullptr, g[1].defined() ? g[1].data_ptr<scalar_t>() : nullptr},
-                                       {wantX ? gqkv.data_ptr<scalar_t>() : nullptr, nullptr}, wantS ? dots.data() : nullptr, L, H, e, d};
+    dispatchFloating(qkv.scalar_type(), [&](auto t) {
+      using T = decltype(t);
+      const CosineRopeArgs<T> a{ptr<T>(qkv), ptr<Acc<T>>(scale), ptr<Acc<T>>(cs), ptr<Acc<T>>(sn), {ptr<T>(g[0]), ptr<T>(g[1])}, {ptr<T>(gqkv), nullptr},
+                                wantS ? dots.data() : nullptr, L, H, e, d};
       at::parallel_for(0, B * L, 8, [&](int64_t begin, int64_t end) { cosineRopeGradRows(a, begin, end); });
     });
     Tensor gs;

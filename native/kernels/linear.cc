@@ -1,109 +1,201 @@
-// Linear layers through oneDNN's sgemm. Debian's libtorch links oneDNN (libdnnl.so.2) but routes float32 matmuls
+// Linear layers through oneDNN's GEMMs. Debian's libtorch links oneDNN (libdnnl.so.2) but routes float32 matmuls
 // to OpenBLAS; on the tokenizer's shapes (M ≈ 500 rows of activations, K, N = 384…2304) oneDNN's JIT kernels take
 // 0.80–0.90× OpenBLAS's time for the forward and both backward products (paired measurements on 2 AVX-512 cores;
 // fc2-like 1536→384 ties, as do the generator's 1152↔4608 layers), and they run on the OpenMP pool that ATen
-// already uses instead of a second set of BLAS threads. `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for
-// CPU float32; src/engine/fused.ts sends everything else — and every process where oneDNN's sgemm is not found —
-// to aten::linear. Registered in library.cc.
-#include "../common.h"
+// already uses instead of a second set of BLAS threads.
+//
+// bfloat16: under CPU autocast, or when an input is bfloat16, the products run oneDNN's gemm_bf16bf16f32 (bf16
+// operands, float32 accumulation and output: vdpbf16ps on AVX512-BF16, AMX tiles where the CPU has them). On these
+// shapes it runs at 2.0× sgemm's rate (213 vs 106 GFLOP/s per core on AVX512-BF16 Zen 4: the instruction's peak
+// ratio), where ATen's bf16 matmul (oneDNN's brgemm matmul primitive, re-created per call) reached 1.1×. The
+// weight's bf16 copy is made once per parameter version (cache below), not per call as autocast's cast does outside
+// its region; the bias is added in float32 (prefilled into the float32 accumulator), the weight gradient comes out
+// of the GEMM in float32 (no bf16 rounding of gw, unlike autocast's bf16 addmm), and only the activations (y, gx)
+// are rounded to bf16 — autocast's convention for a linear layer's output.
+//
+// `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for CPU float32 and
+// bfloat16; src/engine/fused.ts sends everything else — and every process where oneDNN's GEMMs are not found — to
+// aten::linear. Registered in library.cc.
+#include "fused-common.h"
 #include "ops.h"
 
-#include <torch/csrc/autograd/custom_function.h>
-#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
 #include <dlfcn.h>
 
-#include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 namespace reptok {
 namespace {
 
-using at::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-// dnnl_sgemm (oneDNN's C API, row-major): C = alpha · op(A) · op(B) + beta · C; returns dnnl_status_t (0 = success)
-using Sgemm = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// oneDNN's C GEMM API (row-major): C = alpha · op(A) · op(B) + beta · C, C float32; returns dnnl_status_t (0 = ok).
+template <typename T>
+using Gemm = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const T* A, int64_t lda,
+                     const T* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Looked up once in the libraries already loaded with libtorch; null when this libtorch has no shared oneDNN.
-Sgemm findSgemm() {
+void* findDnnl(const char* name) {
   void* lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_NOLOAD);
-  void* fn = lib ? dlsym(lib, "dnnl_sgemm") : dlsym(RTLD_DEFAULT, "dnnl_sgemm");
-  return reinterpret_cast<Sgemm>(fn);
+  return lib ? dlsym(lib, name) : dlsym(RTLD_DEFAULT, name);
 }
-const Sgemm sgemm = findSgemm();
+const auto sgemm = reinterpret_cast<Gemm<float>>(findDnnl("dnnl_sgemm"));
+const auto bf16gemm = reinterpret_cast<Gemm<at::BFloat16>>(findDnnl("dnnl_gemm_bf16bf16f32"));
 
-// A 2-D float matrix as oneDNN reads it: rows `ld` apart, transposed when its columns are the contiguous dim.
+// A 2-D matrix as oneDNN reads it: rows `ld` apart, transposed when its columns are the contiguous dim.
+template <typename T>
 struct Operand {
   Tensor t;  // keeps a copy alive when one was needed
-  const float* p;
+  const T* p;
   char trans;
   int64_t ld;
 };
-Operand operand(const Tensor& m, bool transpose) {
-  if (m.stride(1) == 1 && m.stride(0) >= std::max<int64_t>(1, m.size(1))) return {m, m.data_ptr<float>(), transpose ? 'T' : 'N', m.stride(0)};
-  if (m.stride(0) == 1 && m.stride(1) >= std::max<int64_t>(1, m.size(0))) return {m, m.data_ptr<float>(), transpose ? 'N' : 'T', m.stride(1)};
+template <typename T>
+Operand<T> operand(const Tensor& m, bool transpose) {
+  if (m.stride(1) == 1 && m.stride(0) >= std::max<int64_t>(1, m.size(1))) return {m, m.data_ptr<T>(), transpose ? 'T' : 'N', m.stride(0)};
+  if (m.stride(0) == 1 && m.stride(1) >= std::max<int64_t>(1, m.size(0))) return {m, m.data_ptr<T>(), transpose ? 'N' : 'T', m.stride(1)};
   const Tensor c = m.contiguous();
-  return {c, c.data_ptr<float>(), transpose ? 'T' : 'N', std::max<int64_t>(1, c.size(1))};
+  return {c, c.data_ptr<T>(), transpose ? 'T' : 'N', std::max<int64_t>(1, c.size(1))};
 }
 
-// out (M, N) = op(a) · op(b) + beta · out, out contiguous
+// out (M, N) float32 contiguous = op(a) · op(b) + beta · out; a, b float32 (sgemm) or bfloat16 (gemm_bf16bf16f32)
 void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, float beta, Tensor& out) {
-  const Operand A = operand(a, ta), B = operand(b, tb);
   const int64_t M = out.size(0), N = out.size(1), K = ta ? a.size(0) : a.size(1);
   if (M == 0 || N == 0) return;
   if (K == 0) {
     if (beta == 0.f) out.zero_();
     return;
   }
-  const int status = sgemm(A.trans, B.trans, M, N, K, 1.f, A.p, A.ld, B.p, B.ld, beta, out.data_ptr<float>(), std::max<int64_t>(1, N));
-  TORCH_CHECK(status == 0, "reptok::linear: oneDNN sgemm failed with status ", status, " for ", M, "x", K, " @ ", K, "x", N);
+  int status;
+  if (a.scalar_type() == at::kBFloat16) {
+    const auto A = operand<at::BFloat16>(a, ta), B = operand<at::BFloat16>(b, tb);
+    status = bf16gemm(A.trans, B.trans, M, N, K, 1.f, A.p, A.ld, B.p, B.ld, beta, out.data_ptr<float>(), std::max<int64_t>(1, N));
+  } else {
+    const auto A = operand<float>(a, ta), B = operand<float>(b, tb);
+    status = sgemm(A.trans, B.trans, M, N, K, 1.f, A.p, A.ld, B.p, B.ld, beta, out.data_ptr<float>(), std::max<int64_t>(1, N));
+  }
+  TORCH_CHECK(status == 0, "reptok::linear: oneDNN GEMM (", a.scalar_type(), ") failed with status ", status, " for ", M, "x", K, " @ ", K, "x", N);
 }
 
+// ---- bf16 copies of weights, one per parameter version ------------------------------------------------------------
+// Keyed by the weight's TensorImpl; an entry is valid while that tensor lives (weak reference), its version counter
+// is unchanged (every in-place update bumps it: optimizers, copy_, load) and it still has the same storage.
+struct Bf16Copy {
+  c10::weak_intrusive_ptr<c10::TensorImpl> source;
+  uint32_t version;
+  const void* data;
+  Tensor copy;
+};
+std::mutex cacheMutex;
+std::unordered_map<const c10::TensorImpl*, Bf16Copy> cache;
+size_t pruneAt = 64;
+
+Tensor bf16Weight(const Tensor& w) {
+  if (w.scalar_type() == at::kBFloat16) return w;
+  at::NoGradGuard noGrad;
+  // Views (a fresh TensorImpl on every call) are cast per call: caching them would only fill the map.
+  if (w.is_view()) return w.to(at::kBFloat16);
+  std::lock_guard<std::mutex> lock(cacheMutex);
+  const c10::TensorImpl* key = w.unsafeGetTensorImpl();
+  const uint32_t version = w._version();
+  auto it = cache.find(key);
+  if (it != cache.end() && !it->second.source.expired() && it->second.version == version && it->second.data == w.data_ptr())
+    return it->second.copy;
+  if (cache.size() >= pruneAt) {  // drop the copies of weights that are gone, amortised over the map's growth
+    for (auto e = cache.begin(); e != cache.end();) e = e->second.source.expired() ? cache.erase(e) : std::next(e);
+    pruneAt = std::max<size_t>(64, 2 * cache.size());
+  }
+  Tensor copy = w.to(at::kBFloat16).contiguous();
+  cache.erase(key);
+  cache.emplace(key, Bf16Copy{c10::weak_intrusive_ptr<c10::TensorImpl>(w.getIntrusivePtr()), version, w.data_ptr(), copy});
+  return copy;
+}
+
+// ---- bf16 element loops: what ATen would do in two passes (y.to(bf16); gy.sum(0, kFloat) converts gy first) -----
+
+// float32 (M, N) -> bfloat16, rounded to nearest even
+REPTOK_SIMD_CLONES void narrowRange(const float* src, Bf16* dst, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; i++) dst[i] = fromAcc<Bf16>(src[i]);
+}
+Tensor narrowToBf16(const Tensor& y) {
+  Tensor out = at::empty(y.sizes(), y.options().dtype(at::kBFloat16));
+  const float* src = y.data_ptr<float>();
+  Bf16* dst = ptr<Bf16>(out);
+  at::parallel_for(0, y.numel(), 1 << 14, [&](int64_t begin, int64_t end) { narrowRange(src, dst, begin, end); });
+  return out;
+}
+
+// Σ over rows of a bfloat16 (M, N) matrix, in float32, for columns [begin, end)
+REPTOK_SIMD_CLONES void columnSums(const Bf16* g, int64_t M, int64_t N, float* out, int64_t begin, int64_t end) {
+  for (int64_t j = begin; j < end; j++) out[j] = 0.f;
+  for (int64_t i = 0; i < M; i++) {
+    const Bf16* row = g + i * N;
+    for (int64_t j = begin; j < end; j++) out[j] += toAcc(row[j]);
+  }
+}
+Tensor biasGrad(const Tensor& gy) {  // gy (M, N)
+  if (gy.scalar_type() != at::kBFloat16) return gy.sum(0, false, at::kFloat);
+  const Tensor g = gy.contiguous();
+  const int64_t M = g.size(0), N = g.size(1);
+  Tensor out = at::empty({N}, g.options().dtype(at::kFloat));
+  const Bf16* gp = ptr<Bf16>(g);
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) { columnSums(gp, M, N, op, begin, end); });
+  return out;
+}
+
+// ---- the autograd function ----------------------------------------------------------------------------------------
+// Float32 computes in float32 throughout; bf16 computes products on bf16 operands into float32 and rounds the
+// activations it returns (y, gx) to `outType`/x's dtype.
 struct LinearFn : public torch::autograd::Function<LinearFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, bool bf16) {
     const int64_t K = x.size(-1), N = w.size(0);
-    const Tensor x2 = x.reshape({-1, K});
-    Tensor y = at::empty({x2.size(0), N}, x.options());
+    const Tensor x2 = bf16 ? x.reshape({-1, K}).to(at::kBFloat16) : x.reshape({-1, K});
+    const Tensor wm = bf16 ? bf16Weight(w) : w;
+    Tensor y = at::empty({x2.size(0), N}, x.options().dtype(at::kFloat));  // (M, N)
     if (b && b->defined()) {
-      const Tensor bc = b->contiguous();
+      const Tensor bc = b->to(at::kFloat).contiguous();
       const float* bp = bc.data_ptr<float>();
       float* yp = y.data_ptr<float>();
       at::parallel_for(0, y.size(0), 64, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; i++) std::memcpy(yp + i * N, bp, N * sizeof(float));
       });
-      gemm(x2, false, w, true, 1.f, y);
+      gemm(x2, false, wm, true, 1.f, y);
     } else {
-      gemm(x2, false, w, true, 0.f, y);
+      gemm(x2, false, wm, true, 0.f, y);
     }
     ctx->save_for_backward({x2, w});
     ctx->saved_data["bias"] = b && b->defined();
+    ctx->saved_data["bf16"] = bf16;
+    ctx->saved_data["xType"] = static_cast<int64_t>(x.scalar_type());
     auto sizes = x.sizes().vec();
     sizes.back() = N;
-    return y.view(sizes);
+    return (bf16 ? narrowToBf16(y) : y).view(sizes);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     refuseDoubleBackward("reptok::linear");
     const auto saved = ctx->get_saved_variables();
     const Tensor &x2 = saved[0], &w = saved[1];
+    const bool bf16 = ctx->saved_data["bf16"].toBool();
+    const auto xType = static_cast<at::ScalarType>(ctx->saved_data["xType"].toInt());
     const Tensor gy = grads[0].reshape({-1, w.size(0)});
+    const Tensor gym = bf16 ? gy.to(at::kBFloat16) : gy;
     Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) {
-      gx = at::empty({x2.size(0), x2.size(1)}, x2.options());
-      gemm(gy, false, w, false, 0.f, gx);  // (M, N) · (N, K)
+      gx = at::empty({x2.size(0), x2.size(1)}, x2.options().dtype(at::kFloat));
+      gemm(gym, false, bf16 ? bf16Weight(w) : w, false, 0.f, gx);  // (M, N) · (N, K)
       auto sizes = grads[0].sizes().vec();
       sizes.back() = x2.size(1);
-      gx = gx.view(sizes);
+      gx = (xType == at::kBFloat16 ? narrowToBf16(gx) : gx.to(xType)).view(sizes);
     }
     if (ctx->needs_input_grad(1)) {
-      gw = at::empty({w.size(0), w.size(1)}, w.options());
-      gemm(gy, true, x2, false, 0.f, gw);  // (N, M) · (M, K)
+      gw = at::empty({w.size(0), w.size(1)}, w.options().dtype(at::kFloat));
+      gemm(gym, true, x2, false, 0.f, gw);  // (N, M) · (M, K)
+      gw = gw.to(w.scalar_type());
     }
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
-    return {gx, gw, gb};
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = biasGrad(gy);
+    return {gx, gw, gb, Tensor()};
   }
 };
 
@@ -111,21 +203,42 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
 
 Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
   const char* op = "reptok::linear";
-  // Under CPU autocast a linear layer runs in the lower precision: aten::linear's autocast kernel does the casting.
-  if (at::autocast::is_cpu_enabled()) return at::linear(x, w, b);
+  const bool autocast = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
+  const bool bf16 = autocast || x.scalar_type() == at::kBFloat16 || w.scalar_type() == at::kBFloat16;
+  // A libtorch whose oneDNN lacks the bf16 GEMM: aten::linear (and autocast's kernel) computes the layer instead.
+  if (bf16 && !bf16gemm) return at::linear(x, w, b);
   TORCH_CHECK(sgemm, op, ": oneDNN's sgemm was not found in this libtorch; use aten::linear");
   for (const Tensor* t : {&x, &w}) {
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat, op, ": inputs must be float32 CPU tensors, got ", t->scalar_type(), " on ", t->device());
+    TORCH_CHECK(t->device().is_cpu() && (t->scalar_type() == at::kFloat || t->scalar_type() == at::kBFloat16), op,
+                ": inputs must be float32 or bfloat16 CPU tensors, got ", t->scalar_type(), " on ", t->device());
   }
   TORCH_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1), op, ": x ", x.sizes(), " does not match weight ", w.sizes(), " (out, in)");
   if (b && b->defined()) {
-    TORCH_CHECK(b->device().is_cpu() && b->scalar_type() == at::kFloat && b->dim() == 1 && b->size(0) == w.size(0), op, ": bias must be float32 (", w.size(0), "), got ", b->sizes());
+    TORCH_CHECK(b->device().is_cpu() && (b->scalar_type() == at::kFloat || b->scalar_type() == at::kBFloat16) && b->dim() == 1 && b->size(0) == w.size(0), op,
+                ": bias must be float32 or bfloat16 (", w.size(0), "), got ", b->scalar_type(), " ", b->sizes());
   }
-  return LinearFn::apply(x, w, b);
+  // Outside autocast, mixed dtypes are an error, as in aten::linear: casting is autocast's decision, not ours.
+  TORCH_CHECK(autocast || (x.scalar_type() == w.scalar_type() && (!b || !b->defined() || b->scalar_type() == w.scalar_type())), op,
+              ": x (", x.scalar_type(), "), weight (", w.scalar_type(), ")", b && b->defined() ? " and bias" : "",
+              " must have one dtype outside autocast; cast them, or run under autocast()");
+  // The function does its own casting: below autocast (whose kernel would cast every input on each call) it must
+  // see the float32 master weight, to reuse its bf16 copy.
+  c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::DispatchKey::AutocastCPU);
+  return LinearFn::apply(x, w, b, bf16);
 }
 
+// onednnGemm() -> {float32, bfloat16: whether each GEMM was found, isa: the instruction set oneDNN's kernels use
+// (dnnl_cpu_isa_t bits; -1 without oneDNN), isaName}
 static Napi::Value onednnGemm(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), sgemm != nullptr);
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("float32", sgemm != nullptr);
+  o.Set("bfloat16", bf16gemm != nullptr);
+  const auto isa = reinterpret_cast<int (*)()>(findDnnl("dnnl_get_effective_cpu_isa"));
+  const auto isaName = reinterpret_cast<const char* (*)(int)>(findDnnl("dnnl_cpu_isa2str"));
+  o.Set("isa", isa ? isa() : -1);
+  o.Set("isaName", isa && isaName ? Napi::Value(Napi::String::New(env, isaName(isa()))) : env.Null());
+  return o;
 }
 
 void initLinear(Napi::Env env, Napi::Object exports) {

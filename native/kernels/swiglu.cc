@@ -24,7 +24,10 @@ REPTOK_INLINE void swigluRowsBody(const SwiGluArgs<T>& s, int64_t begin, int64_t
   for (int64_t i = begin; i < end; i++) {
     const T *a = s.h + i * 2 * s.F, *g = a + s.F;
     T* o = s.out + i * s.F;
-    for (int64_t j = 0; j < s.F; j++) o[j] = a[j] * (g[j] * sigmoid(g[j]));
+    for (int64_t j = 0; j < s.F; j++) {
+      const Acc<T> gj = toAcc(g[j]);
+      o[j] = fromAcc<T>(toAcc(a[j]) * (gj * sigmoid(gj)));
+    }
   }
 }
 REPTOK_SIMD_KERNEL(swigluRows, SwiGluArgs)
@@ -35,10 +38,12 @@ REPTOK_INLINE void swigluGradRowsBody(const SwiGluArgs<T>& s, int64_t begin, int
   for (int64_t i = begin; i < end; i++) {
     const T *a = s.h + i * 2 * s.F, *g = a + s.F, *go = s.gy + i * s.F;
     T *da = s.out + i * 2 * s.F, *dg = da + s.F;
+#pragma omp simd  // GCC otherwise runs a scalar version of the bf16 loop for chunks of more than two rows
     for (int64_t j = 0; j < s.F; j++) {
-      const T sg = sigmoid(g[j]);
-      da[j] = go[j] * (g[j] * sg);
-      dg[j] = go[j] * a[j] * (sg * (T(1) + g[j] * (T(1) - sg)));
+      using C = Acc<T>;
+      const C gj = toAcc(g[j]), gyj = toAcc(go[j]), sg = sigmoid(gj);
+      da[j] = fromAcc<T>(gyj * (gj * sg));
+      dg[j] = fromAcc<T>(gyj * toAcc(a[j]) * (sg * (C(1) + gj * (C(1) - sg))));
     }
   }
 }
@@ -54,8 +59,9 @@ struct SwiGluFn : public torch::autograd::Function<SwiGluFn> {
     auto sizes = h.sizes().vec();
     sizes.back() = F;
     Tensor y = at::empty(sizes, h.options());
-    AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "swiglu", [&] {
-      const SwiGluArgs<scalar_t> s{h.data_ptr<scalar_t>(), nullptr, y.data_ptr<scalar_t>(), F};
+    dispatchFloating(h.scalar_type(), [&](auto t) {
+      using T = decltype(t);
+      const SwiGluArgs<T> s{ptr<T>(h), nullptr, ptr<T>(y), F};
       at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) { swigluRows(s, begin, end); });
     });
     ctx->save_for_backward({h});
@@ -68,8 +74,9 @@ struct SwiGluFn : public torch::autograd::Function<SwiGluFn> {
     const Tensor gy = grads[0].contiguous();
     const int64_t F = h.size(-1) / 2, rows = F ? h.numel() / (2 * F) : 0;
     Tensor gh = at::empty_like(h);
-    AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "swiglu_backward", [&] {
-      const SwiGluArgs<scalar_t> s{h.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), F};
+    dispatchFloating(h.scalar_type(), [&](auto t) {
+      using T = decltype(t);
+      const SwiGluArgs<T> s{ptr<T>(h), ptr<T>(gy), ptr<T>(gh), F};
       at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) { swigluGradRows(s, begin, end); });
     });
     return {gh};

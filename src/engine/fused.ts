@@ -1,8 +1,9 @@
 // Fused kernels (native/kernels/) for chains that eager code runs as many small kernels, and linear layers on
 // oneDNN's sgemm (native/kernels/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU
-// tensors of float32/float64 (float32 only for the linear), the composite path everywhere else — CUDA, bf16 under
-// autocast — and whenever fused kernels are switched off (`setFusedKernels(false)`: parity checks, debugging). Both
-// paths have gradients; the fused backward is first-order only (create_graph through it is an error).
+// tensors of float32, float64 or bfloat16 (bf16 activations under autocast, computed in float32 inside; float32
+// only for the linear), the composite path everywhere else — CUDA, other dtype mixes — and whenever fused kernels
+// are switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have gradients; the fused
+// backward is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
 import { cat } from './ops.ts';
 import { ones } from './creation.ts';
@@ -21,26 +22,41 @@ export function setFusedKernels(enabled: boolean): boolean {
   return previous;
 }
 
-const fusable = (ts: Tensor[]): boolean => {
+/**
+ * Whether the fused kernels take these CPU tensors: the activations `acts` of one dtype, float32, float64 or
+ * bfloat16, and the parameters `params` (scales, RoPE tables) in the activations' dtype, or in float32 next to
+ * bfloat16 activations (autocast keeps parameters in float32); `bf16Params`: a bfloat16 parameter is taken too
+ * (AdaRMSNorm's scale comes out of a linear). The fused ops return the activations' dtype.
+ */
+const fusable = (acts: Tensor[], params: Tensor[] = [], bf16Params = false): boolean => {
   if (!fusedEnabled) return false;
-  const dtype = ts[0]!.dtype;
-  return (dtype === 'float32' || dtype === 'float64') && ts.every((t) => t.dtype === dtype && t.device === 'cpu');
+  const dtype = acts[0]!.dtype;
+  const paramOk = (p: Tensor): boolean =>
+    p.dtype === (dtype === 'bfloat16' ? 'float32' : dtype) || (bf16Params && p.dtype === dtype);
+  return (
+    (dtype === 'float32' || dtype === 'float64' || dtype === 'bfloat16') &&
+    [...acts, ...params].every((t) => t.device === 'cpu') &&
+    acts.every((t) => t.dtype === dtype) &&
+    params.every(paramOk)
+  );
 };
 
-const onednnGemm = native.onednnGemm();
+const onednn = native.onednnGemm();
 
 /**
- * x @ weightᵀ + bias. CPU float32 runs oneDNN's sgemm with its own backward (see native/kernels/linear.cc) when
- * this libtorch ships oneDNN; everything else runs aten::linear — also layers with fewer than 16 inputs or outputs
- * (the generator's token mixing over 3 tokens: 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against
- * aten::linear: tokenizer shapes 0.84-0.93×; the generator's 1152↔4608 layers 1.0-1.05× alone, yet its training
- * step 0.9× with oneDNN throughout (its backward products gain).
+ * x @ weightᵀ + bias. CPU float32 and bfloat16 run oneDNN's GEMMs with their own backward (native/kernels/linear.cc)
+ * when this libtorch ships oneDNN: sgemm for float32; under CPU autocast or with bfloat16 inputs, gemm_bf16bf16f32
+ * (bf16 operands, float32 accumulation, the weight's bf16 copy made once per parameter version). Everything else
+ * runs aten::linear — also layers with fewer than 16 inputs or outputs (the generator's token mixing over 3 tokens:
+ * 1.15-1.4× OpenBLAS's time in oneDNN). Measured in-process against aten::linear: float32 tokenizer shapes
+ * 0.84-0.93×; the generator's 1152↔4608 layers 1.0-1.05× alone, yet its training step 0.9× with oneDNN throughout
+ * (its backward products gain); bf16 products 0.5× sgemm's time on AVX512-BF16.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  const float32 = x.dtype === 'float32' && weight.dtype === 'float32' && (!bias || bias.dtype === 'float32');
   const wide = weight.ndim === 2 && weight.shape[0]! >= 16 && weight.shape[1]! >= 16;
-  if (onednnGemm && float32 && wide && fusable(bias ? [x, weight, bias] : [x, weight]))
-    return aten('reptok::linear', x, weight, bias ?? null);
+  const ts = bias ? [x, weight, bias] : [x, weight];
+  const onCpu = ts.every((t) => t.device === 'cpu' && (t.dtype === 'float32' || t.dtype === 'bfloat16'));
+  if (onednn.float32 && fusedEnabled && wide && onCpu) return aten('reptok::linear', x, weight, bias ?? null);
   return aten('aten::linear', x, weight, bias ?? null);
 }
 
@@ -55,7 +71,7 @@ export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
     scale.ndim === x.ndim &&
     scale.shape[0] === x.shape[0] &&
     scale.shape.every((n, i) => i === 0 || i === x.ndim - 1 || n === 1);
-  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x, scale]))
+  if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x], [scale], true))
     return aten('reptok::rms_norm', x, scale, eps);
   return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
 }
@@ -73,11 +89,12 @@ export function swiglu(h: Tensor): Tensor {
  * The MLP-Mixer's token-mixing MLP along the token axis of x (B, L, dim): W2 · gelu(W1 · x + b1) + b2 with the exact
  * (erf) GELU, w1 (Lh, L), b1 (Lh), w2 (L, Lh), b2 (L) -> (B, L, dim). The fused kernel reads x in place and keeps the
  * hidden rows (B, Lh, dim) in cache, chunk by chunk of dim; the composite moves the token axis last, so that both
- * products are GEMMs over all positions (K = L and Lh), and back. Under bf16 autocast float32 inputs (the generator's
- * LayerNorm output) take the fused kernel in float32: products with K = 3 and 9 have nothing to gain from bf16.
+ * products are GEMMs over all positions (K = L and Lh), and back. bfloat16 x (with float32 parameters, as autocast
+ * keeps them) is computed in float32 and returned in bf16; under autocast a float32 x (the generator's LayerNorm
+ * output) stays float32: products with K = 3 and 9 have nothing to gain from bf16.
  */
 export function tokenMlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor): Tensor {
-  if (x.ndim === 3 && fusable([x, w1, b1, w2, b2])) return aten('reptok::token_mlp', x, w1, b1, w2, b2);
+  if (x.ndim === 3 && fusable([x], [w1, b1, w2, b2])) return aten('reptok::token_mlp', x, w1, b1, w2, b2);
   return tidy(() => linear(gelu(linear(x.transpose(1, 2).contiguous(), w1, b1)), w2, b2).transpose(1, 2));
 }
 
@@ -101,7 +118,7 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
 export function cosineRopeQK(qkv: Tensor, scale: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor] {
   const [B, L, , H] = qkv.shape as number[];
   const full = cos.ndim === 4 && [B, H, L].every((n, i) => cos.shape[i] === n) && sin.shape.join() === cos.shape.join();
-  if (qkv.ndim === 5 && full && fusable([qkv, scale, cos, sin]))
+  if (qkv.ndim === 5 && full && fusable([qkv], [scale, cos, sin]))
     return aten('reptok::cosine_rope_qk', qkv, scale, cos, sin);
   return tidy(() => {
     const s = scale.reshape(H!, 1, 1).sqrt();

@@ -18,7 +18,7 @@ export { setFusedKernels } from './fused.ts';
 export { noGrad, enableGrad, isGradEnabled, grad, backward, autocast } from './autograd.ts';
 export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';
-export { setNumThreads, getNumThreads, runtimeInfo, memoryStats } from './runtime.ts';
+export { setNumThreads, getNumThreads, runtimeInfo, memoryStats, bf16Support } from './runtime.ts';
 export { cuda, type Device } from './device.ts';
 export { ProcessGroup, type ProcessGroupOptions, type ReduceOp } from './distributed.ts';
 export { profile, formatProfile, type OpProfile } from './profile.ts';

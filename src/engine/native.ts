@@ -90,7 +90,7 @@ export interface Native {
   cudaSynchronize(index?: number): void;
   parallelInfo(): string;
   mallocTuning(): boolean;
-  onednnGemm(): boolean;
+  onednnGemm(): { float32: boolean; bfloat16: boolean; isa: number; isaName: string | null };
   // distributed (c10d)
   initProcessGroup(o: {
     backend: 'gloo' | 'nccl';

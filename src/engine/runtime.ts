@@ -30,6 +30,8 @@ export function runtimeInfo(): {
   openblasThreadTimeout?: string;
   mallocTuning: boolean;
   onednnGemm: boolean;
+  /** oneDNN's GEMMs in bfloat16 (float32 accumulation), and whether the CPU runs them natively. */
+  bf16: { gemm: boolean; isa: string | null; native: 'amx' | 'avx512_bf16' | null };
 } {
   return {
     libtorch: native.version(),
@@ -40,9 +42,29 @@ export function runtimeInfo(): {
     ompWaitPolicy: process.env.OMP_WAIT_POLICY,
     openblasThreadTimeout: process.env.OPENBLAS_THREAD_TIMEOUT,
     mallocTuning: native.mallocTuning(),
-    onednnGemm: native.onednnGemm(),
+    onednnGemm: native.onednnGemm().float32,
+    bf16: bf16Support(),
   };
 }
 
 /** Live native tensors and the bytes reported to V8 for them (for leak checks). */
 export const memoryStats = (): { count: number; bytes: number } => native.liveTensors();
+
+// dnnl_cpu_isa_t bit masks (oneDNN 2.x): every ISA includes the bits of those it extends.
+const ISA_AVX512_CORE_BF16 = 0xe7;
+const ISA_AVX512_CORE_AMX = 0x3e7;
+
+/**
+ * Whether bfloat16 matrix products run natively on this CPU, as oneDNN's kernels see it (its effective ISA, which
+ * also honours ONEDNN_MAX_CPU_ISA): AMX tiles, AVX512-BF16's dot-product instructions, or neither (bf16 is then
+ * emulated and slower than float32).
+ */
+export function bf16Support(): { gemm: boolean; isa: string | null; native: 'amx' | 'avx512_bf16' | null } {
+  const o = native.onednnGemm();
+  const has = (mask: number): boolean => o.isa >= 0 && (o.isa & mask) === mask;
+  return {
+    gemm: o.bfloat16,
+    isa: o.isaName,
+    native: !o.bfloat16 ? null : has(ISA_AVX512_CORE_AMX) ? 'amx' : has(ISA_AVX512_CORE_BF16) ? 'avx512_bf16' : null,
+  };
+}

@@ -1,6 +1,6 @@
 // The fused kernels (native/kernels/: rmsNorm, swiglu, tokenMlp, cosineRopeQK, attention) and the oneDNN linear
-// (native/kernels/linear.cc) against the ATen ops they replace: forward and every gradient in float32, finite
-// differences in float64, bad inputs, and the double-backward refusal.
+// (native/kernels/linear.cc) against the ATen ops they replace: forward and every gradient in float32 and bfloat16,
+// finite differences in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -10,12 +10,15 @@ import {
   Tensor,
   aten,
   autocast,
+  cat,
   grad,
+  ones,
   profile,
   rand,
   randn,
   runtimeInfo,
   setFusedKernels,
+  tensor,
   tidy,
 } from '../../src/index.ts';
 import { assertClose, gradcheck, onednnAbsent } from '../helpers.ts';
@@ -23,14 +26,14 @@ import { assertClose, gradcheck, onednnAbsent } from '../helpers.ts';
 const g = new Generator({ seed: 7 });
 const r = (s: number[], dtype: 'float32' | 'float64' = 'float32'): Tensor => randn(s, { dtype, generator: g });
 
-/** Output and gradients of `fn` w.r.t. `inputs`, with fused kernels on or off. */
+/** Output and gradients of `fn` w.r.t. `inputs`, with fused kernels on or off (gOut cast to the output's dtype). */
 function run(fused: boolean, fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], gOut: Tensor): Tensor[] {
   const previous = setFusedKernels(fused);
   try {
     return tidy(() => {
       const xs = inputs.map((x) => x.detach().requiresGrad_(true));
       const y = fn(...xs);
-      return [y.detach(), ...(grad([y], xs, { gradOutputs: [gOut] }) as Tensor[])];
+      return [y.detach(), ...(grad([y], xs, { gradOutputs: [gOut.to(y.dtype)] }) as Tensor[])];
     });
   } finally {
     setFusedKernels(previous);
@@ -177,6 +180,196 @@ test('attention: fused = composite for strided q, k, v views, cross-attention le
   );
 });
 
+// ---------------------------------------------------------------------------------------------------------------
+// bfloat16: the activations a linear outputs under autocast, next to float32 parameters (RMSNorm's scale, the RoPE
+// tables, the cosine-attention scale) or bfloat16 ones (AdaRMSNorm's scale comes out of a linear). The kernels widen
+// bf16 on load, compute in float32 and round once on store; outputs take the activations' dtype, each gradient its
+// input's. Two references on the same values:
+// - the float32 fused path on the inputs widened to float32 runs the same float32 arithmetic, so every bf16 output and
+//   gradient element must be that result rounded to nearest: |Δ| ≤ 2⁻⁸·|ref| elementwise (bf16 keeps 8 significant
+//   bits; half an ulp is 2⁻⁸ relative at worst). Measured: up to 0.996·2⁻⁸; 0 for float32 scale gradients.
+// - the composite path on the same bf16 inputs rounds every intermediate (x², the mean, rsqrt, each product, softmax,
+//   both attention matmuls) to bf16, so it is a few roundings off, relative to the output's magnitude rather than
+//   elementwise (a rounded sum can cancel to near 0): max|Δ| ≤ 4·2⁻⁸·max|ref|. Measured up to 2.75·2⁻⁸; the
+//   reductions accumulate in float32 on both paths, so the error does not grow with their length.
+// ---------------------------------------------------------------------------------------------------------------
+
+const bf16 = (t: Tensor): Tensor => t.to('bfloat16');
+const BF16_ROUNDING = 2 ** -8;
+const BF16_COMPOSITE = 4 * 2 ** -8;
+
+function assertNearMax(actual: Tensor, expected: Tensor, tol: number, what: string): void {
+  tidy(() => {
+    const err = actual.to('float64').sub(expected.to('float64')).abs().max().item();
+    const scale = expected.to('float64').abs().max().item();
+    assert.ok(err <= tol * scale, `${what}: max |diff| ${err.toExponential(3)} > ${tol} · max |expected| ${scale}`);
+  });
+}
+
+function compareBf16(name: string, fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], outShape: number[]): void {
+  const gOut = bf16(r(outShape));
+  const fused = run(true, fn, inputs, gOut);
+  const composite = run(false, fn, inputs, gOut);
+  const wide = run(
+    true,
+    fn,
+    inputs.map((x) => x.to('float32')),
+    gOut.to('float32'),
+  );
+  fused.forEach((t, i) => {
+    const what = `${name}: ${i ? `gradient ${i}` : 'output'}`;
+    assert.equal(t.dtype, inputs[Math.max(0, i - 1)]!.dtype, `${what}: dtype`);
+    assertClose(t.to('float32'), wide[i]!, { atol: 0, rtol: BF16_ROUNDING }, `${what} vs the float32 kernel`);
+    assertNearMax(t, composite[i]!, BF16_COMPOSITE, `${what} vs the bf16 composite`);
+  });
+}
+
+test('bfloat16 rmsNorm: float32 scale (RMSNorm) and bf16 per-sample scale (AdaRMSNorm), bf16 out', () => {
+  compareBf16('bf16 rmsNorm, float32 (W)', (x, s) => F.rmsNorm(x, s), [bf16(r([3, 17, 64])), r([64])], [3, 17, 64]);
+  compareBf16(
+    'bf16 rmsNorm, bf16 (B,1,W)',
+    (x, s) => F.rmsNorm(x, s),
+    [bf16(r([3, 17, 64])), bf16(r([3, 1, 64]).add(1))],
+    [3, 17, 64],
+  );
+  compareBf16('bf16 rmsNorm, 2-D, W = 130', (x, s) => F.rmsNorm(x, s), [bf16(r([7, 130])), bf16(r([130]))], [7, 130]);
+});
+
+test('bfloat16 swiglu: bf16 in and out, large gates included', () => {
+  compareBf16('bf16 swiglu', (h) => F.swiglu(h), [bf16(r([3, 5, 2 * 37]))], [3, 5, 37]);
+  compareBf16('bf16 swiglu, large values', (h) => F.swiglu(h), [bf16(r([4, 2 * 64]).mul(40))], [4, 64]);
+});
+
+test('bfloat16 cosineRopeQK: bf16 qkv with float32 scale and RoPE tables -> bf16 q, k', () => {
+  // q and k side by side (a sum would round once more in bf16): [q, k] (B, H, L, 2e)
+  const qAndK = (cos: Tensor, sin: Tensor) => (qkv: Tensor, sc: Tensor) => cat(F.cosineRopeQK(qkv, sc, cos, sin), -1);
+  const [c, s] = theta(2, 3, 17, 4);
+  compareBf16(
+    'bf16 cosineRopeQK',
+    qAndK(c!, s!),
+    [bf16(r([2, 17, 3, 3, 16])), rand([3], { generator: g }).mul(10).add(0.5)],
+    [2, 3, 17, 32],
+  );
+  const [c2, s2] = theta(1, 2, 4, 8);
+  compareBf16(
+    'bf16 cosineRopeQK full rotation',
+    qAndK(c2!, s2!),
+    [bf16(r([1, 4, 3, 2, 16])), rand([2], { generator: g }).add(1)],
+    [1, 2, 4, 32],
+  );
+});
+
+test('bfloat16 attention: bf16 q, k, v views, long and cross-attention lengths', () => {
+  const sdpa = (scale?: number) => (qkv: Tensor) => {
+    const [q, k, v] = qkvViews(qkv) as [Tensor, Tensor, Tensor];
+    return F.scaledDotProductAttention(q, k, v, { scale });
+  };
+  compareBf16('bf16 attention (views of qkv)', sdpa(), [bf16(r([2, 21, 3, 3, 16]))], [2, 3, 21, 16]);
+  compareBf16('bf16 attention, 130 tokens, e = 64', sdpa(), [bf16(r([1, 130, 3, 2, 64]))], [1, 2, 130, 64]);
+  compareBf16(
+    'bf16 attention, Lq ≠ Lk, e = 5',
+    (q, k, v) => F.scaledDotProductAttention(q, k, v),
+    [bf16(r([2, 2, 3, 5])), bf16(r([2, 2, 9, 5])), bf16(r([2, 2, 9, 5]))],
+    [2, 2, 3, 5],
+  );
+});
+
+// The composite takes no bf16 x next to float32 weights outside autocast (aten::linear wants one dtype), so the
+// second reference is exact: the composite in float64 on the same values, which the bf16 result must match within
+// its one rounding (2⁻⁸ of the largest value) plus the float32 arithmetic's.
+test('bfloat16 tokenMlp: bf16 x with float32 weights -> bf16 out, float32 weight gradients (3 and 3 + 4 tokens)', () => {
+  for (const [L, Lh, D] of [
+    [3, 9, 300],
+    [7, 21, 37],
+  ] as const) {
+    const [x, ...params] = tokenMlpInputs(2, L, Lh, D, 'float32');
+    const inputs = [bf16(x), ...params];
+    const gOut = bf16(r([2, L, D]));
+    const fused = run(true, tokenMlp, inputs, gOut);
+    const wide = run(
+      true,
+      tokenMlp,
+      inputs.map((t) => t.to('float32')),
+      gOut.to('float32'),
+    );
+    const exact = run(
+      false,
+      tokenMlp,
+      inputs.map((t) => t.to('float64')),
+      gOut.to('float64'),
+    );
+    fused.forEach((t, i) => {
+      const what = `bf16 tokenMlp, L ${L}: ${i ? `gradient ${i}` : 'output'}`;
+      assert.equal(t.dtype, inputs[Math.max(0, i - 1)]!.dtype, `${what}: dtype`);
+      assertClose(t.to('float32'), wide[i]!, { atol: 0, rtol: BF16_ROUNDING }, `${what} vs the float32 kernel`);
+      assertNearMax(t, exact[i]!, 2 * BF16_ROUNDING, `${what} vs the float64 composite`);
+    });
+  }
+});
+
+test('bfloat16 stores round to nearest even, bit for bit as ATen casts (ties, NaN, ±inf, overflow, subnormals)', () =>
+  tidy(() => {
+    // rmsNorm of a row of ones with eps 0 multiplies the float32 scale by exactly 1, so y is the scale rounded once
+    const ulp = 2 ** -7; // bf16's spacing in [1, 2)
+    const values = [
+      1 + ulp / 2, // a tie: to 1 (even)
+      1 + (3 * ulp) / 2, // a tie: up to 1 + 2·ulp (even)
+      -(1 + ulp / 2),
+      1 + ulp / 2 + 2 ** -20, // just above a tie: up
+      3.4028234663852886e38, // the largest float32: rounds to +inf
+      Infinity,
+      -Infinity,
+      NaN,
+      1e-40, // float32 subnormal
+      -0,
+      ...Array.from({ length: 54 }, (_, i) => Math.sin(i * 12.9898) * 10 ** ((i % 9) - 4)),
+    ];
+    const scale = tensor(values);
+    const y = F.rmsNorm(bf16(ones([1, values.length])), scale, 0).reshape(values.length);
+    const [got, want] = [y, bf16(scale)].map((t) => t.to('float32').toArray() as number[]) as [number[], number[]];
+    values.forEach((v, i) => assert.ok(Object.is(got[i], want[i]), `${v}: got ${got[i]}, ATen's cast ${want[i]}`));
+  }));
+
+test('bfloat16 runs the fused kernels; dtype mixes they do not take are clear errors (and composite in F)', () => {
+  const x = bf16(r([2, 4, 8]));
+  const qkv = bf16(r([1, 3, 3, 2, 8]));
+  const [c, s] = theta(1, 2, 3, 2);
+  const { ops } = profile(() =>
+    tidy(() => {
+      const [q, k] = F.cosineRopeQK(qkv, r([2]).abs(), c!, s!);
+      void [F.rmsNorm(x, r([8])), F.swiglu(x), F.scaledDotProductAttention(q, k, qkvViews(qkv)[2]!)];
+    }),
+  );
+  for (const op of ['reptok::rms_norm', 'reptok::swiglu', 'reptok::cosine_rope_qk', 'reptok::attention'])
+    assert.ok(
+      ops.some((o) => o.name.startsWith(op)),
+      `profile lists ${ops.map((o) => o.name).join(', ')}`,
+    );
+  const q = r([1, 2, 3, 4]);
+  assert.throws(
+    () => aten('reptok::attention', q, bf16(q), q, 1),
+    /reptok::attention: q, k, v must share dtype and device, got q Float, k BFloat16, v Float/,
+  );
+  assert.throws(
+    () => aten('reptok::rms_norm', r([2, 8]), bf16(r([8])), 1e-6),
+    /reptok::rms_norm: scale must be a CPU tensor of x's dtype Float, got BFloat16/,
+  );
+  assert.throws(
+    () => aten('reptok::cosine_rope_qk', qkv, r([2]), bf16(c!), bf16(s!)),
+    /reptok::cosine_rope_qk: scale, cos and sin must be CPU Float tensors for BFloat16 qkv, got BFloat16/,
+  );
+  assert.throws(
+    () => aten('reptok::token_mlp', ...tokenMlpInputs(1, 3, 9, 8, 'float32').map(bf16)),
+    /reptok::token_mlp: weights and biases must be Float CPU tensors for BFloat16 x, got BFloat16/,
+  );
+  // under autocast, a float32 q and k next to a bf16 v (the composite q/k path's output) run the composite
+  const [qf, kf] = [r([1, 2, 3, 4]), r([1, 2, 3, 4])];
+  assert.equal(
+    autocast(() => tidy(() => F.scaledDotProductAttention(qf, kf, bf16(r([1, 2, 3, 4]))).dtype)),
+    'bfloat16',
+  );
+});
+
 // The one optional capability: without a shared oneDNN, F.linear is aten::linear and there is nothing to compare.
 test('linear on oneDNN: = aten::linear (bias or not, any leading dims, transposed weights); a reptok:: op', (t) => {
   if (!runtimeInfo().onednnGemm) return t.skip(onednnAbsent());
@@ -203,7 +396,7 @@ test('linear on oneDNN: = aten::linear (bias or not, any leading dims, transpose
   );
   assert.throws(
     () => aten('reptok::linear', r([2, 4], 'float64'), r([3, 4], 'float64'), null),
-    /inputs must be float32 CPU tensors/,
+    /inputs must be float32 or bfloat16 CPU tensors/,
   );
 });
 

@@ -78,8 +78,9 @@ const ZERO_SIZE_CASES: { op: string; shapes: number[][] }[] = [
   { op: 'linear', shapes: [[4, 32], [0, 32], [0]] },
 ];
 
-test('every fused kernel survives zero-size dimensions, forward and backward (no SIGFPE)', async () => {
-  for (const c of ZERO_SIZE_CASES.flatMap((c) => [c, { ...c, native: true }])) {
+test('every fused kernel survives zero-size dimensions, forward and backward, float32 and bf16 (no SIGFPE)', async () => {
+  const bf16 = (c: (typeof ZERO_SIZE_CASES)[number]) => (c.op === 'linear' ? [] : [{ ...c, native: true, bf16: true }]);
+  for (const c of ZERO_SIZE_CASES.flatMap((c) => [c, { ...c, native: true }, ...bf16(c)])) {
     const o = await runner.run('kernel', JSON.stringify(c));
     assert.equal(
       o.kind,

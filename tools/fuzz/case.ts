@@ -62,6 +62,8 @@ type KernelCase = {
   shapes: number[][];
   /** Call the native operator itself (reptok::...), not F.*, which may pick the composite for some shapes. */
   native?: boolean;
+  /** Activations in bfloat16 (q, k, v; the other ops' first input), parameters float32: what autocast passes. */
+  bf16?: boolean;
 };
 
 const NATIVE_OPS = {
@@ -74,7 +76,8 @@ const NATIVE_OPS = {
 
 function kernel(c: KernelCase): unknown {
   return tidy(() => {
-    const xs = c.shapes.map((s) => randn(s).requiresGrad_());
+    const activations = c.op === 'attention' ? 3 : 1;
+    const xs = c.shapes.map((s, i) => (c.bf16 && i < activations ? randn(s).to('bfloat16') : randn(s)).requiresGrad_());
     const out: Tensor[] = (() => {
       if (c.native) {
         const extra =
