@@ -105,8 +105,8 @@ class TokenDense extends Module implements UnaryModule {
  * The token-mixing MLP, the reference's Sequential(Conv1d, GELU, Dropout, Conv1d, Dropout) over the tokens (B, L,
  * dim) -> (B, L, dim). Without active dropout (eval mode, or p = 0 as in every preset) it is F.tokenMlp: one fused
  * kernel on the CPU that reads x as it lies (the layer-by-layer path's transposes, copies, K = 3/9 GEMMs with bias
- * copies, and the strided output that slowed the residual add and the next LayerNorm took ~8% of a guided sampling
- * step of the paper-scale model; the kernel takes ~1.3%), the same products on the token axis moved last elsewhere.
+ * copies, and the strided output that slowed the residual add and the next LayerNorm took 5–9% of a guided sampling
+ * step of the paper-scale model; the kernel takes ~1.5%), the same products on the token axis moved last elsewhere.
  * In training with p > 0 the layers run one by one, the dropout masks between them.
  */
 class TokenMixingMLP extends Sequential {
