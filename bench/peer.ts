@@ -61,13 +61,20 @@ export class Peer {
     return new Peer(proc);
   }
 
+  /** The peer process's peak resident memory (MB) as of its last answer. */
+  peakRssMb: number | undefined;
+
   async request(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
     await settle();
     this.#proc.stdin.write(`${JSON.stringify(cmd)}\n`);
     for (;;) {
       const { value, done } = await this.#lines.next();
       if (done) throw new Error(`the PyTorch peer stopped before answering ${JSON.stringify(cmd)}`);
-      if (value.startsWith('{')) return JSON.parse(value);
+      if (value.startsWith('{')) {
+        const answer = JSON.parse(value);
+        this.peakRssMb = answer.peak_rss_mb;
+        return answer;
+      }
     }
   }
 
@@ -226,17 +233,25 @@ export async function comparePhases(o: {
     try {
       const r = await pairedPhases(peer, args.impl, pairs, phases, o.request);
       seconds[condition] = r;
+      // peak resident memory of each process so far (ours before the float32 runs of --bf16 below)
+      const rss = { reptok: process.resourceUsage().maxRSS / 1024, pytorch: peer?.peakRssMb };
       const line = { bench: o.bench, precision, condition, threads, ...o.request };
       for (const impl of ['reptok', 'pytorch'] as const)
         if (Object.values(r).some((p) => p[impl] !== undefined))
-          emit({ ...line, impl, ...Object.fromEntries(o.phases.map((p) => [`${p.name}_s`, r[p.name]![impl]])) });
+          emit({
+            ...line,
+            impl,
+            ...Object.fromEntries(o.phases.map((p) => [`${p.name}_s`, r[p.name]![impl]])),
+            peak_rss_mb: rss[impl],
+          });
       if (args.impl === 'both')
         emit({
           ...line,
           summary: 'reptok_time/pytorch_time, median of paired runs',
           ...Object.fromEntries(o.phases.map((p) => [p.name, r[p.name]!.ratio])),
+          peak_rss: rss.pytorch ? rss.reptok / rss.pytorch : undefined,
           pairs,
-          target: o.targets.vsPeer,
+          target: `${o.targets.vsPeer}; peak_rss <= 1.0`,
         });
       if (precision === 'bf16' && args.impl !== 'pytorch') {
         const ours: Record<string, number> = {};

@@ -1,5 +1,6 @@
 """Shared helpers of the PyTorch peer benchmarks: a request loop over stdin/stdout, timing."""
 import json
+import resource
 import sys
 import time
 
@@ -40,4 +41,6 @@ def serve(threads, handlers):
         req = json.loads(line)
         name = req.pop("run")
         out = handlers[name](**req)
-        print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": threads, **out}), flush=True)
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+        print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": threads, "peak_rss_mb": peak_rss_mb,
+                          **out}), flush=True)
