@@ -35,7 +35,8 @@ export class Peer {
     this.#lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
   }
 
-  static start(script: string, args: string[]): Peer {
+  /** `bf16`: the peer runs its forward passes under torch.autocast('cpu', dtype=torch.bfloat16) (`--bf16`). */
+  static start(script: string, args: string[], precision: 'fp32' | 'bf16' = 'fp32'): Peer {
     // The same runtime environment as reptok: process.env already holds what src/engine/native.ts set before loading
     // libtorch (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT), and OMP_WAIT_POLICY=PASSIVE is forced for PyTorch too,
     // so both sides run with the same threading behaviour and the same BLAS kernels. When the addon tuned glibc's
@@ -45,11 +46,13 @@ export class Peer {
     const malloc = runtimeInfo().mallocTuning
       ? { MALLOC_MMAP_THRESHOLD_: String(64 << 20), MALLOC_TRIM_THRESHOLD_: String(512 << 20) }
       : {};
-    const proc = spawn(exe, [join(here, 'peer', script), ...args], {
+    const proc = spawn(exe, [join(here, 'peer', script), ...args, ...(precision === 'bf16' ? ['--bf16'] : [])], {
       env: { ...process.env, ...malloc, OMP_WAIT_POLICY: 'PASSIVE', PYTHONUNBUFFERED: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    peerDescription = `reptok's own eager PyTorch re-implementation (bench/peer/${script}), torch ${torch}, fp32`;
+    peerDescription =
+      `reptok's own eager PyTorch re-implementation (bench/peer/${script}), torch ${torch}, ` +
+      (precision === 'bf16' ? "bf16 (torch.autocast('cpu', dtype=torch.bfloat16))" : 'fp32');
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
     proc.on('exit', (code) => {
@@ -58,13 +61,20 @@ export class Peer {
     return new Peer(proc);
   }
 
+  /** The peer process's peak resident memory (MB) as of its last answer. */
+  peakRssMb: number | undefined;
+
   async request(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
     await settle();
     this.#proc.stdin.write(`${JSON.stringify(cmd)}\n`);
     for (;;) {
       const { value, done } = await this.#lines.next();
       if (done) throw new Error(`the PyTorch peer stopped before answering ${JSON.stringify(cmd)}`);
-      if (value.startsWith('{')) return JSON.parse(value);
+      if (value.startsWith('{')) {
+        const answer = JSON.parse(value);
+        this.peakRssMb = answer.peak_rss_mb;
+        return answer;
+      }
     }
   }
 
@@ -177,4 +187,105 @@ export async function pairedPhases(
     };
   }
   return out;
+}
+
+/** A phase measured in either precision: our float32 and bf16 (autocast) functions, the peer's request name. */
+export interface PrecisionPhase {
+  name: string;
+  fp32: () => void;
+  bf16: () => void;
+  run: string;
+  iters: number;
+}
+
+/** Keeps one core busy (a spinning Node.js process) until stopped: the `--busy` condition of the benchmarks. */
+function busyCore(): () => void {
+  const proc = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+  return () => void proc.kill('SIGKILL');
+}
+
+/**
+ * The tokenizer and generator benchmarks: every phase paired with the PyTorch peer in one precision — float32, or
+ * with `--bf16` both sides in bf16 (our autocast; the peer's torch.autocast) and our bf16 paired with our own
+ * float32 as well; with `--busy`, all of it again while another process keeps one core busy, and each side's
+ * slowdown (busy / quiet). Emits the JSON lines: one per side and condition, then the ratios with `targets`.
+ */
+export async function comparePhases(o: {
+  bench: string;
+  script: string;
+  phases: PrecisionPhase[];
+  request: Record<string, unknown>;
+  targets: { vsPeer: string; vsFp32?: string };
+  argv?: string[];
+}): Promise<void> {
+  const argv = o.argv ?? process.argv.slice(2);
+  const args = benchArgs(argv);
+  const pairs = Number(args.get('pairs', '5'));
+  const precision = argv.includes('--bf16') ? 'bf16' : 'fp32';
+  const conditions = argv.includes('--busy') ? (['quiet', 'busy'] as const) : (['quiet'] as const);
+  const threads = runtimeInfo().threads;
+  const peer =
+    args.impl === 'reptok' ? null : Peer.start(o.script, ['--threads', String(threads)], precision as 'fp32' | 'bf16');
+  const phases = o.phases.map((p) => ({ name: p.name, ours: p[precision], run: p.run, iters: p.iters }));
+  const seconds: Record<string, Record<string, { reptok?: number; pytorch?: number }>> = {};
+  for (const condition of conditions) {
+    const stop = condition === 'busy' ? busyCore() : () => {};
+    try {
+      const r = await pairedPhases(peer, args.impl, pairs, phases, o.request);
+      seconds[condition] = r;
+      // peak resident memory of each process so far (ours before the float32 runs of --bf16 below)
+      const rss = { reptok: process.resourceUsage().maxRSS / 1024, pytorch: peer?.peakRssMb };
+      const line = { bench: o.bench, precision, condition, threads, ...o.request };
+      for (const impl of ['reptok', 'pytorch'] as const)
+        if (Object.values(r).some((p) => p[impl] !== undefined))
+          emit({
+            ...line,
+            impl,
+            ...Object.fromEntries(o.phases.map((p) => [`${p.name}_s`, r[p.name]![impl]])),
+            peak_rss_mb: rss[impl],
+          });
+      if (args.impl === 'both')
+        emit({
+          ...line,
+          summary: 'reptok_time/pytorch_time, median of paired runs',
+          ...Object.fromEntries(o.phases.map((p) => [p.name, r[p.name]!.ratio])),
+          peak_rss: rss.pytorch ? rss.reptok / rss.pytorch : undefined,
+          pairs,
+          target: `${o.targets.vsPeer}; peak_rss <= 1.0`,
+        });
+      if (precision === 'bf16' && args.impl !== 'pytorch') {
+        const ours: Record<string, number> = {};
+        for (const p of o.phases) {
+          const bf = await paired(
+            pairs,
+            () => timeMedian(p.bf16, p.iters, 1),
+            async () => timeMedian(p.fp32, p.iters, 1),
+          );
+          ours[p.name] = median(bf.ratios);
+        }
+        emit({
+          ...line,
+          summary: 'reptok bf16 time / reptok fp32 time, median of paired runs',
+          ...ours,
+          pairs,
+          target: o.targets.vsFp32,
+        });
+      }
+    } finally {
+      stop();
+    }
+  }
+  peer?.close();
+  if (seconds.busy)
+    for (const impl of ['reptok', 'pytorch'] as const)
+      if (seconds.quiet![o.phases[0]!.name]![impl] !== undefined)
+        emit({
+          bench: o.bench,
+          precision,
+          impl,
+          summary: 'slowdown with one core kept busy by another process (busy time / quiet time)',
+          ...Object.fromEntries(
+            o.phases.map((p) => [p.name, seconds.busy![p.name]![impl]! / seconds.quiet![p.name]![impl]!]),
+          ),
+        });
 }

@@ -1,17 +1,19 @@
 // npm run bench:tokenizer — RepTok stage A on the mid-size configuration (DINOv2-S/14-reg at 112 px from 128×128,
 // decoder width 384, depth 6, head dim 64, mapping 256×2, latent 4×16×16): one training step (forward + backward
 // + AdamW, batch 8) and one decoder evaluation, each paired with the same in PyTorch (bench/peer/tokenizer.py, run
-// with OMP_WAIT_POLICY=PASSIVE). JSON lines with impl, batch, train_step_s, decoder_nfe_s (medians);
-// `--impl reptok` skips the peer; `--profile` prints reptok's operator profile of one step. Target: ≤ 0.8×.
-import { formatProfile, full, getNumThreads, manualSeed, noGrad, profile, rand, randn, tidy } from '../src/index.ts';
+// with OMP_WAIT_POLICY=PASSIVE). JSON lines with impl, precision, batch, train_step_s, decoder_nfe_s (medians).
+//   --bf16      both sides in bf16 (our autocast; the peer under torch.autocast), and our bf16 against our float32
+//   --busy      everything again while another process keeps one core busy; each side's slowdown
+//   --impl reptok   skips the peer;   --profile   prints reptok's operator profile of one step
+// Targets (issue #17): float32 ≤ 0.8× the peer; bf16 ≤ 0.8× the bf16 peer, and ≤ 0.5× (training step) / ≤ 0.35×
+// (decoder evaluation) our own float32.
+import { autocast, formatProfile, full, manualSeed, noGrad, profile, rand, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { RepTokTokenizer, reptokMid } from '../src/models/tokenizer.ts';
-import { Peer, benchArgs, emit, pairedPhases } from './peer.ts';
+import { benchArgs, comparePhases } from './peer.ts';
 
 const args = benchArgs();
 const batch = Number(args.get('batch', '8'));
-const pairs = Number(args.get('pairs', '5'));
-const threads = getNumThreads();
 
 manualSeed(0);
 // the flow runs on given latents 4×16×16 (a VAE encoder would precede it in latent mode)
@@ -26,51 +28,36 @@ const x = rand([batch, 3, 128, 128]).mul(2).sub(1);
 const latent = randn([batch, 4, 16, 16]);
 const token = randn([batch, 384]);
 
-const trainStep = (): void =>
+const trainStep = (bf16: boolean) => (): void =>
   tidy(() => {
-    const { total } = tok.loss(x, { grid: latent });
+    const { total } = bf16 ? autocast(() => tok.loss(x, { grid: latent })) : tok.loss(x, { grid: latent });
     opt.zeroGrad();
     total.backward();
     opt.step();
   });
-const decoderNfe = (): void =>
-  noGrad(() => tidy(() => void tok.velocity(randn([batch, 4, 16, 16]), full([batch], 0.5), tok.condition(token))));
+const decoderNfe = (bf16: boolean) => (): void =>
+  noGrad(() =>
+    tidy(() => {
+      const nfe = (): void => void tok.velocity(randn([batch, 4, 16, 16]), full([batch], 0.5), tok.condition(token));
+      if (bf16) autocast(nfe);
+      else nfe();
+    }),
+  );
 
 if (process.argv.includes('--profile')) {
-  trainStep();
-  const { ops } = profile(trainStep, { shapes: true });
+  const step = trainStep(process.argv.includes('--bf16'));
+  step();
+  const { ops } = profile(step, { shapes: true });
   console.error(formatProfile(ops, Number(args.get('top', '40'))));
 }
 
-const peer = args.impl === 'reptok' ? null : Peer.start('tokenizer.py', ['--threads', String(threads)]);
-const r = await pairedPhases(
-  peer,
-  args.impl,
-  pairs,
-  [
-    { name: 'train_step_s', ours: trainStep, run: 'train_step', iters: 1 },
-    { name: 'decoder_nfe_s', ours: decoderNfe, run: 'decoder_nfe', iters: 5 },
+await comparePhases({
+  bench: 'tokenizer',
+  script: 'tokenizer.py',
+  phases: [
+    { name: 'train_step', fp32: trainStep(false), bf16: trainStep(true), run: 'train_step', iters: 1 },
+    { name: 'decoder_nfe', fp32: decoderNfe(false), bf16: decoderNfe(true), run: 'decoder_nfe', iters: 5 },
   ],
-  { batch },
-);
-peer?.close();
-for (const impl of ['reptok', 'pytorch'] as const) {
-  if (r.train_step_s![impl] !== undefined)
-    emit({
-      bench: 'tokenizer',
-      impl,
-      batch,
-      train_step_s: r.train_step_s![impl],
-      decoder_nfe_s: r.decoder_nfe_s![impl],
-      threads,
-    });
-}
-if (args.impl === 'both')
-  emit({
-    bench: 'tokenizer',
-    summary: 'reptok_time/pytorch_time, median of paired runs',
-    train_step: r.train_step_s!.ratio,
-    decoder_nfe: r.decoder_nfe_s!.ratio,
-    pairs,
-    target: '<= 0.8',
-  });
+  request: { batch },
+  targets: { vsPeer: '<= 0.8', vsFp32: 'train_step <= 0.5, decoder_nfe <= 0.35' },
+});

@@ -8,13 +8,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import serve, time_median
+from common import LayerNorm, precision, serve, time_median
 
 
 class PreNormResidual(nn.Module):
     def __init__(self, dim, fn):
         super().__init__()
-        self.fn, self.norm = fn, nn.LayerNorm(dim)
+        self.fn, self.norm = fn, LayerNorm(dim)
 
     def forward(self, x):
         return self.fn(self.norm(x)) + x
@@ -28,7 +28,7 @@ class Mixer(nn.Module):
     def __init__(self, C=768, dim=1152, depth=28, e=3, e_tok=4, classes=1000):
         super().__init__()
         conv = lambda i, o: nn.Conv1d(i, o, 1)
-        self.mixer = nn.Sequential(nn.Linear(C, dim), *[nn.Sequential(PreNormResidual(dim, ff(3, e, conv)), PreNormResidual(dim, ff(dim, e_tok, nn.Linear))) for _ in range(depth)], nn.LayerNorm(dim), nn.Linear(dim, C))
+        self.mixer = nn.Sequential(nn.Linear(C, dim), *[nn.Sequential(PreNormResidual(dim, ff(3, e, conv)), PreNormResidual(dim, ff(dim, e_tok, nn.Linear))) for _ in range(depth)], LayerNorm(dim), nn.Linear(dim, C))
         self.pos_embed = nn.Parameter(torch.randn(1, 1, C))
         self.t_mlp = nn.Sequential(nn.Linear(256, C), nn.SiLU(), nn.Linear(C, C))
         self.labels = nn.Embedding(classes + 1, C)
@@ -62,7 +62,8 @@ def train_step(batch, iters, warmup=0):
         t = torch.rand(batch)
         te = t.view(-1, 1, 1)
         y_drop = torch.where(torch.rand(batch) < 0.1, 1000, y)
-        loss = (m(te * x1 + (1 - te) * x0, t, y_drop) - (x1 - x0)).square().mean()
+        with autocast():
+            loss = (m(te * x1 + (1 - te) * x0, t, y_drop).float() - (x1 - x0)).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -75,7 +76,7 @@ def sample_step(batch, iters, warmup=0):
     m, y = s["m"], s["y"]
 
     def step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             x = torch.randn(batch, 1, 768)
             t = torch.full((batch,), 0.5)
             uc, c = m(torch.cat([x, x]), torch.cat([t, t]), torch.cat([torch.full_like(y, 1000), y])).chunk(2)
@@ -86,4 +87,7 @@ def sample_step(batch, iters, warmup=0):
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
-serve(ap.parse_args().threads, {"train_step": train_step, "sample_step": sample_step})
+ap.add_argument("--bf16", action="store_true", help="forward passes under torch.autocast('cpu', dtype=torch.bfloat16)")
+args = ap.parse_args()
+autocast = precision(args.bf16)
+serve(args.threads, {"train_step": train_step, "sample_step": sample_step})

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import serve, time_median
+from common import LayerNorm, precision, serve, time_median
 from vit import ViT as Dino, sdpa
 
 
@@ -159,7 +159,7 @@ class Tokenizer(nn.Module):
         self.model.cls_token.requires_grad_(True)
         self.target_model.requires_grad_(False)
         self.temp_pos_embed = nn.Parameter(torch.zeros(1, 1, 384))
-        self.fc, self.ln = nn.Linear(384, 384), nn.LayerNorm(384)
+        self.fc, self.ln = nn.Linear(384, 384), LayerNorm(384)
         self.decoder, self.mapping = Decoder(), Mapping()
 
     def adapt(self, token):
@@ -190,13 +190,14 @@ def train_step(batch, iters, warmup=0):
         eps = torch.randn_like(lat)
         te = t.view(B, 1, 1, 1)
         zt = (1 - te) * lat + te * eps
-        imgs = preprocess(x, 112)
-        token = tok.model(imgs)
-        with torch.no_grad():
-            target = tok.target_model(imgs)
-        cos = 1 - F.cosine_similarity(token, target, dim=-1)
-        v = tok.decoder(zt, tok.mapping(t), tok.adapt(token))
-        loss = ((eps - lat - v) ** 2).mean() + cos.mean()
+        with autocast():
+            imgs = preprocess(x, 112)
+            token = tok.model(imgs)
+            with torch.no_grad():
+                target = tok.target_model(imgs)
+            cos = 1 - F.cosine_similarity(token, target, dim=-1)
+            v = tok.decoder(zt, tok.mapping(t), tok.adapt(token))
+            loss = ((eps - lat - v) ** 2).mean() + cos.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -209,7 +210,7 @@ def decoder_nfe(batch, iters, warmup=0):
     tok = s["tok"]
 
     def nfe():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             z = torch.randn(batch, 4, 16, 16)
             tok.decoder(z, tok.mapping(torch.full((batch,), 0.5)), tok.adapt(s["token"]))
 
@@ -218,4 +219,7 @@ def decoder_nfe(batch, iters, warmup=0):
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
-serve(ap.parse_args().threads, {"train_step": train_step, "decoder_nfe": decoder_nfe})
+ap.add_argument("--bf16", action="store_true", help="forward passes under torch.autocast('cpu', dtype=torch.bfloat16)")
+args = ap.parse_args()
+autocast = precision(args.bf16)
+serve(args.threads, {"train_step": train_step, "decoder_nfe": decoder_nfe})

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common import LayerNorm
+
 
 def sdpa(q, k, v, scale=None):
     s = q.shape[-1] ** -0.5 if scale is None else scale
@@ -16,7 +18,7 @@ class Block(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
         self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.norm1, self.norm2 = LayerNorm(dim, eps=1e-6), LayerNorm(dim, eps=1e-6)
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
         self.ls1, self.ls2 = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.ones(dim))
@@ -36,7 +38,7 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(1, grid * grid + 1, dim) * 0.02)
         self.register_tokens = nn.Parameter(torch.randn(1, regs, dim) * 1e-6)
         self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = LayerNorm(dim, eps=1e-6)
         self.grid, self.patch = grid, patch
 
     def forward(self, x):

@@ -34,8 +34,12 @@ export interface CommonConfig {
   sampleEvery: number;
   checkpointEvery: number;
   keepCheckpoints: number;
-  /** 'fp32', or 'bf16' autocast on the CPU (faster matmuls where the CPU supports bfloat16). */
-  precision: 'fp32' | 'bf16';
+  /**
+   * 'bf16': autocast (bfloat16 products with float32 accumulation, float32 weights and optimizer state); 'fp32';
+   * 'auto' (default): bf16 on CPUs that multiply bfloat16 natively (AMX, AVX512-BF16), fp32 elsewhere — resolved
+   * when the run starts, and stored resolved (see src/train/autocast.ts).
+   */
+  precision: 'auto' | 'fp32' | 'bf16';
   /** Threads for libtorch (0: all cores). */
   threads: number;
   /** Batches prepared ahead by the data worker. */
@@ -60,7 +64,7 @@ export const COMMON_DEFAULTS: Omit<CommonConfig, 'stage' | 'data'> = {
   sampleEvery: 1000,
   checkpointEvery: 500,
   keepCheckpoints: 3,
-  precision: 'fp32',
+  precision: 'auto',
   threads: 0,
   prefetch: 4,
 };
@@ -236,8 +240,8 @@ export function checkConfig<T extends CommonConfig>(c: T, preset?: T): T {
       }
   };
   walk(c, preset, '', '', false);
-  if (c.precision !== 'fp32' && c.precision !== 'bf16')
-    throw new ConfigError(`'precision' must be 'fp32' or 'bf16', got '${c.precision}'`);
+  if (c.precision !== 'auto' && c.precision !== 'fp32' && c.precision !== 'bf16')
+    throw new ConfigError(`'precision' must be 'auto', 'fp32' or 'bf16', got '${c.precision}'`);
   return c;
 }
 

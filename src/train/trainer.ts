@@ -26,7 +26,7 @@ import { makeOutputDir } from '../io/out-dir.ts';
 import { checkpointName, loadLatestCheckpoint, saveCheckpoint, truncateMetrics } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import { checkConfig, type CommonConfig } from './config.ts';
-import { withAutocast } from './autocast.ts';
+import { precisionReason, resolvePrecision, withAutocast } from './autocast.ts';
 import { DistributedError, type DataParallel } from './distributed.ts';
 import { SINGLE, type Shard } from '../data/batches.ts';
 
@@ -201,7 +201,8 @@ export async function runStage<C extends CommonConfig, B>(
   const dp = o.parallel ?? null;
   const lead = !dp || dp.isLead;
   const device = o.device ?? 'cpu';
-  const ctx = new StageContext(checkConfig({ ...config, steps: o.steps ?? config.steps }), o.out, {
+  const precision = resolvePrecision(config.precision, device);
+  const ctx = new StageContext(checkConfig({ ...config, steps: o.steps ?? config.steps, precision }), o.out, {
     ...o,
     log: lead ? o.log : () => {},
     shard: dp?.shard,
@@ -214,6 +215,7 @@ export async function runStage<C extends CommonConfig, B>(
   if (cfg.threads > 0) setNumThreads(cfg.threads);
   log(`config (${join(o.out, 'config.json')}):\n${JSON.stringify(cfg)}`);
   log(`runtime: ${JSON.stringify(runtimeInfo())}`);
+  if (config.precision === 'auto') log(`precision: ${precision} (auto: ${precisionReason(device)})`);
 
   manualSeed(cfg.seed); // model initialisation draws from the global generator: same seed, same initial weights
   if (dp)
@@ -332,7 +334,7 @@ export async function runStage<C extends CommonConfig, B>(
         const batch = toDevice(await source.next(), device);
         waitMs += batch.waitMs;
         const value = tidy(() => {
-          const out = withAutocast(cfg.precision, () => stage.step(batch, ctx), device);
+          const out = withAutocast(precision, () => stage.step(batch, ctx), device);
           dp?.beforeBackward(micro === cfg.gradAccum - 1); // no all-reduce on accumulation-only micro-steps
           out.loss.div(cfg.gradAccum).backward();
           for (const [k, v] of Object.entries(out.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / cfg.gradAccum;

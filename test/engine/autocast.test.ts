@@ -36,5 +36,8 @@ test('outside autocast, a dtype mismatch is still an error that names the operat
   tidy(() => {
     const x = randn([2, 4]).to('bfloat16');
     const w = randn([3, 4]);
-    assert.throws(() => F.linear(x, w), /reptok::linear: x \(BFloat16\), weight \(Float\) must have one dtype|aten::linear|aten::addmm|aten::mm/);
+    assert.throws(
+      () => F.linear(x, w),
+      /reptok::linear: x \(BFloat16\), weight \(Float\) must have one dtype|aten::linear|aten::addmm|aten::mm/,
+    );
   }));

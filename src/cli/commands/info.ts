@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 
 import { runtimeInfo } from '../../engine/index.ts';
+import { precisionReason, resolvePrecision } from '../../train/autocast.ts';
 import { SafetensorsFile } from '../../io/safetensors.ts';
 import { looksLikeZip } from '../../io/zip.ts';
 import { describeModel, modelKindOf, type ModelKind } from '../../models/model-file.ts';
@@ -124,7 +125,13 @@ const human = (info: Record<string, unknown>): string =>
 export async function run({ positionals, options }: Parsed): Promise<void> {
   const info = positionals[0]
     ? describeFile(positionals[0])
-    : { reptok: REPTOK_VERSION, node: process.version, ...runtimeInfo() };
+    : {
+        reptok: REPTOK_VERSION,
+        node: process.version,
+        ...runtimeInfo(),
+        // what `reptok train` uses with the default --set precision=auto on this machine's CPU
+        defaultPrecision: `${resolvePrecision('auto')} (${precisionReason()})`,
+      };
   if (options.json || !positionals[0]) console.log(JSON.stringify(info, null, options.json ? undefined : 2));
   else console.log(human(info));
 }
