@@ -188,6 +188,19 @@ int64_t chunkColumns(int64_t L, int64_t Lh, int64_t D) {
   return std::min(most, ((D + chunks - 1) / chunks + 15) / 16 * 16);
 }
 
+// Σ over the rows of a contiguous (rows, n) matrix, in float64 and row order, returned in the matrix's dtype.
+Tensor sumRows(const Tensor& m) {
+  const int64_t rows = m.size(0), n = m.size(1);
+  std::vector<double> acc(n, 0.0);
+  dispatchFloating(m.scalar_type(), [&](auto t) {
+    using T = decltype(t);
+    const T* p = ptr<T>(m);
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < n; j++) acc[j] += double(toAcc(p[i * n + j]));
+  });
+  return at::tensor(acc, m.options().dtype(at::kDouble)).to(m.scalar_type());
+}
+
 template <typename T>
 TokenMlpArgs<T> args(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
   const int64_t L = x.size(1), Lh = w1.size(0), D = x.size(2), C = chunkColumns(L, Lh, D);
@@ -230,8 +243,9 @@ struct TokenMlpFn : public torch::autograd::Function<TokenMlpFn> {
       a.partial = ptr<Acc<T>>(partial);
       at::parallel_for(0, B * a.chunks, 1, [&](int64_t begin, int64_t end) { tokenMlpGradTasks(a, begin, end); });
     });
-    // the tasks' partial sums, added in task order: the same result for any number of threads
-    const Tensor sums = partial.sum(0);
+    // the tasks' partial sums, added in task order in float64 (a few thousand rows of 2·L·Lh + L + Lh): the same
+    // result for any number of threads, which a parallel ATen reduction would not promise
+    const Tensor sums = sumRows(partial);
     const auto part = [&](int64_t from, int64_t n) { return sums.narrow(0, from, n); };
     const auto want = [&](int i, Tensor t) { return ctx->needs_input_grad(i) ? t : Tensor(); };
     return {want(0, gx), want(1, part(0, Lh * L).view({Lh, L})), want(2, part(Lh * L, Lh)),

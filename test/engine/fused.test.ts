@@ -3,6 +3,7 @@
 // finite differences in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 
 import {
   F,
@@ -18,6 +19,8 @@ import {
   randn,
   runtimeInfo,
   setFusedKernels,
+  setNumThreads,
+  getNumThreads,
   tensor,
   tidy,
 } from '../../src/index.ts';
@@ -127,6 +130,25 @@ test('tokenMlp: x read in place when its rows are strided, copied when its last 
     [2, 3, 40],
   );
   compare('tokenMlp, x transposed', (x) => tokenMlp(x.transpose(1, 2), w1, b1, w2, b2), [r([2, 40, 3])], [2, 3, 40]);
+});
+
+test('tokenMlp: weight gradients are the same bits at 1 and 2 threads (per-task sums, added in task order)', (t) => {
+  if (availableParallelism() < 2) return t.skip('one core: no second thread count to compare');
+  const inputs = tokenMlpInputs(4, 3, 9, 700, 'float32');
+  const gOut = r([4, 3, 700]);
+  const threads = getNumThreads();
+  const at = (n: number): Tensor[] => {
+    setNumThreads(n);
+    try {
+      return run(true, tokenMlp, inputs, gOut);
+    } finally {
+      setNumThreads(threads);
+    }
+  };
+  const [one, two] = [at(1), at(2)];
+  one.forEach((x, i) =>
+    assert.ok(x.equal(two[i]!), `${i ? `gradient ${i}` : 'output'} differs between 1 and 2 threads`),
+  );
 });
 
 test('tokenMlp under bf16 autocast: float32 inputs run the fused kernel in float32', () => {
