@@ -31,6 +31,20 @@ def gemm(n, iters, warmup=0):
     return {"bench": "gemm", "n": n, "seconds": time_median(lambda: x @ y, iters, warmup)}
 
 
+def linear(m, k, n, bf16, iters, warmup=0):
+    """A linear layer's forward + backward (gx, gw, gb), float32 or under bf16 autocast."""
+    x = torch.randn(m, k, requires_grad=True)
+    lin = nn.Linear(k, n)
+    gy = torch.randn(m, n)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = lin(x)
+        y.backward(gy.to(y.dtype))
+
+    return {"bench": "linear", "seconds": time_median(step, iters, warmup)}
+
+
 state = {}
 
 
@@ -51,4 +65,4 @@ def block_step(iters, warmup=0):
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
-serve(ap.parse_args().threads, {"gemm": gemm, "block_step": block_step})
+serve(ap.parse_args().threads, {"gemm": gemm, "linear": linear, "block_step": block_step})
