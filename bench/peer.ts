@@ -233,8 +233,10 @@ export async function comparePhases(o: {
     try {
       const r = await pairedPhases(peer, args.impl, pairs, phases, o.request);
       seconds[condition] = r;
-      // peak resident memory of each process so far (ours before the float32 runs of --bf16 below)
-      const rss = { reptok: process.resourceUsage().maxRSS / 1024, pytorch: peer?.peakRssMb };
+      // peak resident memory of each process so far: ours before the float32 runs of --bf16 below, and only in the
+      // first condition (a process's peak only grows: later ones would include the float32 runs)
+      const rss =
+        condition === 'quiet' ? { reptok: process.resourceUsage().maxRSS / 1024, pytorch: peer?.peakRssMb } : null;
       const line = { bench: o.bench, precision, condition, threads, ...o.request };
       for (const impl of ['reptok', 'pytorch'] as const)
         if (Object.values(r).some((p) => p[impl] !== undefined))
@@ -242,14 +244,14 @@ export async function comparePhases(o: {
             ...line,
             impl,
             ...Object.fromEntries(o.phases.map((p) => [`${p.name}_s`, r[p.name]![impl]])),
-            peak_rss_mb: rss[impl],
+            peak_rss_mb: rss?.[impl],
           });
       if (args.impl === 'both')
         emit({
           ...line,
           summary: 'reptok_time/pytorch_time, median of paired runs',
           ...Object.fromEntries(o.phases.map((p) => [p.name, r[p.name]!.ratio])),
-          peak_rss: rss.pytorch ? rss.reptok / rss.pytorch : undefined,
+          peak_rss: rss?.pytorch ? rss.reptok / rss.pytorch : undefined,
           pairs,
           target: `${o.targets.vsPeer}; peak_rss <= 1.0`,
         });
