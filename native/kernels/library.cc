@@ -6,8 +6,8 @@
 // RoPE (cosine-rope-qk.cc), unmasked attention (attention.cc) and the generator's token-mixing MLP (token-mlp.cc);
 // each is one pass forward and one backward. CPU, float32, float64 or bfloat16 (computed in float32; see
 // fused-common.h); src/engine/fused.ts picks the composite ATen path for other devices and dtypes. Linear layers on
-// oneDNN's sgemm (linear.cc), CPU float32. The backwards are not differentiable: create_graph through a reptok::
-// operator is refused with an error.
+// oneDNN's GEMMs (linear.cc), CPU float32 and bfloat16. The backwards are not differentiable: create_graph through a
+// reptok:: operator is refused with an error.
 #include "../common.h"
 #include "ops.h"
 

@@ -1,7 +1,7 @@
 // Fused kernels (native/kernels/) for chains that eager code runs as many small kernels, and linear layers on
-// oneDNN's sgemm (native/kernels/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU
-// tensors of float32, float64 or bfloat16 (bf16 activations under autocast, computed in float32 inside; float32
-// only for the linear), the composite path everywhere else — CUDA, other dtype mixes — and whenever fused kernels
+// oneDNN's GEMMs (native/kernels/linear.cc), each next to the ATen formula it replaces. The fused path runs on CPU
+// tensors of float32, float64 or bfloat16 (bf16 activations under autocast, computed in float32 inside; float32 and
+// bf16 for the linear), the composite path everywhere else — CUDA, other dtype mixes — and whenever fused kernels
 // are switched off (`setFusedKernels(false)`: parity checks, debugging). Both paths have gradients; the fused
 // backward is first-order only (create_graph through it is an error).
 import { Tensor, aten } from './tensor.ts';
