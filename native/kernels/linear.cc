@@ -7,9 +7,9 @@
 // bfloat16: under CPU autocast, or when an input is bfloat16, the products run oneDNN's gemm_bf16bf16f32 (bf16
 // operands, float32 accumulation and output: vdpbf16ps on AVX512-BF16, AMX tiles where the CPU has them). On these
 // shapes it runs at 2.0× sgemm's rate (213 vs 106 GFLOP/s per core on AVX512-BF16 Zen 4: the instruction's peak
-// ratio), where ATen's bf16 matmul (oneDNN's brgemm matmul primitive, re-created per call) reached 1.1×. The
-// weight's bf16 copy is made once per parameter version (cache below), not per call as autocast's cast does outside
-// its region; the bias is added in float32 (prefilled into the float32 accumulator), the weight gradient comes out
+// ratio; docs/bf16.md). The weight's bf16 copy is made once per parameter version (cache below), not per call as
+// autocast's cast does outside its region (copies of weights that are gone are dropped when the map has doubled
+// since the last sweep); the bias is added in float32 (prefilled into the float32 accumulator), the weight gradient comes out
 // of the GEMM in float32 (no bf16 rounding of gw, unlike autocast's bf16 addmm), and only the activations (y, gx)
 // are rounded to bf16 — autocast's convention for a linear layer's output.
 //
