@@ -111,17 +111,19 @@ static Napi::Value setGradEnabled(const Napi::CallbackInfo& info) {
 }
 
 // setAutocastCpu(enabled, dtypeCode): mixed precision on the CPU (bfloat16 matmuls and convolutions, float32 where
-// precision matters, as libtorch's autocast lists decide). Returns whether it was enabled before.
+// precision matters, as libtorch's autocast lists decide). Regions nest: disabling ends the innermost one, and
+// autocast stays on until the outermost ends. Returns whether it was enabled before.
 static Napi::Value setAutocastCpu(const Napi::CallbackInfo& info) {
   bool enable = toBool(info[0], "setAutocastCpu");
   bool before = at::autocast::is_cpu_enabled();
   if (enable) {
     at::autocast::set_autocast_cpu_dtype(static_cast<at::ScalarType>(toInt(info[1], "setAutocastCpu dtype")));
     at::autocast::increment_nesting();
-  } else if (before && at::autocast::decrement_nesting() == 0) {
+    at::autocast::set_cpu_enabled(true);
+  } else if (before && at::autocast::decrement_nesting() == 0) {  // an inner region's end leaves the outer on
     at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(false);
   }
-  at::autocast::set_cpu_enabled(enable);
   return Napi::Boolean::New(info.Env(), before);
 }
 
@@ -132,10 +134,11 @@ static Napi::Value setAutocastCuda(const Napi::CallbackInfo& info) {
   if (enable) {
     at::autocast::set_autocast_gpu_dtype(static_cast<at::ScalarType>(toInt(info[1], "setAutocastCuda dtype")));
     at::autocast::increment_nesting();
-  } else if (before && at::autocast::decrement_nesting() == 0) {
+    at::autocast::set_enabled(true);
+  } else if (before && at::autocast::decrement_nesting() == 0) {  // an inner region's end leaves the outer on
     at::autocast::clear_cache();
+    at::autocast::set_enabled(false);
   }
-  at::autocast::set_enabled(enable);
   return Napi::Boolean::New(info.Env(), before);
 }
 

@@ -41,3 +41,24 @@ test('outside autocast, a dtype mismatch is still an error that names the operat
       /reptok::linear: x \(BFloat16\), weight \(Float\) must have one dtype|aten::linear|aten::addmm|aten::mm/,
     );
   }));
+
+test('autocast regions nest: the outer region stays on after an inner one ends', () =>
+  tidy(() => {
+    const [x, w] = [randn([2, 16]), randn([16, 16])];
+    const dtypes = autocast(() => {
+      const inner = autocast(() => F.linear(x, w).dtype);
+      return [inner, F.linear(x, w).dtype];
+    });
+    assert.deepEqual(dtypes, ['bfloat16', 'bfloat16']);
+    assert.equal(F.linear(x, w).dtype, 'float32', 'off after the outermost region');
+    assert.throws(
+      () =>
+        autocast(() =>
+          autocast(() => {
+            throw new Error('inner failure');
+          }),
+        ),
+      /inner failure/,
+    );
+    assert.equal(F.linear(x, w).dtype, 'float32', 'off after regions that threw');
+  }));
