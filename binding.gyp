@@ -15,6 +15,7 @@
         "native/kernels/library.cc",
         "native/kernels/rms-norm.cc",
         "native/kernels/swiglu.cc",
+        "native/kernels/gelu.cc",
         "native/kernels/cosine-rope-qk.cc",
         "native/kernels/attention.cc",
         "native/kernels/token-mlp.cc",

@@ -9,6 +9,7 @@ namespace reptok {
 
 at::Tensor rmsNorm(const at::Tensor& x, const at::Tensor& scale, double eps);
 at::Tensor swiglu(const at::Tensor& h);
+at::Tensor gelu(const at::Tensor& x);
 std::tuple<at::Tensor, at::Tensor> cosineRopeQk(const at::Tensor& qkv, const at::Tensor& scale, const at::Tensor& cos,
                                                 const at::Tensor& sin);
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);

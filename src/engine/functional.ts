@@ -4,7 +4,16 @@ import { Tensor, aten, hasOp, type GeneratorLike, type Shape } from './tensor.ts
 import { emptyLike } from './creation.ts';
 import { tidy } from './scope.ts';
 
-export { linear, rmsNorm, swiglu, tokenMlp, cosineRopeQK, applyRotary, scaledDotProductAttention } from './fused.ts';
+export {
+  linear,
+  gelu,
+  rmsNorm,
+  swiglu,
+  tokenMlp,
+  cosineRopeQK,
+  applyRotary,
+  scaledDotProductAttention,
+} from './fused.ts';
 
 type Pair = number | readonly [number, number];
 type Reduction = 'none' | 'mean' | 'sum';
@@ -20,8 +29,6 @@ function reduction(r: Reduction | undefined): number {
 // Linear maps and activations
 // ---------------------------------------------------------------------------------------------------------------
 
-/** GELU; 'none' is the exact erf form, 'tanh' the approximation. */
-export const gelu = (x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor => aten('aten::gelu', x, approximate);
 export const silu = (x: Tensor): Tensor => aten('aten::silu', x);
 export const relu = (x: Tensor): Tensor => aten('aten::relu', x);
 export const sigmoid = (x: Tensor): Tensor => aten('aten::sigmoid', x);

@@ -11,7 +11,6 @@ import { native } from './native.ts';
 import { tidy } from './scope.ts';
 
 const silu = (x: Tensor): Tensor => aten('aten::silu', x);
-const gelu = (x: Tensor): Tensor => aten('aten::gelu', x, 'none');
 
 let fusedEnabled = true;
 
@@ -74,6 +73,15 @@ export function rmsNorm(x: Tensor, scale: Tensor, eps = 1e-6): Tensor {
   if (scale.shape[scale.ndim - 1] === W && (scale.numel === W || perSample) && fusable([x], [scale], true))
     return aten('reptok::rms_norm', x, scale, eps);
   return tidy(() => x.mul(scale.mul(x.square().mean(-1, true).add(eps).rsqrt())));
+}
+
+/**
+ * GELU; 'none' is the exact erf form, 'tanh' the approximation. The exact form of CPU float32/float64/bfloat16
+ * tensors runs the fused kernel (native/kernels/gelu.cc: a vectorised erf, where ATen 1.13's runs at a scalar rate).
+ */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  if (approximate === 'none' && fusable([x])) return aten('reptok::gelu', x);
+  return aten('aten::gelu', x, approximate);
 }
 
 /** SwiGLU's gate: h (…, 2F) split into halves [a, g] along the last dim -> a · silu(g) (…, F). */

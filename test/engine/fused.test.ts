@@ -1,4 +1,4 @@
-// The fused kernels (native/kernels/: rmsNorm, swiglu, tokenMlp, cosineRopeQK, attention) and the oneDNN linear
+// The fused kernels (native/kernels/: rmsNorm, swiglu, gelu, tokenMlp, cosineRopeQK, attention) and the oneDNN linear
 // (native/kernels/linear.cc) against the ATen ops they replace: forward and every gradient in float32 and bfloat16,
 // finite differences in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
@@ -87,6 +87,16 @@ test('swiglu: fused = composite, including large gates (the fast exp saturates c
 
 // x (B, L, D), w1 (Lh, L), b1 (Lh), w2 (L, Lh), b2 (L) for the token-mixing MLP; weights scaled so that the hidden
 // values spread over GELU's curved part and, with `spread`, reach the tails (|h| > 4√2: erf(h/√2) is ±1 in float32)
+test('gelu: fused = composite (exact erf form) over the whole range, its tails included; tanh form composite', () => {
+  compare('gelu', (x) => F.gelu(x), [r([3, 5, 37])], [3, 5, 37]);
+  compare('gelu, large values', (x) => F.gelu(x), [r([4, 64]).mul(8)], [4, 64]);
+  compare('gelu, 2^16 + 3 elements (several tasks)', (x) => F.gelu(x), [r([65539])], [65539]);
+  compare('gelu, strided input', (x) => F.gelu(x.transpose(0, 1)), [r([6, 9])], [9, 6]);
+  const x = r([5, 7]);
+  const { ops } = profile(() => tidy(() => void F.gelu(x, 'tanh')));
+  assert.ok(!ops.some((o) => o.name === 'reptok::gelu'), "'tanh' runs ATen's approximation");
+});
+
 const tokenMlpInputs = (
   B: number,
   L: number,
@@ -262,6 +272,10 @@ test('bfloat16 swiglu: bf16 in and out, large gates included', () => {
   compareBf16('bf16 swiglu, large values', (h) => F.swiglu(h), [bf16(r([4, 2 * 64]).mul(40))], [4, 64]);
 });
 
+test('bfloat16 gelu: bf16 in and out', () => {
+  compareBf16('bf16 gelu', (x) => F.gelu(x), [bf16(r([3, 5, 37]).mul(3))], [3, 5, 37]);
+});
+
 test('bfloat16 cosineRopeQK: bf16 qkv with float32 scale and RoPE tables -> bf16 q, k', () => {
   // q and k side by side (a sum would round once more in bf16): [q, k] (B, H, L, 2e)
   const qAndK = (cos: Tensor, sin: Tensor) => (qkv: Tensor, sc: Tensor) => cat(F.cosineRopeQK(qkv, sc, cos, sin), -1);
@@ -430,6 +444,7 @@ test('fused kernels: float64 finite-difference gradients', () => {
   );
   gradcheck((x, s) => F.rmsNorm(x, s), [r([2, 3, 6], 'float64'), r([2, 1, 6], 'float64')], { what: 'rmsNorm' });
   gradcheck((h) => F.swiglu(h), [r([2, 3, 10], 'float64')], { what: 'swiglu' });
+  gradcheck((x) => F.gelu(x), [r([2, 3, 10], 'float64').mul(2)], { what: 'gelu' });
   gradcheck(tokenMlp, tokenMlpInputs(2, 3, 9, 5, 'float64'), { what: 'tokenMlp' });
   const [c, s] = theta(1, 2, 3, 2, 'float64');
   gradcheck(
@@ -449,10 +464,11 @@ test('fused kernels run as reptok:: operators (visible to the profiler)', () => 
           F.rmsNorm(x, r([8])),
           F.scaledDotProductAttention(q, q, q),
           tokenMlp(...tokenMlpInputs(2, 3, 9, 8, 'float32')),
+          F.gelu(x),
         ],
     ),
   );
-  for (const op of ['reptok::rms_norm', 'reptok::attention', 'reptok::token_mlp'])
+  for (const op of ['reptok::rms_norm', 'reptok::attention', 'reptok::token_mlp', 'reptok::gelu'])
     assert.ok(
       ops.some((o) => o.name.startsWith(op)),
       `profile lists ${ops.map((o) => o.name).join(', ')}`,
