@@ -4,11 +4,12 @@
 // JSON lines with impl, precision, batch, train_step_s, sample_step_s; `--impl reptok` skips the peer; `--bf16`
 // and `--busy` as in bench/tokenizer.ts. Targets (issue #17): float32 training step ≤ 1.0× and sampling step ≤ 0.9×
 // the peer; bf16 both ≤ 0.5× our float32.
-import { autocast, formatProfile, full, manualSeed, noGrad, profile, randint, randn, tidy } from '../src/index.ts';
+import { formatProfile, full, manualSeed, noGrad, profile, randint, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { classField, generatorModel } from '../src/models/generator.ts';
 import { flowLoss } from '../src/flow/token-flow.ts';
 import { guidedVelocity } from '../src/flow/guidance.ts';
+import { withAutocast, type Precision } from '../src/train/autocast.ts';
 import { benchArgs, comparePhases, emit } from './peer.ts';
 
 const args = benchArgs();
@@ -19,30 +20,26 @@ const model = noGrad(() => generatorModel('mixer-xl'));
 const opt = new AdamW(model.parameters(), { lr: 1e-4 });
 const x1 = randn([batch, 1, 768]);
 const y = randint(0, 1000, [batch]);
-const precision =
-  (bf16: boolean) =>
-  <T>(fn: () => T): T =>
-    bf16 ? autocast(fn) : fn();
-const trainStep = (bf16: boolean) => (): void =>
+const trainStep = (precision: Precision) => (): void =>
   tidy(() => {
     model.train();
-    const { loss } = precision(bf16)(() => flowLoss((x, t) => model.forward(x, t, { y }), x1));
+    const { loss } = withAutocast(precision, () => flowLoss((x, t) => model.forward(x, t, { y }), x1));
     opt.zeroGrad();
     loss.backward();
     opt.step();
   });
-const sampleStep = (bf16: boolean) => (): void =>
+const sampleStep = (precision: Precision) => (): void =>
   noGrad(() =>
     tidy(() => {
       model.eval();
       const x = randn([batch, 1, 768]);
-      const v = precision(bf16)(() => guidedVelocity(classField(model, y), x, full([batch], 0.5), 1.5));
+      const v = withAutocast(precision, () => guidedVelocity(classField(model, y), x, full([batch], 0.5), 1.5));
       void x.add(v.float().mul(0.02));
     }),
   );
 
 if (process.argv.includes('--profile')) {
-  const step = trainStep(process.argv.includes('--bf16'));
+  const step = trainStep(process.argv.includes('--bf16') ? 'bf16' : 'fp32');
   step();
   console.error(formatProfile(profile(step, { shapes: true }).ops, 25));
 }
@@ -52,8 +49,8 @@ await comparePhases({
   bench: 'generator',
   script: 'generator.py',
   phases: [
-    { name: 'train_step', fp32: trainStep(false), bf16: trainStep(true), run: 'train_step', iters: 1 },
-    { name: 'sample_step', fp32: sampleStep(false), bf16: sampleStep(true), run: 'sample_step', iters: 3 },
+    { name: 'train_step', fp32: trainStep('fp32'), bf16: trainStep('bf16'), run: 'train_step', iters: 1 },
+    { name: 'sample_step', fp32: sampleStep('fp32'), bf16: sampleStep('bf16'), run: 'sample_step', iters: 3 },
   ],
   request: { batch },
   targets: { vsPeer: 'train_step <= 1.0, sample_step <= 0.9', vsFp32: '<= 0.5' },

@@ -7,9 +7,10 @@
 //   --impl reptok   skips the peer;   --profile   prints reptok's operator profile of one step
 // Targets (issue #17): float32 ≤ 0.8× the peer; bf16 ≤ 0.8× the bf16 peer, and ≤ 0.5× (training step) / ≤ 0.35×
 // (decoder evaluation) our own float32.
-import { autocast, formatProfile, full, manualSeed, noGrad, profile, rand, randn, tidy } from '../src/index.ts';
+import { formatProfile, full, manualSeed, noGrad, profile, rand, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { RepTokTokenizer, reptokMid } from '../src/models/tokenizer.ts';
+import { withAutocast, type Precision } from '../src/train/autocast.ts';
 import { benchArgs, comparePhases } from './peer.ts';
 
 const args = benchArgs();
@@ -28,24 +29,24 @@ const x = rand([batch, 3, 128, 128]).mul(2).sub(1);
 const latent = randn([batch, 4, 16, 16]);
 const token = randn([batch, 384]);
 
-const trainStep = (bf16: boolean) => (): void =>
+const trainStep = (precision: Precision) => (): void =>
   tidy(() => {
-    const { total } = bf16 ? autocast(() => tok.loss(x, { grid: latent })) : tok.loss(x, { grid: latent });
+    const { total } = withAutocast(precision, () => tok.loss(x, { grid: latent }));
     opt.zeroGrad();
     total.backward();
     opt.step();
   });
-const decoderNfe = (bf16: boolean) => (): void =>
+const decoderNfe = (precision: Precision) => (): void =>
   noGrad(() =>
-    tidy(() => {
-      const nfe = (): void => void tok.velocity(randn([batch, 4, 16, 16]), full([batch], 0.5), tok.condition(token));
-      if (bf16) autocast(nfe);
-      else nfe();
-    }),
+    tidy(() =>
+      withAutocast(precision, () => {
+        void tok.velocity(randn([batch, 4, 16, 16]), full([batch], 0.5), tok.condition(token));
+      }),
+    ),
   );
 
 if (process.argv.includes('--profile')) {
-  const step = trainStep(process.argv.includes('--bf16'));
+  const step = trainStep(process.argv.includes('--bf16') ? 'bf16' : 'fp32');
   step();
   const { ops } = profile(step, { shapes: true });
   console.error(formatProfile(ops, Number(args.get('top', '40'))));
@@ -55,8 +56,8 @@ await comparePhases({
   bench: 'tokenizer',
   script: 'tokenizer.py',
   phases: [
-    { name: 'train_step', fp32: trainStep(false), bf16: trainStep(true), run: 'train_step', iters: 1 },
-    { name: 'decoder_nfe', fp32: decoderNfe(false), bf16: decoderNfe(true), run: 'decoder_nfe', iters: 5 },
+    { name: 'train_step', fp32: trainStep('fp32'), bf16: trainStep('bf16'), run: 'train_step', iters: 1 },
+    { name: 'decoder_nfe', fp32: decoderNfe('fp32'), bf16: decoderNfe('bf16'), run: 'decoder_nfe', iters: 5 },
   ],
   request: { batch },
   targets: { vsPeer: '<= 0.8', vsFp32: 'train_step <= 0.5, decoder_nfe <= 0.35' },
