@@ -9,9 +9,9 @@
 // shapes it runs at 2.0× sgemm's rate (213 vs 106 GFLOP/s per core on AVX512-BF16 Zen 4: the instruction's peak
 // ratio; docs/bf16.md). The weight's bf16 copy is made once per parameter version (cache below), not per call as
 // autocast's cast does outside its region (copies of weights that are gone are dropped when the map has doubled
-// since the last sweep); the bias is added in float32 (prefilled into the float32 accumulator), the weight gradient comes out
-// of the GEMM in float32 (no bf16 rounding of gw, unlike autocast's bf16 addmm), and only the activations (y, gx)
-// are rounded to bf16 — autocast's convention for a linear layer's output.
+// since the last sweep); the bias is added in float32 (in the pass that rounds the float32 result), the weight
+// gradient comes out of the GEMM in float32 (no bf16 rounding of gw, unlike autocast's bf16 addmm), and only the
+// activations (y, gx) are rounded to bf16 — autocast's convention for a linear layer's output.
 //
 // `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for CPU float32 and
 // bfloat16; src/engine/fused.ts sends everything else — and every process where oneDNN's GEMMs are not found — to
@@ -113,15 +113,26 @@ Tensor bf16Weight(const Tensor& w) {
 
 // ---- bf16 element loops: what ATen would do in two passes (y.to(bf16); gy.sum(0, kFloat) converts gy first) -----
 
-// float32 (M, N) -> bfloat16, rounded to nearest even
-REPTOK_SIMD_CLONES void narrowRange(const float* src, Bf16* dst, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; i++) dst[i] = fromAcc<Bf16>(src[i]);
+// float32 rows (M, N) [+ bias (N)] -> bfloat16, rounded to nearest even: for rows [begin, end)
+REPTOK_SIMD_CLONES void narrowRows(const float* src, const float* bias, int64_t N, Bf16* dst, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; i++) {
+    const float* s = src + i * N;
+    Bf16* d = dst + i * N;
+    if (bias)
+      for (int64_t j = 0; j < N; j++) d[j] = fromAcc<Bf16>(s[j] + bias[j]);
+    else
+      for (int64_t j = 0; j < N; j++) d[j] = fromAcc<Bf16>(s[j]);
+  }
 }
-Tensor narrowToBf16(const Tensor& y) {
+// y (M, N) float32 contiguous [+ bias (N), float32 contiguous] -> bfloat16 (M, N)
+Tensor narrowToBf16(const Tensor& y, const Tensor& bias = Tensor()) {
   Tensor out = at::empty(y.sizes(), y.options().dtype(at::kBFloat16));
+  const int64_t N = y.size(-1), M = N ? y.numel() / N : 0;
   const float* src = y.data_ptr<float>();
+  const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
   Bf16* dst = ptr<Bf16>(out);
-  at::parallel_for(0, y.numel(), 1 << 14, [&](int64_t begin, int64_t end) { narrowRange(src, dst, begin, end); });
+  const int64_t grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, N));
+  at::parallel_for(0, M, grain, [&](int64_t begin, int64_t end) { narrowRows(src, bp, N, dst, begin, end); });
   return out;
 }
 
@@ -153,15 +164,15 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     const Tensor x2 = bf16 ? x.reshape({-1, K}).to(at::kBFloat16) : x.reshape({-1, K});
     const Tensor wm = bf16 ? bf16Weight(w) : w;
     Tensor y = at::empty({x2.size(0), N}, x.options().dtype(at::kFloat));  // (M, N)
-    if (b && b->defined()) {
-      const Tensor bc = b->to(at::kFloat).contiguous();
-      const float* bp = bc.data_ptr<float>();
+    const Tensor bias = b && b->defined() ? b->to(at::kFloat).contiguous() : Tensor();
+    if (bias.defined() && !bf16) {  // float32: the bias prefilled, the GEMM adds onto it (beta = 1)
+      const float* bp = bias.data_ptr<float>();
       float* yp = y.data_ptr<float>();
       at::parallel_for(0, y.size(0), 64, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; i++) std::memcpy(yp + i * N, bp, N * sizeof(float));
       });
       gemm(x2, false, wm, true, 1.f, y);
-    } else {
+    } else {  // bf16: the bias is added in the pass that rounds y to bf16 (one pass over y fewer than a prefill)
       gemm(x2, false, wm, true, 0.f, y);
     }
     ctx->save_for_backward({x2, w});
@@ -170,7 +181,7 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     ctx->saved_data["xType"] = static_cast<int64_t>(x.scalar_type());
     auto sizes = x.sizes().vec();
     sizes.back() = N;
-    return (bf16 ? narrowToBf16(y) : y).view(sizes);
+    return (bf16 ? narrowToBf16(y, bias) : y).view(sizes);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
