@@ -4,7 +4,7 @@
 // JSON lines with impl, precision, batch, train_step_s, sample_step_s; `--impl reptok` skips the peer; `--bf16`
 // and `--busy` as in bench/tokenizer.ts. Targets (issue #17): float32 training step ≤ 1.0× and sampling step ≤ 0.9×
 // the peer; bf16 both ≤ 0.5× our float32.
-import { formatProfile, full, manualSeed, noGrad, profile, randint, randn, tidy } from '../src/index.ts';
+import { full, manualSeed, noGrad, randint, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { classField, generatorModel } from '../src/models/generator.ts';
 import { flowLoss } from '../src/flow/token-flow.ts';
@@ -38,12 +38,6 @@ const sampleStep = (precision: Precision) => (): void =>
     }),
   );
 
-if (process.argv.includes('--profile')) {
-  const step = trainStep(process.argv.includes('--bf16') ? 'bf16' : 'fp32');
-  step();
-  console.error(formatProfile(profile(step, { shapes: true }).ops, 25));
-}
-
 emit({ bench: 'generator', params_m: model.numParameters() / 1e6 });
 await comparePhases({
   bench: 'generator',
@@ -53,5 +47,6 @@ await comparePhases({
     { name: 'sample_step', fp32: sampleStep('fp32'), bf16: sampleStep('bf16'), run: 'sample_step', iters: 3 },
   ],
   request: { batch },
+  profileTop: 25,
   targets: { vsPeer: 'train_step <= 1.0, sample_step <= 0.9', vsFp32: '<= 0.5' },
 });

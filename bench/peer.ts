@@ -5,7 +5,8 @@ import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { runtimeInfo } from '../src/index.ts';
+import { formatProfile, profile, runtimeInfo } from '../src/index.ts';
+import type { Precision } from '../src/train/autocast.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -36,7 +37,7 @@ export class Peer {
   }
 
   /** `bf16`: the peer runs its forward passes under torch.autocast('cpu', dtype=torch.bfloat16) (`--bf16`). */
-  static start(script: string, args: string[], precision: 'fp32' | 'bf16' = 'fp32'): Peer {
+  static start(script: string, args: string[], precision: Precision = 'fp32'): Peer {
     // The same runtime environment as reptok: process.env already holds what src/engine/native.ts set before loading
     // libtorch (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT), and OMP_WAIT_POLICY=PASSIVE is forced for PyTorch too,
     // so both sides run with the same threading behaviour and the same BLAS kernels. When the addon tuned glibc's
@@ -209,6 +210,8 @@ function busyCore(): () => void {
  * with `--bf16` both sides in bf16 (our autocast; the peer's torch.autocast) and our bf16 paired with our own
  * float32 as well; with `--busy`, all of it again while another process keeps one core busy, and each side's
  * slowdown (busy / quiet). Emits the JSON lines: one per side and condition, then the ratios with `targets`.
+ * `--profile` first prints reptok's operator profile of the first phase in that precision (`--top N` operators,
+ * `profileTop` by default).
  */
 export async function comparePhases(o: {
   bench: string;
@@ -216,16 +219,21 @@ export async function comparePhases(o: {
   phases: PrecisionPhase[];
   request: Record<string, unknown>;
   targets: { vsPeer: string; vsFp32?: string };
+  profileTop: number;
   argv?: string[];
 }): Promise<void> {
   const argv = o.argv ?? process.argv.slice(2);
   const args = benchArgs(argv);
   const pairs = Number(args.get('pairs', '5'));
-  const precision = argv.includes('--bf16') ? 'bf16' : 'fp32';
+  const precision: Precision = argv.includes('--bf16') ? 'bf16' : 'fp32';
   const conditions = argv.includes('--busy') ? (['quiet', 'busy'] as const) : (['quiet'] as const);
+  if (argv.includes('--profile')) {
+    const step = o.phases[0]![precision];
+    step();
+    console.error(formatProfile(profile(step, { shapes: true }).ops, Number(args.get('top', String(o.profileTop)))));
+  }
   const threads = runtimeInfo().threads;
-  const peer =
-    args.impl === 'reptok' ? null : Peer.start(o.script, ['--threads', String(threads)], precision as 'fp32' | 'bf16');
+  const peer = args.impl === 'reptok' ? null : Peer.start(o.script, ['--threads', String(threads)], precision);
   const phases = o.phases.map((p) => ({ name: p.name, ours: p[precision], run: p.run, iters: p.iters }));
   const seconds: Record<string, Record<string, { reptok?: number; pytorch?: number }>> = {};
   for (const condition of conditions) {

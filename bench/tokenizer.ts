@@ -7,7 +7,7 @@
 //   --impl reptok   skips the peer;   --profile   prints reptok's operator profile of one step
 // Targets (issue #17): float32 ≤ 0.8× the peer; bf16 ≤ 0.8× the bf16 peer, and ≤ 0.5× (training step) / ≤ 0.35×
 // (decoder evaluation) our own float32.
-import { formatProfile, full, manualSeed, noGrad, profile, rand, randn, tidy } from '../src/index.ts';
+import { full, manualSeed, noGrad, rand, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { RepTokTokenizer, reptokMid } from '../src/models/tokenizer.ts';
 import { withAutocast, type Precision } from '../src/train/autocast.ts';
@@ -45,13 +45,6 @@ const decoderNfe = (precision: Precision) => (): void =>
     ),
   );
 
-if (process.argv.includes('--profile')) {
-  const step = trainStep(process.argv.includes('--bf16') ? 'bf16' : 'fp32');
-  step();
-  const { ops } = profile(step, { shapes: true });
-  console.error(formatProfile(ops, Number(args.get('top', '40'))));
-}
-
 await comparePhases({
   bench: 'tokenizer',
   script: 'tokenizer.py',
@@ -60,5 +53,6 @@ await comparePhases({
     { name: 'decoder_nfe', fp32: decoderNfe('fp32'), bf16: decoderNfe('bf16'), run: 'decoder_nfe', iters: 5 },
   ],
   request: { batch },
+  profileTop: 40,
   targets: { vsPeer: '<= 0.8', vsFp32: 'train_step <= 0.5, decoder_nfe <= 0.35' },
 });

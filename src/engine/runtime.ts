@@ -31,7 +31,7 @@ export function runtimeInfo(): {
   mallocTuning: boolean;
   onednnGemm: boolean;
   /** oneDNN's GEMMs in bfloat16 (float32 accumulation), and whether the CPU runs them natively. */
-  bf16: { gemm: boolean; isa: string | null; native: 'amx' | 'avx512_bf16' | null };
+  bf16: Bf16Support;
 } {
   return {
     libtorch: native.version(),
@@ -54,12 +54,20 @@ export const memoryStats = (): { count: number; bytes: number } => native.liveTe
 const ISA_AVX512_CORE_BF16 = 0xe7;
 const ISA_AVX512_CORE_AMX = 0x3e7;
 
+export interface Bf16Support {
+  /** oneDNN's gemm_bf16bf16f32 was found in this libtorch. */
+  gemm: boolean;
+  /** oneDNN's name of the instruction set its kernels use (null without oneDNN). */
+  isa: string | null;
+  native: 'amx' | 'avx512_bf16' | null;
+}
+
 /**
  * Whether bfloat16 matrix products run natively on this CPU, as oneDNN's kernels see it (its effective ISA, which
  * also honours ONEDNN_MAX_CPU_ISA): AMX tiles, AVX512-BF16's dot-product instructions, or neither (bf16 is then
  * emulated and slower than float32).
  */
-export function bf16Support(): { gemm: boolean; isa: string | null; native: 'amx' | 'avx512_bf16' | null } {
+export function bf16Support(): Bf16Support {
   const o = native.onednnGemm();
   const has = (mask: number): boolean => o.isa >= 0 && (o.isa & mask) === mask;
   return {
