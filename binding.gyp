@@ -20,6 +20,7 @@
         "native/kernels/attention.cc",
         "native/kernels/token-mlp.cc",
         "native/kernels/linear.cc",
+        "native/kernels/onednn.cc",
         "native/distributed.cc"
       ],
       "include_dirs": [

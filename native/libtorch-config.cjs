@@ -56,6 +56,10 @@ const hasCuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so'));
 // c10d's NCCL process group: in CUDA builds of libtorch that ship its header (Debian's libtorch-dev is CPU-only).
 const hasNccl =
   hasCuda && fs.existsSync(path.join(t.inc, 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupNCCL.hpp'));
+// oneDNN's headers (Debian's libdnnl-dev, the same 2.x as the libdnnl.so.2 libtorch-dev links): bf16 linear layers
+// then run as matmul primitives over packed weights (native/kernels/onednn.cc). Official LibTorch archives link oneDNN
+// statically with hidden symbols, so there is nothing to call.
+const hasOnednnMatmul = !t.rpath && fs.existsSync(path.join(t.inc, 'oneapi', 'dnnl', 'dnnl.h'));
 const arg = process.argv[2];
 let out;
 if (arg === '--include') out = [t.inc, path.join(t.inc, 'torch', 'csrc', 'api', 'include')];
@@ -68,6 +72,7 @@ else if (arg === '--libs')
 else if (arg === '--defines')
   out = [`_GLIBCXX_USE_CXX11_ABI=${cxx11Abi(t.cmake)}`]
     .concat(hasCuda ? ['REPTOK_WITH_CUDA=1'] : [])
-    .concat(hasNccl ? ['REPTOK_WITH_NCCL=1'] : []);
+    .concat(hasNccl ? ['REPTOK_WITH_NCCL=1'] : [])
+    .concat(hasOnednnMatmul ? ['REPTOK_WITH_ONEDNN_MATMUL=1'] : []);
 else fail(`libtorch-config: unknown option ${arg}`);
 process.stdout.write(out.join(' '));

@@ -90,7 +90,13 @@ export interface Native {
   cudaSynchronize(index?: number): void;
   parallelInfo(): string;
   mallocTuning(): boolean;
-  onednnGemm(): { float32: boolean; bfloat16: boolean; isa: number; isaName: string | null };
+  onednnGemm(): {
+    float32: boolean;
+    bfloat16: boolean;
+    isa: number;
+    isaName: string | null;
+    bf16Matmul: string | null;
+  };
   // distributed (c10d)
   initProcessGroup(o: {
     backend: 'gloo' | 'nccl';

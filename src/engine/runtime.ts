@@ -59,6 +59,12 @@ export interface Bf16Support {
   gemm: boolean;
   /** oneDNN's name of the instruction set its kernels use (null without oneDNN). */
   isa: string | null;
+  /**
+   * oneDNN's implementation of the matmul primitives that frozen and no-grad bf16 layers run on, over weights packed
+   * once per version (e.g. 'brg:avx512_core_bf16', 'brg:avx512_core_amx'); null when every bf16 layer runs on
+   * gemm_bf16bf16f32 (a build without oneDNN's headers, or another oneDNN version than the build's).
+   */
+  matmul: string | null;
   native: 'amx' | 'avx512_bf16' | null;
 }
 
@@ -73,6 +79,7 @@ export function bf16Support(): Bf16Support {
   return {
     gemm: o.bfloat16,
     isa: o.isaName,
+    matmul: o.bf16Matmul,
     native: !o.bfloat16 ? null : has(ISA_AVX512_CORE_AMX) ? 'amx' : has(ISA_AVX512_CORE_BF16) ? 'avx512_bf16' : null,
   };
 }

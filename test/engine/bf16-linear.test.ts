@@ -1,5 +1,8 @@
-// The bfloat16 linear layer on oneDNN's gemm_bf16bf16f32 (native/kernels/linear.cc): bf16 operands, float32
-// accumulation, float32 weight gradients, the weight's bf16 copy cached per parameter version.
+// The bfloat16 linear layer (native/kernels/linear.cc): bf16 operands, float32 accumulation, float32 weight gradients.
+// Layers with a backward pass to come run on oneDNN's gemm_bf16bf16f32 with the weight's bf16 copy cached per
+// parameter version; forward-only calls (noGrad, inference) on oneDNN matmul primitives over a copy packed once per
+// version (native/kernels/onednn.cc), which add the bias and round in registers. The copy-follows-updates test below
+// runs both: its checks are forward-only, its AdamW step is not.
 //
 // Tolerances: on inputs already rounded to bf16, every product is exact in float32 and only the order of the float32
 // sums differs from a float32 GEMM (relative ~K·2⁻²⁴, K ≤ 64 here: 1e-5 covers it); a result returned in bf16 is
@@ -123,9 +126,44 @@ test("bf16 linear: the weight's bf16 copy follows in-place updates (copy_, AdamW
   });
 });
 
+test('bf16 linear without a backward pass: packed matmul primitives = the GEMM path = float32 on bf16 values', (t) => {
+  if (!needsOnednn(t)) return;
+  if (bf16Support().matmul === null) {
+    // a build without oneDNN's headers (or another oneDNN version): every layer takes the GEMM path tested above
+    t.diagnostic('no bf16 matmul primitives in this build: layers without a backward pass run the GEMM path');
+  }
+  tidy(() => {
+    for (const [M, bias] of [
+      [3, true],
+      [40, false],
+      [40, true],
+    ] as const) {
+      const what = `M = ${M}, ${bias ? 'with' : 'no'} bias`;
+      const [x, w, b] = [bf(r([M, 64])), bf(r([48, 64])).requiresGrad_(true), bf(r([48]))];
+      // under noGrad: the forward product on the weight's packed copy (it has no bf16 copy for the GEMMs yet)
+      const y = noGrad(() => autocast(() => F.linear(x, w, bias ? b : undefined)));
+      // the same layer with a backward pass to come: the GEMM path
+      const yt = autocast(() => F.linear(x, w, bias ? b : undefined));
+      // float32 on the same bf16 values: exact products, sums in another order, one rounding of y
+      const ref = noGrad(() => F.linear(x, w, bias ? b : undefined));
+      assert.equal(y.dtype, 'bfloat16', what);
+      assertClose(y.float(), ref, { atol: 1e-5, rtol: 2 ** -8 }, `${what}: y vs float32`);
+      assertClose(y.float(), yt.detach().float(), { atol: 1e-5, rtol: 2 ** -8 }, `${what}: packed vs GEMM path`);
+      // now that the weight has a bf16 copy for the GEMMs, noGrad reuses it; a view of a weight is packed per call
+      const yn = noGrad(() => autocast(() => F.linear(x, w, bias ? b : undefined)));
+      assertClose(yn.float(), ref, { atol: 1e-5, rtol: 2 ** -8 }, `${what}: noGrad after a backward-pass forward`);
+      const yv = noGrad(() => autocast(() => F.linear(x, w.narrow(0, 8, 32))));
+      const refv = noGrad(() => F.linear(x, w.narrow(0, 8, 32)));
+      assertClose(yv.float(), refv, { atol: 1e-5, rtol: 2 ** -8 }, `${what}: a view`);
+    }
+  });
+});
+
 test('bf16 support is reported by runtimeInfo', () => {
   const s = runtimeInfo().bf16;
   assert.deepEqual(s, bf16Support());
   assert.ok(s.native === null || s.native === 'amx' || s.native === 'avx512_bf16');
   if (s.native) assert.ok(s.gemm && typeof s.isa === 'string');
+  // oneDNN names the implementation its bf16 matmul primitives run (brgemm on AVX512-BF16 or AMX here)
+  if (s.native && s.matmul !== null) assert.match(s.matmul, /^brg/);
 });

@@ -1,0 +1,283 @@
+// oneDNN's C GEMMs and bf16 matmul primitives; see onednn.h.
+//
+// Why primitives for bf16: oneDNN's gemm_bf16bf16f32 packs the weight into its kernel's layout on every call and
+// returns float32, which the caller then rounds to bf16 in a second pass. A matmul primitive (brgemm on AVX512-BF16
+// and AMX) reads a weight packed once — by one reorder from the float32 master, per parameter version — adds the
+// bias and rounds to bf16 in registers. On the mid-size tokenizer's shapes, one core of an AVX512-BF16 Zen 4: 229–232
+// GFLOP/s against 214–226 for the GEMM plus the rounding pass (both products a layer's weight takes part in: y = x wᵀ
+// and gx = gy w); AMX kernels lose more to per-call packing, as they multiply faster.
+#include "onednn.h"
+
+#include <ATen/Parallel.h>
+
+#include <dlfcn.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#if REPTOK_WITH_ONEDNN_MATMUL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+namespace reptok {
+namespace onednn {
+
+void* find(const char* name) {
+  static void* const lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_NOLOAD);
+  return lib ? dlsym(lib, name) : dlsym(RTLD_DEFAULT, name);
+}
+const Gemm<float> sgemm = reinterpret_cast<Gemm<float>>(find("dnnl_sgemm"));
+const Gemm<at::BFloat16> bf16gemm = reinterpret_cast<Gemm<at::BFloat16>>(find("dnnl_gemm_bf16bf16f32"));
+
+#if REPTOK_WITH_ONEDNN_MATMUL
+namespace {
+
+// ---- the C API, resolved once ---------------------------------------------------------------------------------------
+#define REPTOK_DNNL(name) decltype(&::name) name = reinterpret_cast<decltype(&::name)>(find(#name));
+struct Api {
+  REPTOK_DNNL(dnnl_version)
+  REPTOK_DNNL(dnnl_engine_create)
+  REPTOK_DNNL(dnnl_stream_create)
+  REPTOK_DNNL(dnnl_memory_desc_init_by_strides)
+  REPTOK_DNNL(dnnl_memory_desc_init_by_tag)
+  REPTOK_DNNL(dnnl_memory_desc_equal)
+  REPTOK_DNNL(dnnl_memory_desc_get_size)
+  REPTOK_DNNL(dnnl_memory_create)
+  REPTOK_DNNL(dnnl_memory_destroy)
+  REPTOK_DNNL(dnnl_matmul_desc_init)
+  REPTOK_DNNL(dnnl_reorder_primitive_desc_create)
+  REPTOK_DNNL(dnnl_primitive_desc_create)
+  REPTOK_DNNL(dnnl_primitive_desc_query)
+  REPTOK_DNNL(dnnl_primitive_desc_query_md)
+  REPTOK_DNNL(dnnl_primitive_desc_destroy)
+  REPTOK_DNNL(dnnl_primitive_create)
+  REPTOK_DNNL(dnnl_primitive_execute)
+  REPTOK_DNNL(dnnl_primitive_destroy)
+  bool complete() const {
+    for (const void* f : {(const void*)dnnl_version, (const void*)dnnl_engine_create, (const void*)dnnl_stream_create,
+                          (const void*)dnnl_memory_desc_init_by_strides, (const void*)dnnl_memory_desc_init_by_tag,
+                          (const void*)dnnl_memory_desc_equal, (const void*)dnnl_memory_desc_get_size, (const void*)dnnl_memory_create,
+                          (const void*)dnnl_memory_destroy, (const void*)dnnl_matmul_desc_init, (const void*)dnnl_reorder_primitive_desc_create,
+                          (const void*)dnnl_primitive_desc_create, (const void*)dnnl_primitive_desc_query, (const void*)dnnl_primitive_desc_query_md,
+                          (const void*)dnnl_primitive_desc_destroy, (const void*)dnnl_primitive_create, (const void*)dnnl_primitive_execute,
+                          (const void*)dnnl_primitive_destroy})
+      if (!f) return false;
+    return true;
+  }
+};
+#undef REPTOK_DNNL
+
+void check(dnnl_status_t status, const char* what) {
+  TORCH_CHECK(status == dnnl_success, "reptok::linear: oneDNN's ", what, " failed with status ", int(status));
+}
+
+dnnl_data_type_t dnnlType(at::ScalarType t) {
+  TORCH_CHECK(t == at::kFloat || t == at::kBFloat16, "reptok::linear: no oneDNN matmul for ", t);
+  return t == at::kFloat ? dnnl_f32 : dnnl_bf16;
+}
+
+// A primitive and what executing it takes. Owns its oneDNN handles.
+struct Primitive {
+  const Api& api;
+  dnnl_primitive_desc_t pd = nullptr;
+  dnnl_primitive_t prim = nullptr;
+  dnnl_memory_desc_t src{}, weights{}, bias{}, dst{};
+  Primitive(const Api& api) : api(api) {}
+  Primitive(const Primitive&) = delete;
+  ~Primitive() {
+    if (prim) api.dnnl_primitive_destroy(prim);
+    if (pd) api.dnnl_primitive_desc_destroy(pd);
+  }
+  void create() {
+    check(api.dnnl_primitive_create(&prim, pd), "primitive creation");
+  }
+};
+
+// A weight's packed bf16 copy, valid while the weight lives (weak reference), keeps its storage and its
+// version counter (which every in-place update bumps: optimizers, copy_, loading) and the primitive reads the layout.
+struct Packed {
+  c10::weak_intrusive_ptr<c10::TensorImpl> source;
+  uint32_t version;
+  const void* data;
+  dnnl_memory_desc_t layout;
+  at::Tensor buffer;  // bytes
+};
+
+class State {
+ public:
+  Api api;
+  bool ok = false;
+  std::mutex mutex;
+
+  State() {
+    if (!api.complete()) return;
+    const dnnl_version_t* v = api.dnnl_version();
+    // memory descriptors are plain structs in 2.x whose layout may change between minor versions
+    if (v->major != DNNL_VERSION_MAJOR || v->minor != DNNL_VERSION_MINOR) return;
+    ok = api.dnnl_engine_create(&engine_, dnnl_cpu, 0) == dnnl_success && api.dnnl_stream_create(&stream_, engine_, dnnl_stream_default_flags) == dnnl_success;
+  }
+
+  // The matmul (M, K) · (K, N) -> (M, N) bf16, created once per shape and thread count (oneDNN splits the work by
+  // the threads there are when it creates the primitive).
+  Primitive& matmul(int64_t M, int64_t K, int64_t N, bool bias) {
+    const Key key{M, K, N, int64_t(bias), int64_t(at::get_num_threads())};
+    auto it = matmuls_.find(key);
+    if (it != matmuls_.end()) return *it->second;
+    if (matmuls_.size() >= 256) matmuls_.clear();  // shapes come and go (batch sizes): a bound, not an LRU
+    auto p = std::make_unique<Primitive>(api);
+    p->src = plain(M, K, dnnl_bf16);
+    p->dst = plain(M, N, dnnl_bf16);
+    p->bias = plain(1, N, dnnl_f32);
+    dnnl_memory_desc_t anyWeights;
+    const dnnl_dims_t dims{K, N};
+    check(api.dnnl_memory_desc_init_by_tag(&anyWeights, 2, dims, dnnl_bf16, dnnl_format_tag_any), "memory descriptor");
+    dnnl_matmul_desc_t desc;
+    check(api.dnnl_matmul_desc_init(&desc, &p->src, &anyWeights, bias ? &p->bias : nullptr, &p->dst), "matmul descriptor");
+    check(api.dnnl_primitive_desc_create(&p->pd, &desc, nullptr, engine_, nullptr), "matmul primitive descriptor");
+    p->weights = *api.dnnl_primitive_desc_query_md(p->pd, dnnl_query_weights_md, 0);
+    p->create();
+    return *matmuls_.emplace(key, std::move(p)).first->second;
+  }
+
+  // w's bf16 copy in the layout `mm` reads: packed by one reorder per parameter version and kept, or
+  // rewritten in place when the weight has a new version (an optimizer step). Views are packed per call into
+  // `scratch`, as caching a fresh TensorImpl per call would only fill the map.
+  const void* packedWeight(const at::Tensor& w, const Primitive& mm, at::Tensor& scratch) {
+    if (w.is_view()) {
+      scratch = at::empty({int64_t(api.dnnl_memory_desc_get_size(&mm.weights))}, w.options().dtype(at::kByte));
+      pack(w, mm.weights, scratch.data_ptr());
+      return scratch.data_ptr();
+    }
+    const c10::TensorImpl* key = w.unsafeGetTensorImpl();
+    const uint32_t version = w._version();
+    auto it = packed_.find(key);
+    const bool same = it != packed_.end() && !it->second.source.expired() && it->second.data == w.data_ptr() &&
+                      api.dnnl_memory_desc_equal(&it->second.layout, &mm.weights);
+    if (same && it->second.version == version) return it->second.buffer.data_ptr();
+    if (same) {  // a new version of the same weight: repacked in place (no fresh block, no page faults)
+      pack(w, mm.weights, it->second.buffer.data_ptr());
+      it->second.version = version;
+      return it->second.buffer.data_ptr();
+    }
+    if (packed_.size() >= pruneAt_) {  // drop the copies of weights that are gone, amortised over the map's growth
+      for (auto e = packed_.begin(); e != packed_.end();) e = e->second.source.expired() ? packed_.erase(e) : std::next(e);
+      pruneAt_ = std::max<size_t>(64, 2 * packed_.size());
+    }
+    at::Tensor buffer = at::empty({int64_t(api.dnnl_memory_desc_get_size(&mm.weights))}, w.options().dtype(at::kByte));
+    pack(w, mm.weights, buffer.data_ptr());
+    packed_.erase(key);
+    packed_.emplace(key, Packed{c10::weak_intrusive_ptr<c10::TensorImpl>(w.getIntrusivePtr()), version, w.data_ptr(), mm.weights, buffer});
+    return buffer.data_ptr();
+  }
+
+  void execute(const Primitive& p, std::initializer_list<std::pair<int, std::pair<const dnnl_memory_desc_t*, const void*>>> args) {
+    std::vector<dnnl_exec_arg_t> exec;
+    exec.reserve(args.size());
+    for (const auto& [arg, md] : args) {
+      dnnl_memory_t m;
+      check(api.dnnl_memory_create(&m, md.first, engine_, const_cast<void*>(md.second)), "memory creation");
+      exec.push_back({arg, m});
+    }
+    const dnnl_status_t status = api.dnnl_primitive_execute(p.prim, stream_, int(exec.size()), exec.data());
+    for (const auto& a : exec) api.dnnl_memory_destroy(a.memory);
+    check(status, "matmul");  // a CPU stream executes synchronously: the outputs are written on return
+  }
+
+  void forget(const at::Tensor& w) {
+    std::lock_guard<std::mutex> lock(mutex);
+    packed_.erase(w.unsafeGetTensorImpl());
+  }
+
+  std::string implementation() {
+    std::lock_guard<std::mutex> lock(mutex);
+    const Primitive& p = matmul(552, 384, 1536, true);
+    const char* name = nullptr;
+    check(api.dnnl_primitive_desc_query(p.pd, dnnl_query_impl_info_str, 0, &name), "implementation query");
+    return name ? name : "";
+  }
+
+ private:
+  using Key = std::array<int64_t, 5>;
+  dnnl_engine_t engine_ = nullptr;
+  dnnl_stream_t stream_ = nullptr;
+  std::map<Key, std::unique_ptr<Primitive>> matmuls_;
+  // reorders from a weight's own layout (dtype, sizes, strides) into a packed layout: one per source layout,
+  // replaced when a primitive asks for another packed layout
+  std::map<std::array<int64_t, 5>, std::unique_ptr<Primitive>> reorders_;
+  std::unordered_map<const c10::TensorImpl*, Packed> packed_;
+  size_t pruneAt_ = 64;
+
+  dnnl_memory_desc_t plain(int64_t rows, int64_t cols, dnnl_data_type_t type) {
+    return strided(rows, cols, type, cols, 1);
+  }
+  dnnl_memory_desc_t strided(int64_t rows, int64_t cols, dnnl_data_type_t type, int64_t rowStride, int64_t colStride) {
+    dnnl_memory_desc_t md;
+    const dnnl_dims_t dims{rows, cols}, strides{rowStride, colStride};
+    check(api.dnnl_memory_desc_init_by_strides(&md, 2, dims, type, strides), "memory descriptor");
+    return md;
+  }
+
+  // w (N, K) as the weights operand (K, N) = wᵀ
+  void pack(const at::Tensor& w, const dnnl_memory_desc_t& layout, void* dst) {
+    const int64_t rows = w.size(1), cols = w.size(0), rs = w.stride(1), cs = w.stride(0);
+    const std::array<int64_t, 5> key{int64_t(w.scalar_type()), rows, cols, rs, cs};
+    auto it = reorders_.find(key);
+    if (it == reorders_.end() || !api.dnnl_memory_desc_equal(&it->second->dst, &layout)) {
+      auto r = std::make_unique<Primitive>(api);
+      r->src = strided(rows, cols, dnnlType(w.scalar_type()), rs, cs);
+      r->dst = layout;
+      check(api.dnnl_reorder_primitive_desc_create(&r->pd, &r->src, engine_, &r->dst, engine_, nullptr), "reorder primitive descriptor");
+      r->create();
+      if (reorders_.size() >= 256) reorders_.clear();
+      it = reorders_.insert_or_assign(key, std::move(r)).first;
+    }
+    execute(*it->second, {{DNNL_ARG_FROM, {&it->second->src, w.data_ptr()}}, {DNNL_ARG_TO, {&it->second->dst, dst}}});
+  }
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+}  // namespace
+
+bool matmulAvailable() { return state().ok; }
+
+at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+  State& s = state();
+  TORCH_CHECK(s.ok, "reptok::linear: oneDNN's matmul primitives are not available in this build");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && x.dim() == 2, "reptok::linear: the matmul's input must be a contiguous bf16 matrix");
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  at::Tensor y = at::empty({M, N}, x.options()), scratch;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  const Primitive& mm = s.matmul(M, K, N, bias.defined());
+  const void* wp = s.packedWeight(w, mm, scratch);
+  if (bias.defined())
+    s.execute(mm, {{DNNL_ARG_SRC, {&mm.src, x.data_ptr()}}, {DNNL_ARG_WEIGHTS, {&mm.weights, wp}}, {DNNL_ARG_BIAS, {&mm.bias, bias.data_ptr()}}, {DNNL_ARG_DST, {&mm.dst, y.data_ptr()}}});
+  else
+    s.execute(mm, {{DNNL_ARG_SRC, {&mm.src, x.data_ptr()}}, {DNNL_ARG_WEIGHTS, {&mm.weights, wp}}, {DNNL_ARG_DST, {&mm.dst, y.data_ptr()}}});
+  return y;
+}
+
+void forget(const at::Tensor& w) {
+  if (state().ok) state().forget(w);
+}
+
+std::string matmulImplementation() { return state().ok ? state().implementation() : ""; }
+
+#else  // built without oneDNN's headers: the GEMMs only
+
+bool matmulAvailable() { return false; }
+void forget(const at::Tensor&) {}
+at::Tensor matmul(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  TORCH_CHECK(false, "reptok::linear: this build has no oneDNN matmul primitives (rebuild with libdnnl-dev installed)");
+}
+std::string matmulImplementation() { return ""; }
+
+#endif
+
+}  // namespace onednn
+}  // namespace reptok
