@@ -2,6 +2,11 @@
 // matmuls and a softmax. Registered in library.cc.
 #include "fused-common.h"
 
+#include <atomic>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 namespace reptok {
 namespace {
 
@@ -96,6 +101,17 @@ REPTOK_INLINE void softmaxRow(T* s, int64_t n, int64_t np, T scale) {
   std::fill(s + n, s + np, T(0));
 }
 
+// dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)) in place of dP, for Lq rows Lkp apart; the padding (P = 0) gets dS = 0.
+template <typename C>
+REPTOK_INLINE void softmaxGradRows(const C* P, C* ds, int64_t Lq, int64_t Lk, int64_t Lkp, C scale) {
+  for (int64_t i = 0; i < Lq; i++) {
+    const C* pi = P + i * Lkp;
+    C* di = ds + i * Lkp;
+    const C r = dot(pi, di, Lk);
+    for (int64_t j = 0; j < Lkp; j++) di[j] = scale * (pi[j] * (di[j] - r));
+  }
+}
+
 // Stored values are T (float32, float64, bfloat16); scratch, scores and probabilities are Acc<T>, so bfloat16 inputs
 // get float32 products, softmax and sums, rounded once into the outputs.
 template <typename T>
@@ -155,12 +171,7 @@ REPTOK_INLINE void attentionGradTasksBody(const AttentionArgs<T>& a, int64_t beg
     if (!a.gq && !a.gk) continue;
     padTransposed(a.v + b * a.vs[0] + h * a.vs[1], a.vs[2], Lk, e, Lkp, vt.data());
     gemm(gop.data(), ep, int64_t(1), Lq, e, vt.data(), Lkp, Lkp, ds.data(), Lkp);  // dP = dO vᵀ (Lq, Lkp)
-    for (int64_t i = 0; i < Lq; i++) {
-      const C* pi = P + i * Lkp;
-      C* di = ds.data() + i * Lkp;
-      const C r = dot(pi, di, Lk);
-      for (int64_t j = 0; j < Lkp; j++) di[j] = a.scale * (pi[j] * (di[j] - r));  // padding: P = 0 -> dS = 0
-    }
+    softmaxGradRows(P, ds.data(), Lq, Lk, Lkp, a.scale);
     if (a.gq) {
       padRows(a.k + b * a.ks[0] + h * a.ks[1], a.ks[2], Lk, e, ep, rows.data());
       gemm(ds.data(), Lkp, int64_t(1), Lq, Lk, rows.data(), ep, ep, g.data(), ep);  // dS k (Lq, ep)
@@ -174,6 +185,185 @@ REPTOK_INLINE void attentionGradTasksBody(const AttentionArgs<T>& a, int64_t beg
   }
 }
 REPTOK_SIMD_KERNEL(attentionGradTasks, AttentionArgs)
+
+// ---------------------------------------------------------------------------------------------------------------
+// bfloat16 products on AVX512-BF16. vdpbf16ps (_mm512_dpbf16_ps) multiplies bf16 pairs into float32 lanes:
+// acc[l] += a[2l]·b[2l] + a[2l+1]·b[2l+1], two multiply-adds per lane where the widened path's FMA does one. Each
+// product out (M, W) = A (M, K) · B (K, W) takes its operands as bf16 pairs along the reduction dimension K: B
+// interleaved as (⌈K/2⌉, W, 2), 16 columns × one pair per vector; A as (M, ⌈K/2⌉, 2), one pair broadcast per row;
+// an odd K's last pair padded with a zero. q, k, v and dO are bf16 already (copied); the probabilities P and dS stay
+// float32 for the softmax and its gradient, and are rounded to bf16 only as operands of the products that consume
+// them — as PyTorch's autocast composite does, whose second bmm runs on bf16 P. The float32 P that backward reads
+// keeps the widened path's layout (so dS is computed from the same float32 P either way); its bf16 copy is packed
+// per product, which costs (L × L) roundings against the product's (L × L × e) multiply-adds.
+// The addon is built for baseline x86-64, so these functions carry their own target and run only when the CPU
+// reports avx512bf16 (checked once); everywhere else bf16 attention takes the widened path above.
+// ---------------------------------------------------------------------------------------------------------------
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define REPTOK_BF16_DOT_BUILT 1
+#define REPTOK_BF16_DOT __attribute__((target("arch=x86-64-v4,avx512bf16")))
+
+REPTOK_INLINE Bf16 toBf16(Bf16 x) { return x; }
+REPTOK_INLINE Bf16 toBf16(float x) { return fromAcc<Bf16>(x); }
+REPTOK_INLINE uint32_t pairOf(Bf16 lo, Bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
+
+// A operands (M, K) -> (M, ⌈K/2⌉, 2), i.e. M rows of K bf16 with an odd K padded by a zero. From rows: A (m, k) at
+// x[m·stride + k] (q, dO copied; P, dS rounded); from columns: A (m, k) at x[k·stride + m] (Pᵀ, dSᵀ rounded).
+template <typename T>
+REPTOK_INLINE void packRowsA(const T* x, int64_t stride, int64_t M, int64_t K, Bf16* dst) {
+  const int64_t Kp = roundUp(K, 2);
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t k = 0; k < K; k++) dst[m * Kp + k] = toBf16(x[m * stride + k]);
+    if (K < Kp) dst[m * Kp + K] = Bf16{0};
+  }
+}
+REPTOK_INLINE void packColumnsA(const float* x, int64_t stride, int64_t M, int64_t K, Bf16* dst) {
+  const int64_t Kp = roundUp(K, 2);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t m = 0; m < M; m++) dst[m * Kp + k] = toBf16(x[k * stride + m]);
+  if (K < Kp)
+    for (int64_t m = 0; m < M; m++) dst[m * Kp + K] = Bf16{0};
+}
+
+// B operands (K, W), n ≤ W columns stored -> ⌈K/2⌉ rows of W pairs (k even, k odd), 32 bits each, zero beyond n and
+// in an odd K's last half. From rows: B (k, w) at x[k·stride + w] (v, k, q, dO: two rows interleaved); from columns:
+// B (k, w) at x[w·stride + k] (kᵀ, vᵀ: each pair is already adjacent in x, a 32-bit transpose).
+REPTOK_INLINE void packRowsB(const Bf16* x, int64_t stride, int64_t K, int64_t n, int64_t W, uint32_t* dst) {
+  for (int64_t kk = 0; kk < (K + 1) / 2; kk++) {
+    const Bf16 *lo = x + 2 * kk * stride, *hi = lo + stride;
+    uint32_t* d = dst + kk * W;
+    if (2 * kk + 1 < K)
+      for (int64_t w = 0; w < n; w++) d[w] = pairOf(lo[w], hi[w]);
+    else
+      for (int64_t w = 0; w < n; w++) d[w] = pairOf(lo[w], Bf16{0});
+    std::fill(d + n, d + W, 0u);
+  }
+}
+REPTOK_INLINE void packColumnsB(const Bf16* x, int64_t stride, int64_t K, int64_t n, int64_t W, uint32_t* dst) {
+  const int64_t K2 = K / 2;
+  for (int64_t w = 0; w < n; w++) {
+    const Bf16* col = x + w * stride;
+    for (int64_t kk = 0; kk < K2; kk++) dst[kk * W + w] = pairOf(col[2 * kk], col[2 * kk + 1]);
+    if (K % 2) dst[K2 * W + w] = pairOf(col[K - 1], Bf16{0});
+  }
+  for (int64_t kk = 0; kk < (K + 1) / 2; kk++) std::fill(dst + kk * W + n, dst + (kk + 1) * W, 0u);
+}
+
+// out (M, W) = A · B from packed operands, K2 = ⌈K/2⌉ pairs, W a multiple of 16; R rows of out at a time, one
+// vector of columns, as gemmRows. vdpbf16ps treats bf16 subnormals as zero, far below attention's magnitudes.
+template <int R>
+REPTOK_BF16_DOT REPTOK_INLINE void dotRows(const Bf16* a, int64_t K2, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
+  for (int64_t w = 0; w < W; w += 16) {
+    __m512 acc[R];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < K2; kk++) {
+      const __m512bh bv = (__m512bh)_mm512_loadu_si512(b + kk * W + w);
+      for (int r = 0; r < R; r++) {
+        uint32_t pair;
+        std::memcpy(&pair, a + 2 * (r * K2 + kk), sizeof pair);
+        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(int(pair)), bv);
+      }
+    }
+    for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * ldo + w, acc[r]);
+  }
+}
+REPTOK_BF16_DOT REPTOK_INLINE void dotGemm(const Bf16* a, int64_t M, int64_t K, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
+  const int64_t K2 = (K + 1) / 2;
+  int64_t m = 0;
+  for (; m + 8 <= M; m += 8) dotRows<8>(a + 2 * m * K2, K2, b, W, out + m * ldo, ldo);
+  for (; m + 4 <= M; m += 4) dotRows<4>(a + 2 * m * K2, K2, b, W, out + m * ldo, ldo);
+  for (; m < M; m++) dotRows<1>(a + 2 * m * K2, K2, b, W, out + m * ldo, ldo);
+}
+
+// attentionTasksBody<Bf16> with the products on vdpbf16ps.
+REPTOK_BF16_DOT void attentionDotTasks(const AttentionArgs<Bf16>& a, int64_t begin, int64_t end) {
+  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<float>::N), ep = roundUp(e, Simd<float>::N);
+  const int64_t e2 = (e + 1) / 2, Lk2 = (Lk + 1) / 2;
+  std::vector<Bf16> qa(Lq * e2 * 2), pa(Lq * Lk2 * 2);  // A operands: q, P
+  std::vector<uint32_t> kt(e2 * Lkp), vb(Lk2 * ep);     // B operands: kᵀ, v
+  std::vector<float> scores(a.p ? 0 : Lq * Lkp), o(Lq * ep);
+  for (int64_t task = begin; task < end; task++) {
+    const int64_t b = task / H, h = task % H;
+    const Bf16 *q = a.q + b * a.qs[0] + h * a.qs[1], *k = a.k + b * a.ks[0] + h * a.ks[1], *v = a.v + b * a.vs[0] + h * a.vs[1];
+    float* s = a.p ? a.p + task * Lq * Lkp : scores.data();
+    packRowsA(q, a.qs[2], Lq, e, qa.data());
+    packColumnsB(k, a.ks[2], e, Lk, Lkp, kt.data());
+    dotGemm(qa.data(), Lq, e, kt.data(), Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    for (int64_t i = 0; i < Lq; i++) softmaxRow(s + i * Lkp, Lk, Lkp, a.scale);
+    packRowsA(s, Lkp, Lq, Lk, pa.data());  // P rounded to bf16
+    packRowsB(v, a.vs[2], Lk, e, ep, vb.data());
+    dotGemm(pa.data(), Lq, Lk, vb.data(), ep, o.data(), ep);              // P v (Lq, ep)
+    unpadRows(o.data(), Lq, e, ep, a.out + (b * Lq * H + h) * e, H * e);  // into (B, Lq, H, e)
+  }
+}
+
+// attentionGradTasksBody<Bf16> with the products on vdpbf16ps; dS rounded to bf16 as the operand of dQ and dK.
+REPTOK_BF16_DOT void attentionDotGradTasks(const AttentionArgs<Bf16>& a, int64_t begin, int64_t end) {
+  const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<float>::N), ep = roundUp(e, Simd<float>::N);
+  const int64_t e2 = (e + 1) / 2, Lq2 = (Lq + 1) / 2, Lk2 = (Lk + 1) / 2;
+  std::vector<Bf16> pa(std::max({Lk * Lq2, Lq * e2, Lq * Lk2}) * 2);  // A operands: Pᵀ, dO, dS, dSᵀ
+  std::vector<uint32_t> pb(std::max({Lq2 * ep, e2 * Lkp, Lk2 * ep}));  // B operands: dO, vᵀ, k, q
+  std::vector<float> ds(Lq * Lkp), g(std::max(Lq, Lk) * ep);
+  const auto unpad = [&](const float* src, int64_t L, Bf16* dst) { unpadRows(src, L, e, ep, dst, e); };
+  for (int64_t task = begin; task < end; task++) {
+    const int64_t b = task / H, h = task % H;
+    const float* P = a.p + task * Lq * Lkp;
+    const Bf16 *q = a.q + b * a.qs[0] + h * a.qs[1], *k = a.k + b * a.ks[0] + h * a.ks[1], *v = a.v + b * a.vs[0] + h * a.vs[1];
+    const Bf16* go = a.go + b * a.gos[0] + h * a.gos[1];
+    if (a.gv) {
+      packColumnsA(P, Lkp, Lk, Lq, pa.data());  // Pᵀ rounded to bf16
+      packRowsB(go, a.gos[2], Lq, e, ep, pb.data());
+      dotGemm(pa.data(), Lk, Lq, pb.data(), ep, g.data(), ep);  // Pᵀ dO (Lk, ep)
+      unpad(g.data(), Lk, a.gv + task * Lk * e);
+    }
+    if (!a.gq && !a.gk) continue;
+    packRowsA(go, a.gos[2], Lq, e, pa.data());
+    packColumnsB(v, a.vs[2], e, Lk, Lkp, pb.data());
+    dotGemm(pa.data(), Lq, e, pb.data(), Lkp, ds.data(), Lkp);  // dP = dO vᵀ (Lq, Lkp)
+    softmaxGradRows(P, ds.data(), Lq, Lk, Lkp, a.scale);
+    if (a.gq) {
+      packRowsA(ds.data(), Lkp, Lq, Lk, pa.data());  // dS rounded to bf16
+      packRowsB(k, a.ks[2], Lk, e, ep, pb.data());
+      dotGemm(pa.data(), Lq, Lk, pb.data(), ep, g.data(), ep);  // dS k (Lq, ep)
+      unpad(g.data(), Lq, a.gq + task * Lq * e);
+    }
+    if (a.gk) {
+      packColumnsA(ds.data(), Lkp, Lk, Lq, pa.data());  // dSᵀ rounded to bf16
+      packRowsB(q, a.qs[2], Lq, e, ep, pb.data());
+      dotGemm(pa.data(), Lk, Lq, pb.data(), ep, g.data(), ep);  // dSᵀ q (Lk, ep)
+      unpad(g.data(), Lk, a.gk + task * Lk * e);
+    }
+  }
+}
+#endif
+
+// Whether bf16 attention runs the vdpbf16ps path: by default where the CPU has AVX512-BF16; tests switch it off to
+// compare both paths on one machine (attentionBf16Dot below).
+bool cpuHasBf16Dot() {
+#ifdef REPTOK_BF16_DOT_BUILT
+  __builtin_cpu_init();  // this runs in a static initializer, possibly before libgcc's own
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+std::atomic<bool> useBf16Dot{cpuHasBf16Dot()};
+
+// The forward and backward tasks of one call: the vdpbf16ps kernels for bf16 when switched on, else the
+// multiversioned SIMD kernels.
+template <typename T>
+void runAttentionTasks(const AttentionArgs<T>& a, int64_t tasks, bool backward) {
+  const bool dot = std::is_same<T, Bf16>::value && useBf16Dot.load();
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+#ifdef REPTOK_BF16_DOT_BUILT
+    if constexpr (std::is_same<T, Bf16>::value) {
+      if (dot) return backward ? attentionDotGradTasks(a, begin, end) : attentionDotTasks(a, begin, end);
+    }
+#endif
+    backward ? attentionGradTasks(a, begin, end) : attentionTasks(a, begin, end);
+  });
+}
 
 // Inputs with a non-unit stride along e are copied; (b, h, l) strides are read as they are.
 Tensor unitInnerStride(const Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
@@ -192,7 +382,7 @@ Tensor attentionForward(const Tensor& q, const Tensor& k, const Tensor& v, doubl
     setStrides(a.qs, q);
     setStrides(a.ks, k);
     setStrides(a.vs, v);
-    at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) { attentionTasks(a, begin, end); });
+    runAttentionTasks(a, B * H, false);
   });
   return out;
 }
@@ -225,7 +415,7 @@ struct AttentionFn : public torch::autograd::Function<AttentionFn> {
       setStrides(a.ks, k);
       setStrides(a.vs, v);
       setStrides(a.gos, go);
-      at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) { attentionGradTasks(a, begin, end); });
+      runAttentionTasks(a, B * H, true);
     });
     return {gq, gk, gv, Tensor()};
   }
@@ -247,5 +437,14 @@ Tensor attention(const Tensor& q0, const Tensor& k0, const Tensor& v0, double sc
   const bool graph = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
   return graph ? AttentionFn::apply(q, k, v, scale) : attentionForward(q, k, v, scale, Tensor());
 }
+
+// attentionBf16Dot([enable]) -> whether bf16 attention runs its products on vdpbf16ps, after switching that on or off
+// (a test hook; src/engine/fused.ts). On a CPU without AVX512-BF16 it stays off, and the answer says so.
+static Napi::Value attentionBf16Dot(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && !info[0].IsUndefined()) useBf16Dot = toBool(info[0], "enable") && cpuHasBf16Dot();
+  return Napi::Boolean::New(info.Env(), useBf16Dot.load());
+}
+
+void initAttention(Napi::Env env, Napi::Object exports) { exportFn<attentionBf16Dot>(env, exports, "attentionBf16Dot"); }
 
 }  // namespace reptok

@@ -91,6 +91,7 @@ export interface Native {
   parallelInfo(): string;
   mallocTuning(): boolean;
   onednnGemm(): { float32: boolean; bfloat16: boolean; isa: number; isaName: string | null };
+  attentionBf16Dot(enable?: boolean): boolean;
   // distributed (c10d)
   initProcessGroup(o: {
     backend: 'gloo' | 'nccl';
