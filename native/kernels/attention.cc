@@ -208,39 +208,27 @@ REPTOK_INLINE Bf16 toBf16(Bf16 x) { return x; }
 REPTOK_INLINE Bf16 toBf16(float x) { return fromAcc<Bf16>(x); }
 REPTOK_INLINE uint32_t pairOf(Bf16 lo, Bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
 
-// A operands (M, K) -> (M, ⌈K/2⌉, 2), i.e. M rows of K bf16 with an odd K padded by a zero. From rows: A (m, k) at
-// x[m·stride + k] (q, dO copied; P, dS rounded); from columns: A (m, k) at x[k·stride + m] (Pᵀ, dSᵀ rounded).
+// Packing. An operand X (K, n) along the reduction dimension K becomes ⌈K/2⌉ × n bf16 pairs (X[2kk][w], X[2kk+1][w])
+// in 32 bits, the even k in the low half; an odd K's last pair is (X[K-1][w], 0). Stored bf16 is copied, float32
+// (P, dS) rounded to nearest. Three layouts, each a contiguous read:
+// - pairRows: X (k, w) at x[k·stride + w], two rows interleaved into dst[kk·W + w], zero for n ≤ w < W. The B operand
+//   from rows (v, k, q, dO), and the A operand from columns (Pᵀ, dSᵀ: dst read with pair strides (1, n)).
+// - pairColumns: X (k, w) at x[w·stride + k], where each pair is already adjacent: dst[kk·W + w], zero for n ≤ w < W.
+//   The B operand from columns (kᵀ, vᵀ).
+// - pairRowsA: A (m, k) at x[m·stride + k], into dst[m·⌈K/2⌉ + kk]. The A operand from rows (q, dO, P, dS).
 template <typename T>
-REPTOK_INLINE void packRowsA(const T* x, int64_t stride, int64_t M, int64_t K, Bf16* dst) {
-  const int64_t Kp = roundUp(K, 2);
-  for (int64_t m = 0; m < M; m++) {
-    for (int64_t k = 0; k < K; k++) dst[m * Kp + k] = toBf16(x[m * stride + k]);
-    if (K < Kp) dst[m * Kp + K] = Bf16{0};
-  }
-}
-REPTOK_INLINE void packColumnsA(const float* x, int64_t stride, int64_t M, int64_t K, Bf16* dst) {
-  const int64_t Kp = roundUp(K, 2);
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t m = 0; m < M; m++) dst[m * Kp + k] = toBf16(x[k * stride + m]);
-  if (K < Kp)
-    for (int64_t m = 0; m < M; m++) dst[m * Kp + K] = Bf16{0};
-}
-
-// B operands (K, W), n ≤ W columns stored -> ⌈K/2⌉ rows of W pairs (k even, k odd), 32 bits each, zero beyond n and
-// in an odd K's last half. From rows: B (k, w) at x[k·stride + w] (v, k, q, dO: two rows interleaved); from columns:
-// B (k, w) at x[w·stride + k] (kᵀ, vᵀ: each pair is already adjacent in x, a 32-bit transpose).
-REPTOK_INLINE void packRowsB(const Bf16* x, int64_t stride, int64_t K, int64_t n, int64_t W, uint32_t* dst) {
+REPTOK_INLINE void pairRows(const T* x, int64_t stride, int64_t K, int64_t n, int64_t W, uint32_t* dst) {
   for (int64_t kk = 0; kk < (K + 1) / 2; kk++) {
-    const Bf16 *lo = x + 2 * kk * stride, *hi = lo + stride;
+    const T *lo = x + 2 * kk * stride, *hi = lo + stride;
     uint32_t* d = dst + kk * W;
     if (2 * kk + 1 < K)
-      for (int64_t w = 0; w < n; w++) d[w] = pairOf(lo[w], hi[w]);
+      for (int64_t w = 0; w < n; w++) d[w] = pairOf(toBf16(lo[w]), toBf16(hi[w]));
     else
-      for (int64_t w = 0; w < n; w++) d[w] = pairOf(lo[w], Bf16{0});
+      for (int64_t w = 0; w < n; w++) d[w] = pairOf(toBf16(lo[w]), Bf16{0});
     std::fill(d + n, d + W, 0u);
   }
 }
-REPTOK_INLINE void packColumnsB(const Bf16* x, int64_t stride, int64_t K, int64_t n, int64_t W, uint32_t* dst) {
+REPTOK_INLINE void pairColumns(const Bf16* x, int64_t stride, int64_t K, int64_t n, int64_t W, uint32_t* dst) {
   const int64_t K2 = K / 2;
   for (int64_t w = 0; w < n; w++) {
     const Bf16* col = x + w * stride;
@@ -249,51 +237,56 @@ REPTOK_INLINE void packColumnsB(const Bf16* x, int64_t stride, int64_t K, int64_
   }
   for (int64_t kk = 0; kk < (K + 1) / 2; kk++) std::fill(dst + kk * W + n, dst + (kk + 1) * W, 0u);
 }
+template <typename T>
+REPTOK_INLINE void pairRowsA(const T* x, int64_t stride, int64_t M, int64_t K, uint32_t* dst) {
+  const int64_t K2 = K / 2, Kp2 = (K + 1) / 2;
+  for (int64_t m = 0; m < M; m++) {
+    const T* row = x + m * stride;
+    for (int64_t kk = 0; kk < K2; kk++) dst[m * Kp2 + kk] = pairOf(toBf16(row[2 * kk]), toBf16(row[2 * kk + 1]));
+    if (K % 2) dst[m * Kp2 + K2] = pairOf(toBf16(row[K - 1]), Bf16{0});
+  }
+}
 
-// out (M, W) = A · B from packed operands, K2 = ⌈K/2⌉ pairs, W a multiple of 16; R rows of out at a time, one
-// vector of columns, as gemmRows. vdpbf16ps treats bf16 subnormals as zero, far below attention's magnitudes.
+// out (M, W) = A · B from packed operands: A's pair (m, kk) at a[m·am + kk·ak], B as pairRows or pairColumns
+// packs it, K2 = ⌈K/2⌉, W a multiple of 16. R rows of out at a time, one vector of columns, as gemmRows.
+// vdpbf16ps treats bf16 subnormals as zero, far below attention's magnitudes.
 template <int R>
-REPTOK_BF16_DOT REPTOK_INLINE void dotRows(const Bf16* a, int64_t K2, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
+REPTOK_BF16_DOT REPTOK_INLINE void dotRows(const uint32_t* a, int64_t am, int64_t ak, int64_t K2, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
   for (int64_t w = 0; w < W; w += 16) {
     __m512 acc[R];
     for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t kk = 0; kk < K2; kk++) {
       const __m512bh bv = (__m512bh)_mm512_loadu_si512(b + kk * W + w);
-      for (int r = 0; r < R; r++) {
-        uint32_t pair;
-        std::memcpy(&pair, a + 2 * (r * K2 + kk), sizeof pair);
-        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(int(pair)), bv);
-      }
+      for (int r = 0; r < R; r++) acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(int(a[r * am + kk * ak])), bv);
     }
     for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * ldo + w, acc[r]);
   }
 }
-REPTOK_BF16_DOT REPTOK_INLINE void dotGemm(const Bf16* a, int64_t M, int64_t K, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
+REPTOK_BF16_DOT REPTOK_INLINE void dotGemm(const uint32_t* a, int64_t am, int64_t ak, int64_t M, int64_t K, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
   const int64_t K2 = (K + 1) / 2;
   int64_t m = 0;
-  for (; m + 8 <= M; m += 8) dotRows<8>(a + 2 * m * K2, K2, b, W, out + m * ldo, ldo);
-  for (; m + 4 <= M; m += 4) dotRows<4>(a + 2 * m * K2, K2, b, W, out + m * ldo, ldo);
-  for (; m < M; m++) dotRows<1>(a + 2 * m * K2, K2, b, W, out + m * ldo, ldo);
+  for (; m + 8 <= M; m += 8) dotRows<8>(a + m * am, am, ak, K2, b, W, out + m * ldo, ldo);
+  for (; m + 4 <= M; m += 4) dotRows<4>(a + m * am, am, ak, K2, b, W, out + m * ldo, ldo);
+  for (; m < M; m++) dotRows<1>(a + m * am, am, ak, K2, b, W, out + m * ldo, ldo);
 }
 
 // attentionTasksBody<Bf16> with the products on vdpbf16ps.
 REPTOK_BF16_DOT void attentionDotTasks(const AttentionArgs<Bf16>& a, int64_t begin, int64_t end) {
   const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<float>::N), ep = roundUp(e, Simd<float>::N);
   const int64_t e2 = (e + 1) / 2, Lk2 = (Lk + 1) / 2;
-  std::vector<Bf16> qa(Lq * e2 * 2), pa(Lq * Lk2 * 2);  // A operands: q, P
-  std::vector<uint32_t> kt(e2 * Lkp), vb(Lk2 * ep);     // B operands: kᵀ, v
+  std::vector<uint32_t> qa(Lq * e2), pa(Lq * Lk2), kt(e2 * Lkp), vb(Lk2 * ep);  // A: q, P; B: kᵀ, v
   std::vector<float> scores(a.p ? 0 : Lq * Lkp), o(Lq * ep);
   for (int64_t task = begin; task < end; task++) {
     const int64_t b = task / H, h = task % H;
     const Bf16 *q = a.q + b * a.qs[0] + h * a.qs[1], *k = a.k + b * a.ks[0] + h * a.ks[1], *v = a.v + b * a.vs[0] + h * a.vs[1];
     float* s = a.p ? a.p + task * Lq * Lkp : scores.data();
-    packRowsA(q, a.qs[2], Lq, e, qa.data());
-    packColumnsB(k, a.ks[2], e, Lk, Lkp, kt.data());
-    dotGemm(qa.data(), Lq, e, kt.data(), Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
+    pairRowsA(q, a.qs[2], Lq, e, qa.data());
+    pairColumns(k, a.ks[2], e, Lk, Lkp, kt.data());
+    dotGemm(qa.data(), e2, 1, Lq, e, kt.data(), Lkp, s, Lkp);  // q kᵀ (Lq, Lkp)
     for (int64_t i = 0; i < Lq; i++) softmaxRow(s + i * Lkp, Lk, Lkp, a.scale);
-    packRowsA(s, Lkp, Lq, Lk, pa.data());  // P rounded to bf16
-    packRowsB(v, a.vs[2], Lk, e, ep, vb.data());
-    dotGemm(pa.data(), Lq, Lk, vb.data(), ep, o.data(), ep);              // P v (Lq, ep)
+    pairRowsA(s, Lkp, Lq, Lk, pa.data());  // P rounded to bf16
+    pairRows(v, a.vs[2], Lk, e, ep, vb.data());
+    dotGemm(pa.data(), Lk2, 1, Lq, Lk, vb.data(), ep, o.data(), ep);      // P v (Lq, ep)
     unpadRows(o.data(), Lq, e, ep, a.out + (b * Lq * H + h) * e, H * e);  // into (B, Lq, H, e)
   }
 }
@@ -302,7 +295,7 @@ REPTOK_BF16_DOT void attentionDotTasks(const AttentionArgs<Bf16>& a, int64_t beg
 REPTOK_BF16_DOT void attentionDotGradTasks(const AttentionArgs<Bf16>& a, int64_t begin, int64_t end) {
   const int64_t H = a.H, Lq = a.Lq, Lk = a.Lk, e = a.e, Lkp = roundUp(Lk, Simd<float>::N), ep = roundUp(e, Simd<float>::N);
   const int64_t e2 = (e + 1) / 2, Lq2 = (Lq + 1) / 2, Lk2 = (Lk + 1) / 2;
-  std::vector<Bf16> pa(std::max({Lk * Lq2, Lq * e2, Lq * Lk2}) * 2);  // A operands: Pᵀ, dO, dS, dSᵀ
+  std::vector<uint32_t> pa(std::max({Lk * Lq2, Lq * e2, Lq * Lk2}));  // A operands: Pᵀ, dO, dS, dSᵀ
   std::vector<uint32_t> pb(std::max({Lq2 * ep, e2 * Lkp, Lk2 * ep}));  // B operands: dO, vᵀ, k, q
   std::vector<float> ds(Lq * Lkp), g(std::max(Lq, Lk) * ep);
   const auto unpad = [&](const float* src, int64_t L, Bf16* dst) { unpadRows(src, L, e, ep, dst, e); };
@@ -312,26 +305,26 @@ REPTOK_BF16_DOT void attentionDotGradTasks(const AttentionArgs<Bf16>& a, int64_t
     const Bf16 *q = a.q + b * a.qs[0] + h * a.qs[1], *k = a.k + b * a.ks[0] + h * a.ks[1], *v = a.v + b * a.vs[0] + h * a.vs[1];
     const Bf16* go = a.go + b * a.gos[0] + h * a.gos[1];
     if (a.gv) {
-      packColumnsA(P, Lkp, Lk, Lq, pa.data());  // Pᵀ rounded to bf16
-      packRowsB(go, a.gos[2], Lq, e, ep, pb.data());
-      dotGemm(pa.data(), Lk, Lq, pb.data(), ep, g.data(), ep);  // Pᵀ dO (Lk, ep)
+      pairRows(P, Lkp, Lq, Lk, Lk, pa.data());  // Pᵀ rounded to bf16: pair (j, ii) at pa[ii·Lk + j]
+      pairRows(go, a.gos[2], Lq, e, ep, pb.data());
+      dotGemm(pa.data(), 1, Lk, Lk, Lq, pb.data(), ep, g.data(), ep);  // Pᵀ dO (Lk, ep)
       unpad(g.data(), Lk, a.gv + task * Lk * e);
     }
     if (!a.gq && !a.gk) continue;
-    packRowsA(go, a.gos[2], Lq, e, pa.data());
-    packColumnsB(v, a.vs[2], e, Lk, Lkp, pb.data());
-    dotGemm(pa.data(), Lq, e, pb.data(), Lkp, ds.data(), Lkp);  // dP = dO vᵀ (Lq, Lkp)
+    pairRowsA(go, a.gos[2], Lq, e, pa.data());
+    pairColumns(v, a.vs[2], e, Lk, Lkp, pb.data());
+    dotGemm(pa.data(), e2, 1, Lq, e, pb.data(), Lkp, ds.data(), Lkp);  // dP = dO vᵀ (Lq, Lkp)
     softmaxGradRows(P, ds.data(), Lq, Lk, Lkp, a.scale);
     if (a.gq) {
-      packRowsA(ds.data(), Lkp, Lq, Lk, pa.data());  // dS rounded to bf16
-      packRowsB(k, a.ks[2], Lk, e, ep, pb.data());
-      dotGemm(pa.data(), Lq, Lk, pb.data(), ep, g.data(), ep);  // dS k (Lq, ep)
+      pairRowsA(ds.data(), Lkp, Lq, Lk, pa.data());  // dS rounded to bf16
+      pairRows(k, a.ks[2], Lk, e, ep, pb.data());
+      dotGemm(pa.data(), Lk2, 1, Lq, Lk, pb.data(), ep, g.data(), ep);  // dS k (Lq, ep)
       unpad(g.data(), Lq, a.gq + task * Lq * e);
     }
     if (a.gk) {
-      packColumnsA(ds.data(), Lkp, Lk, Lq, pa.data());  // dSᵀ rounded to bf16
-      packRowsB(q, a.qs[2], Lq, e, ep, pb.data());
-      dotGemm(pa.data(), Lk, Lq, pb.data(), ep, g.data(), ep);  // dSᵀ q (Lk, ep)
+      pairRows(ds.data(), Lkp, Lq, Lk, Lk, pa.data());  // dSᵀ rounded to bf16
+      pairRows(q, a.qs[2], Lq, e, ep, pb.data());
+      dotGemm(pa.data(), 1, Lk, Lk, Lq, pb.data(), ep, g.data(), ep);  // dSᵀ q (Lk, ep)
       unpad(g.data(), Lk, a.gk + task * Lk * e);
     }
   }
