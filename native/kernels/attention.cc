@@ -79,26 +79,31 @@ REPTOK_INLINE void unpadRows(const C* src, int64_t L, int64_t e, int64_t ep, T* 
     for (int64_t d = 0; d < e; d++) dst[j * stride + d] = fromAcc<T>(src[j * ep + d]);
 }
 
-// Softmax of scale · s[0, n) in place; the padding s[n, np) is set to 0.
+// Softmax of scale · s[0, n) in place; the padding s[n, np) is set to 0. np is a multiple of the vector length (the
+// scratch rows are), so every pass runs over whole vectors with no scalar tail — a tail of the 69- or 130-long rows
+// would cost as much as the vectors. The padding takes part as -inf in the maximum and as 0 in the sum; the sum runs
+// in one accumulator per lane.
 template <typename T>
 REPTOK_INLINE void softmaxRow(T* s, int64_t n, int64_t np, T scale) {
+  using V = typename Simd<T>::V;
+  constexpr int64_t N = Simd<T>::N;
   for (int64_t j = 0; j < n; j++) s[j] *= scale;
-  T m[8];
-  std::fill(m, m + 8, -std::numeric_limits<T>::infinity());
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; k++) m[k] = s[j + k] > m[k] ? s[j + k] : m[k];
-  T mx = std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])), std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
-  for (; j < n; j++) mx = std::max(mx, s[j]);
-  for (j = 0; j < n; j++) s[j] = expApprox(s[j] - mx);
-  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (j = 0; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; k++) acc[k] += s[j + k];
-  T sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; j < n; j++) sum += s[j];
-  const T inv = T(1) / sum;
-  for (j = 0; j < n; j++) s[j] *= inv;
+  std::fill(s + n, s + np, -std::numeric_limits<T>::infinity());
+  V m = loadV(s);
+  for (int64_t j = N; j < np; j += N) {
+    const V x = loadV(s + j);
+    m = x > m ? x : m;
+  }
+  T mx = m[0];
+  for (int l = 1; l < N; l++) mx = std::max(mx, m[l]);
+  for (int64_t j = 0; j < np; j++) s[j] = expApprox(s[j] - mx);
   std::fill(s + n, s + np, T(0));
+  V sum = {};
+  for (int64_t j = 0; j < np; j += N) sum += loadV(s + j);
+  T total = 0;
+  for (int l = 0; l < N; l++) total += sum[l];
+  const T inv = T(1) / total;
+  for (int64_t j = 0; j < np; j++) s[j] *= inv;
 }
 
 // dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)) in place of dP, for Lq rows Lkp apart; the padding (P = 0) gets dS = 0.
@@ -232,7 +237,7 @@ REPTOK_INLINE void pairColumns(const Bf16* x, int64_t stride, int64_t K, int64_t
   const int64_t K2 = K / 2;
   for (int64_t w = 0; w < n; w++) {
     const Bf16* col = x + w * stride;
-    for (int64_t kk = 0; kk < K2; kk++) dst[kk * W + w] = pairOf(col[2 * kk], col[2 * kk + 1]);
+    for (int64_t kk = 0; kk < K2; kk++) std::memcpy(dst + kk * W + w, col + 2 * kk, sizeof(uint32_t));  // one load
     if (K % 2) dst[K2 * W + w] = pairOf(col[K - 1], Bf16{0});
   }
   for (int64_t kk = 0; kk < (K + 1) / 2; kk++) std::fill(dst + kk * W + n, dst + (kk + 1) * W, 0u);
