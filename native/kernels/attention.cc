@@ -33,6 +33,26 @@ REPTOK_INLINE typename Simd<T>::V loadV(const T* p) {
   return v;
 }
 inline int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+// op over the lanes of a vector (Bytes long), as a tree: the halves combined until two lanes are left. A chain through
+// all lanes would wait on each op's latency in turn, and a loop over its lanes goes through memory (a store
+// forwarding stall per lane), once per softmax row.
+template <typename T, int Bytes>
+struct Lanes {
+  typedef T V __attribute__((vector_size(Bytes)));
+  template <typename Op>
+  static REPTOK_INLINE T reduce(V v, Op op) {
+    if constexpr (Bytes == 2 * sizeof(T)) {
+      return op(v[0], v[1]);
+    } else {
+      typename Lanes<T, Bytes / 2>::V lo, hi;
+      std::memcpy(&lo, &v, sizeof lo);
+      std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
+      return Lanes<T, Bytes / 2>::reduce(op(lo, hi), op);
+    }
+  }
+};
+template <typename T, typename Op>
+REPTOK_INLINE T reduceLanes(typename Simd<T>::V v, Op op) { return Lanes<T, 64>::reduce(v, op); }
 
 // out (M, W) = A (M, K) · P (K, W) with A read as a[m·am + k·ak] (so Aᵀ is the same call with the strides
 // swapped), P rows ldp apart, W a multiple of the vector length. R rows of out at a time, one vector of columns.
@@ -80,29 +100,32 @@ REPTOK_INLINE void unpadRows(const C* src, int64_t L, int64_t e, int64_t ep, T* 
 }
 
 // Softmax of scale · s[0, n) in place; the padding s[n, np) is set to 0. np is a multiple of the vector length (the
-// scratch rows are), so every pass runs over whole vectors with no scalar tail — a tail of the 69- or 130-long rows
-// would cost as much as the vectors. The padding takes part as -inf in the maximum and as 0 in the sum; the sum runs
-// in one accumulator per lane.
+// scratch rows are), so every pass runs over whole vectors: the lanes past n are masked in registers (-inf for the
+// maximum, 0 for the sum). Scalar tails, or filling the padding with scalar stores, cost more than the vectors on
+// 69- or 130-long rows (a vector load of freshly stored scalars waits for them to retire: no store forwarding).
 template <typename T>
 REPTOK_INLINE void softmaxRow(T* s, int64_t n, int64_t np, T scale) {
   using V = typename Simd<T>::V;
   constexpr int64_t N = Simd<T>::N;
-  for (int64_t j = 0; j < n; j++) s[j] *= scale;
-  std::fill(s + n, s + np, -std::numeric_limits<T>::infinity());
-  V m = loadV(s);
-  for (int64_t j = N; j < np; j += N) {
-    const V x = loadV(s + j);
-    m = x > m ? x : m;
+  V lane;  // lane index, compared with n - j: lanes below it are in the row
+  for (int l = 0; l < N; l++) lane[l] = T(l);
+  const V ninf = V{} - std::numeric_limits<T>::infinity(), zero = {};
+  V m = ninf;
+  for (int64_t j = 0; j < np; j += N) {
+    const auto in = lane < T(n - j);
+    const V x = in ? loadV(s + j) * scale : zero;  // the padding as 0: exp of 0 - max stays finite
+    std::memcpy(s + j, &x, sizeof x);
+    m = in && x > m ? x : m;
   }
-  T mx = m[0];
-  for (int l = 1; l < N; l++) mx = std::max(mx, m[l]);
+  const T mx = reduceLanes<T>(m, [](auto x, auto y) { return x > y ? x : y; });
   for (int64_t j = 0; j < np; j++) s[j] = expApprox(s[j] - mx);
-  std::fill(s + n, s + np, T(0));
-  V sum = {};
-  for (int64_t j = 0; j < np; j += N) sum += loadV(s + j);
-  T total = 0;
-  for (int l = 0; l < N; l++) total += sum[l];
-  const T inv = T(1) / total;
+  V sum = zero;
+  for (int64_t j = 0; j < np; j += N) {
+    const V x = lane < T(n - j) ? loadV(s + j) : zero;
+    std::memcpy(s + j, &x, sizeof x);
+    sum += x;
+  }
+  const T inv = T(1) / reduceLanes<T>(sum, [](auto x, auto y) { return x + y; });
   for (int64_t j = 0; j < np; j++) s[j] *= inv;
 }
 
