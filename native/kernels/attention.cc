@@ -115,7 +115,8 @@ REPTOK_INLINE void softmaxRow(T* s, int64_t n, int64_t np, T scale) {
     const auto in = lane < T(n - j);
     const V x = in ? loadV(s + j) * scale : zero;  // the padding as 0: exp of 0 - max stays finite
     std::memcpy(s + j, &x, sizeof x);
-    m = in && x > m ? x : m;
+    const V xm = in ? x : ninf;
+    m = xm > m ? xm : m;
   }
   const T mx = reduceLanes<T>(m, [](auto x, auto y) { return x > y ? x : y; });
   for (int64_t j = 0; j < np; j++) s[j] = expApprox(s[j] - mx);
