@@ -277,19 +277,32 @@ REPTOK_INLINE void pairRowsA(const T* x, int64_t stride, int64_t M, int64_t K, u
 }
 
 // out (M, W) = A · B from packed operands: A's pair (m, kk) at a[m·am + kk·ak], B as pairRows or pairColumns
-// packs it, K2 = ⌈K/2⌉, W a multiple of 16. R rows of out at a time, one vector of columns, as gemmRows.
+// packs it, K2 = ⌈K/2⌉, W a multiple of 16. A block of R rows × C vectors of columns keeps R·C accumulators: 8 × 1
+// as gemmRows, and the tails of M (4 or 1 rows) take 2 or 4 vectors at once, for enough independent accumulators
+// to cover vdpbf16ps's latency (a 69-row product would otherwise spend a tenth of its time in its last 5 rows).
 // vdpbf16ps treats bf16 subnormals as zero, far below attention's magnitudes.
+template <int R, int C>
+REPTOK_BF16_DOT REPTOK_INLINE void dotBlock(const uint32_t* a, int64_t am, int64_t ak, int64_t K2, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < K2; kk++) {
+    __m512bh bv[C];
+    for (int c = 0; c < C; c++) bv[c] = (__m512bh)_mm512_loadu_si512(b + kk * W + 16 * c);
+    for (int r = 0; r < R; r++) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(int(a[r * am + kk * ak]));
+      for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], av, bv[c]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) _mm512_storeu_ps(out + r * ldo + 16 * c, acc[r][c]);
+}
 template <int R>
 REPTOK_BF16_DOT REPTOK_INLINE void dotRows(const uint32_t* a, int64_t am, int64_t ak, int64_t K2, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
-  for (int64_t w = 0; w < W; w += 16) {
-    __m512 acc[R];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    for (int64_t kk = 0; kk < K2; kk++) {
-      const __m512bh bv = (__m512bh)_mm512_loadu_si512(b + kk * W + w);
-      for (int r = 0; r < R; r++) acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(int(a[r * am + kk * ak])), bv);
-    }
-    for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * ldo + w, acc[r]);
-  }
+  constexpr int C = R >= 8 ? 1 : R >= 4 ? 2 : 4;
+  int64_t w = 0;
+  for (; w + 16 * C <= W; w += 16 * C) dotBlock<R, C>(a, am, ak, K2, b + w, W, out + w, ldo);
+  for (; w < W; w += 16) dotBlock<R, 1>(a, am, ak, K2, b + w, W, out + w, ldo);
 }
 REPTOK_BF16_DOT REPTOK_INLINE void dotGemm(const uint32_t* a, int64_t am, int64_t ak, int64_t M, int64_t K, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
   const int64_t K2 = (K + 1) / 2;
