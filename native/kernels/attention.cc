@@ -3,7 +3,7 @@
 #include "fused-common.h"
 
 #include <atomic>
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
@@ -18,6 +18,11 @@ namespace {
 // matrices, where thread start-up outweighs the arithmetic — plus a softmax pass. Here one task per (batch, head)
 // copies its panels into zero-padded scratch (widths rounded up to the vector length) and runs every product
 // through one register-blocked kernel, the scores never leaving L1.
+// bfloat16 inputs take one of two paths for the products (softmax, its gradient and every sum are float32 on both):
+// - on CPUs with AVX512-BF16, vdpbf16ps on bf16 operands with float32 accumulation (section "bfloat16 products on
+//   AVX512-BF16" below), the probabilities and dS rounded to bf16 as operands, as PyTorch's bf16 composite does;
+// - everywhere else, and when switched off (attentionBf16Dot, a test hook), the operands widened into float32 panels
+//   and the generic kernel below, as for float32 inputs.
 // ---------------------------------------------------------------------------------------------------------------
 
 // 64-byte vectors (GCC vector extensions): one zmm register on AVX-512, two ymm on AVX2, four xmm on baseline.
@@ -222,14 +227,17 @@ REPTOK_SIMD_KERNEL(attentionGradTasks, AttentionArgs)
 // interleaved as (⌈K/2⌉, W, 2), 16 columns × one pair per vector; A as (M, ⌈K/2⌉, 2), one pair broadcast per row;
 // an odd K's last pair padded with a zero. q, k, v and dO are bf16 already (copied); the probabilities P and dS stay
 // float32 for the softmax and its gradient, and are rounded to bf16 only as operands of the products that consume
-// them — as PyTorch's autocast composite does, whose second bmm runs on bf16 P. The float32 P that backward reads
-// keeps the widened path's layout (so dS is computed from the same float32 P either way); its bf16 copy is packed
-// per product, which costs (L × L) roundings against the product's (L × L × e) multiply-adds.
+// them — as PyTorch's autocast composite does, whose second bmm runs on bf16 P. The P that backward reads stays
+// float32, in the widened path's layout: dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)) is then computed from the same
+// float32 P on both paths (a bf16 P would add a rounding to every gradient element, not only to the products'
+// operands), and the bf16 copies cost (L × L) roundings per product against its (L × L × e) multiply-adds.
+// Measured at (8, 6, 69, 64), 1 thread: the products run at vdpbf16ps's peak (≈ 1 per cycle); they are 2/3 of the
+// kernel's time, softmax, packing and the rounding stores the rest.
 // The addon is built for baseline x86-64, so these functions carry their own target and run only when the CPU
 // reports avx512bf16 (checked once); everywhere else bf16 attention takes the widened path above.
 // ---------------------------------------------------------------------------------------------------------------
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)  // as REPTOK_SIMD_CLONES
 #define REPTOK_BF16_DOT_BUILT 1
 #define REPTOK_BF16_DOT __attribute__((target("arch=x86-64-v4,avx512bf16")))
 
@@ -304,7 +312,8 @@ REPTOK_BF16_DOT REPTOK_INLINE void dotRows(const uint32_t* a, int64_t am, int64_
   for (; w + 16 * C <= W; w += 16 * C) dotBlock<R, C>(a, am, ak, K2, b + w, W, out + w, ldo);
   for (; w < W; w += 16) dotBlock<R, 1>(a, am, ak, K2, b + w, W, out + w, ldo);
 }
-REPTOK_BF16_DOT REPTOK_INLINE void dotGemm(const uint32_t* a, int64_t am, int64_t ak, int64_t M, int64_t K, const uint32_t* b, int64_t W, float* out, int64_t ldo) {
+REPTOK_BF16_DOT REPTOK_INLINE void dotGemm(const uint32_t* a, int64_t am, int64_t ak, int64_t M, int64_t K, const uint32_t* b, int64_t W, float* out,
+                                           int64_t ldo) {
   const int64_t K2 = (K + 1) / 2;
   int64_t m = 0;
   for (; m + 8 <= M; m += 8) dotRows<8>(a + m * am, am, ak, K2, b, W, out + m * ldo, ldo);
