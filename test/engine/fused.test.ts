@@ -378,6 +378,9 @@ test('bfloat16 attention: vdpbf16ps and widened products agree within bf16 round
     });
     // the switch must change the arithmetic (P rounded to bf16 shows in the output)
     if (dot) assert.ok(!dotted[0]!.equal(widened[0]!), `${name}: vdpbf16ps and widened outputs are identical`);
+    // without a graph the forward keeps no probabilities (its own scratch instead): the same output
+    const inference = attentionPath(true, () => tidy(() => fn(...inputs)));
+    assert.ok(inference.equal(dotted[0]!), `${name}: the output without a graph differs`);
   }
   t.diagnostic(
     `bf16 attention products: ${attentionDotDefault ? 'vdpbf16ps and widened' : 'widened only (no AVX512-BF16)'}`,
