@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initRuntime(env, exports);
   initProfiler(env, exports);
   initLinear(env, exports);
+  initAttention(env, exports);
   initDistributed(env, exports);
   return exports;
 }

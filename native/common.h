@@ -107,6 +107,7 @@ void initOptim(Napi::Env env, Napi::Object exports);
 void initRuntime(Napi::Env env, Napi::Object exports);
 void initProfiler(Napi::Env env, Napi::Object exports);
 void initLinear(Napi::Env env, Napi::Object exports);
+void initAttention(Napi::Env env, Napi::Object exports);
 void initDistributed(Napi::Env env, Napi::Object exports);
 
 // For the backward of reptok:: operators (native/kernels/, defined in library.cc): they are first-order only.

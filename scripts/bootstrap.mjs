@@ -14,7 +14,14 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // reference BLAS); oneDNN's headers for the bf16 matmul primitives (the library comes with libtorch); gloo's headers
 // for c10d; Fashion-MNIST for the demo; chromium for the web demo's browser tests
 // (playwright-core drives it).
-const SYSTEM = ['libtorch-dev', 'libdnnl-dev', 'libgloo-dev', 'libopenblas0-pthread', 'dataset-fashion-mnist', 'chromium'];
+const SYSTEM = [
+  'libtorch-dev',
+  'libdnnl-dev',
+  'libgloo-dev',
+  'libopenblas0-pthread',
+  'dataset-fashion-mnist',
+  'chromium',
+];
 const PEER = ['python3-torch'];
 
 function run(cmd, args, opts = {}) {

@@ -22,6 +22,15 @@ export function setFusedKernels(enabled: boolean): boolean {
 }
 
 /**
+ * Runs bfloat16 attention's products on AVX512-BF16's vdpbf16ps (bf16 operands, float32 accumulation; the default
+ * where the CPU has it) or, switched off, on float32 operands widened from bf16 (the path every other CPU takes);
+ * tests compare the two. Returns whether the vdpbf16ps path is now in use: never on a CPU without AVX512-BF16.
+ */
+export function setAttentionBf16Dot(enabled: boolean): boolean {
+  return native.attentionBf16Dot(enabled);
+}
+
+/**
  * Whether the fused kernels take these CPU tensors: the activations `acts` of one dtype, float32, float64 or
  * bfloat16, and the parameters `params` (scales, RoPE tables) in the activations' dtype, or in float32 next to
  * bfloat16 activations (autocast keeps parameters in float32); `bf16Params`: a bfloat16 parameter is taken too

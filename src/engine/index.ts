@@ -14,7 +14,7 @@ export {
 export * from './creation.ts';
 export * from './ops.ts';
 export * as F from './functional.ts';
-export { setFusedKernels } from './fused.ts';
+export { setFusedKernels, setAttentionBf16Dot } from './fused.ts';
 export { noGrad, enableGrad, isGradEnabled, grad, backward, autocast } from './autograd.ts';
 export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';

@@ -97,6 +97,7 @@ export interface Native {
     isaName: string | null;
     bf16Matmul: string | null;
   };
+  attentionBf16Dot(enable?: boolean): boolean;
   // distributed (c10d)
   initProcessGroup(o: {
     backend: 'gloo' | 'nccl';

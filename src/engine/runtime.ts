@@ -32,6 +32,8 @@ export function runtimeInfo(): {
   onednnGemm: boolean;
   /** oneDNN's GEMMs in bfloat16 (float32 accumulation), and whether the CPU runs them natively. */
   bf16: Bf16Support;
+  /** What runs bfloat16 attention's products: AVX512-BF16's vdpbf16ps, or float32 on widened operands. */
+  attentionBf16: 'avx512_bf16' | 'float32';
 } {
   return {
     libtorch: native.version(),
@@ -44,6 +46,7 @@ export function runtimeInfo(): {
     mallocTuning: native.mallocTuning(),
     onednnGemm: native.onednnGemm().float32,
     bf16: bf16Support(),
+    attentionBf16: native.attentionBf16Dot() ? 'avx512_bf16' : 'float32',
   };
 }
 

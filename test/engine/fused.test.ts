@@ -3,6 +3,7 @@
 // finite differences in float64, bad inputs, and the double-backward refusal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 import {
@@ -18,6 +19,7 @@ import {
   rand,
   randn,
   runtimeInfo,
+  setAttentionBf16Dot,
   setFusedKernels,
   setNumThreads,
   getNumThreads,
@@ -238,7 +240,14 @@ function assertNearMax(actual: Tensor, expected: Tensor, tol: number, what: stri
   });
 }
 
-function compareBf16(name: string, fn: (...x: Tensor[]) => Tensor, inputs: Tensor[], outShape: number[]): void {
+/** vsFloat32: a bound relative to the float32 kernel's largest value, instead of the elementwise rounding bound. */
+function compareBf16(
+  name: string,
+  fn: (...x: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  outShape: number[],
+  vsFloat32?: number,
+): void {
   const gOut = bf16(r(outShape));
   const fused = run(true, fn, inputs, gOut);
   const composite = run(false, fn, inputs, gOut);
@@ -251,7 +260,11 @@ function compareBf16(name: string, fn: (...x: Tensor[]) => Tensor, inputs: Tenso
   fused.forEach((t, i) => {
     const what = `${name}: ${i ? `gradient ${i}` : 'output'}`;
     assert.equal(t.dtype, inputs[Math.max(0, i - 1)]!.dtype, `${what}: dtype`);
-    assertClose(t.to('float32'), wide[i]!, { atol: 0, rtol: BF16_ROUNDING }, `${what} vs the float32 kernel`);
+    if (vsFloat32 === undefined) {
+      assertClose(t.to('float32'), wide[i]!, { atol: 0, rtol: BF16_ROUNDING }, `${what} vs the float32 kernel`);
+    } else {
+      assertNearMax(t, wide[i]!, vsFloat32, `${what} vs the float32 kernel`);
+    }
     assertNearMax(t, composite[i]!, BF16_COMPOSITE, `${what} vs the bf16 composite`);
   });
 }
@@ -295,18 +308,83 @@ test('bfloat16 cosineRopeQK: bf16 qkv with float32 scale and RoPE tables -> bf16
   );
 });
 
-test('bfloat16 attention: bf16 q, k, v views, long and cross-attention lengths', () => {
-  const sdpa = (scale?: number) => (qkv: Tensor) => {
+// bf16 attention has two paths (native/kernels/attention.cc): on AVX512-BF16, vdpbf16ps multiplies bf16 operands —
+// q, k, v, dO as stored, and the float32 probabilities P and softmax gradient dS rounded to bf16 as the operands of
+// P·v, Pᵀ·dO, dS·k and dSᵀ·q, as the composite's bf16 bmm does; elsewhere (and switched off) the operands are widened
+// and every product runs in float32, which the elementwise bound above covers. Rounding P or dS adds up to
+// 2⁻⁹·Σ|P||v| (resp. Σ|dS||k|) to an element: bounded by the operands' magnitudes, not by the element's own (a
+// near-cancelling output is off by far more than 2⁻⁸ of itself), so the vdpbf16ps path is held to the float32 kernel
+// relative to the largest value: its own rounding (2⁻⁹) plus the operands' (≤ 2⁻⁹ · max|v| ≈ max|out| here, the
+// outputs being averages of v rows), 2·2⁻⁸ — an estimate, not a bound: measured up to 0.8·2⁻⁸ on these cases, 1.07·2⁻⁸
+// at the tokenizer's (8, 6, 69, 64), 1.6·2⁻⁸ on dK of a 1-query, 5-key, e = 2 head. Against the composite:
+// BF16_COMPOSITE as before (measured up to 2.4·2⁻⁸). The two paths agree within the sum of their bounds to the
+// float32 kernel, 3·2⁻⁸ (measured up to 1.5·2⁻⁸).
+const BF16_OPERANDS = 2 * 2 ** -8;
+const BF16_PATHS = BF16_OPERANDS + BF16_ROUNDING;
+const attentionDotDefault = runtimeInfo().attentionBf16 === 'avx512_bf16';
+
+/** Runs `fn` with bf16 attention's products on vdpbf16ps or widened; `dot`: whether vdpbf16ps was in use. */
+function attentionPath<R>(dot: boolean, fn: (dot: boolean) => R): R {
+  try {
+    return fn(setAttentionBf16Dot(dot));
+  } finally {
+    setAttentionBf16Dot(attentionDotDefault);
+  }
+}
+
+const bf16AttentionCases = (): [string, (...x: Tensor[]) => Tensor, Tensor[], number[]][] => {
+  const sdpa = (qkv: Tensor) => {
     const [q, k, v] = qkvViews(qkv) as [Tensor, Tensor, Tensor];
-    return F.scaledDotProductAttention(q, k, v, { scale });
+    return F.scaledDotProductAttention(q, k, v);
   };
-  compareBf16('bf16 attention (views of qkv)', sdpa(), [bf16(r([2, 21, 3, 3, 16]))], [2, 3, 21, 16]);
-  compareBf16('bf16 attention, 130 tokens, e = 64', sdpa(), [bf16(r([1, 130, 3, 2, 64]))], [1, 2, 130, 64]);
-  compareBf16(
-    'bf16 attention, Lq ≠ Lk, e = 5',
-    (q, k, v) => F.scaledDotProductAttention(q, k, v),
-    [bf16(r([2, 2, 3, 5])), bf16(r([2, 2, 9, 5])), bf16(r([2, 2, 9, 5]))],
-    [2, 2, 3, 5],
+  const cross = (q: Tensor, k: Tensor, v: Tensor) => F.scaledDotProductAttention(q, k, v);
+  return [
+    ['bf16 attention (views of qkv), L = 21', sdpa, [bf16(r([2, 21, 3, 3, 16]))], [2, 3, 21, 16]],
+    ['bf16 attention, 130 tokens, e = 64', sdpa, [bf16(r([1, 130, 3, 2, 64]))], [1, 2, 130, 64]],
+    ['bf16 attention, 69 tokens, e = 7 (views)', sdpa, [bf16(r([2, 69, 3, 2, 7]))], [2, 2, 69, 7]],
+    [
+      'bf16 attention, Lq ≠ Lk, e = 5',
+      cross,
+      [bf16(r([2, 2, 3, 5])), bf16(r([2, 2, 9, 5])), bf16(r([2, 2, 9, 5]))],
+      [2, 2, 3, 5],
+    ],
+  ];
+};
+
+test('bfloat16 attention: bf16 q, k, v views, long and cross-attention lengths, odd e and L (both paths)', () => {
+  for (const [name, fn, inputs, outShape] of bf16AttentionCases()) {
+    attentionPath(false, () => compareBf16(`${name}, widened`, fn, inputs, outShape));
+    attentionPath(true, (dot) =>
+      compareBf16(`${name}, ${dot ? 'vdpbf16ps' : 'widened'}`, fn, inputs, outShape, dot ? BF16_OPERANDS : undefined),
+    );
+  }
+});
+
+test('bfloat16 attention: vdpbf16ps and widened products agree within bf16 rounding, forward and gradients', (t) => {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : null;
+  for (const [name, fn, inputs, outShape] of bf16AttentionCases()) {
+    const gOut = bf16(r(outShape));
+    const widened = attentionPath(false, (dot) => {
+      assert.equal(dot, false, 'the widened path cannot be selected');
+      return run(true, fn, inputs, gOut);
+    });
+    const [dotted, dot] = attentionPath(true, (dot) => [run(true, fn, inputs, gOut), dot] as const);
+    assert.equal(dot, attentionDotDefault, 'vdpbf16ps is used by default exactly where the CPU has it');
+    if (cpuinfo)
+      assert.equal(dot, /\bavx512_bf16\b/.test(cpuinfo), 'vdpbf16ps is used iff /proc/cpuinfo lists avx512_bf16');
+    dotted.forEach((x, i) => {
+      const what = `${name}: ${i ? `gradient ${i}` : 'output'}`;
+      if (dot) assertNearMax(x, widened[i]!, BF16_PATHS, `${what}, vdpbf16ps vs widened`);
+      else assert.ok(x.equal(widened[i]!), `${what}: without AVX512-BF16 both runs take the widened path`);
+    });
+    // the switch must change the arithmetic (P rounded to bf16 shows in the output)
+    if (dot) assert.ok(!dotted[0]!.equal(widened[0]!), `${name}: vdpbf16ps and widened outputs are identical`);
+    // without a graph the forward keeps no probabilities (its own scratch instead): the same output
+    const inference = attentionPath(true, () => tidy(() => fn(...inputs)));
+    assert.ok(inference.equal(dotted[0]!), `${name}: the output without a graph differs`);
+  }
+  t.diagnostic(
+    `bf16 attention products: ${attentionDotDefault ? 'vdpbf16ps and widened' : 'widened only (no AVX512-BF16)'}`,
   );
 });
 
