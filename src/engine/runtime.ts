@@ -63,8 +63,8 @@ export interface Bf16Support {
   /** oneDNN's name of the instruction set its kernels use (null without oneDNN). */
   isa: string | null;
   /**
-   * oneDNN's implementation of the matmul primitives that frozen and no-grad bf16 layers run on, over weights packed
-   * once per version (e.g. 'brg:avx512_core_bf16', 'brg:avx512_core_amx'); null when every bf16 layer runs on
+   * oneDNN's implementation of the matmul primitives that forward-only bf16 calls (noGrad, inference) run on, over
+   * weights packed once per version (e.g. 'brg:avx512_core_bf16', 'brg:avx512_core_amx'); null when every bf16 layer runs on
    * gemm_bf16bf16f32 (a build without oneDNN's headers, or another oneDNN version than the build's).
    */
   matmul: string | null;
