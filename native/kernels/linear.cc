@@ -162,15 +162,16 @@ Tensor bf16Weight(const Tensor& w) {
   return copy;
 }
 
-// Whether a bf16 layer's forward product runs as a oneDNN matmul primitive over a packed weight (onednn.h), which
-// adds the bias and rounds in registers: when no backward pass will follow (noGrad, or nothing requires a gradient)
-// and the weight has no bf16 copy of its current version for the GEMMs. Each weight keeps one bf16 copy, not two:
-// packed while it only runs forward (inference), plain once it backpropagates (training, frozen layers included),
-// as the input gradient's product needs the weight in another layout. Keeping both cost the tokenizer's bf16
-// training step 60–70 MB of peak RSS for 3% of its time. Empty products take the GEMMs.
-bool packedForward(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) {
-  const bool backward = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->defined() && b->requires_grad()));
-  if (backward || x.numel() == 0 || w.numel() == 0 || !onednn::matmulAvailable()) return false;
+// Whether a bf16 forward-only call (no graph: noGrad, or nothing requires a gradient) runs as a oneDNN matmul
+// primitive over the weight's packed copy (onednn.h), which adds the bias and rounds in registers: yes unless the
+// weight has a bf16 copy of its current version for the GEMMs. Each weight keeps one bf16 copy, not two: packed
+// while it only runs forward (inference), plain once it backpropagates (training, frozen layers included), as the
+// input gradient's product needs the weight in another layout. Keeping both cost the tokenizer's bf16 training
+// step 60–70 MB of peak RSS (7%) for 2–4% of its time. Repacking a weight in training after every step does not
+// pay either: oneDNN's reorder takes 0.6–1.2 ns per element from a cold float32 weight, the bf16 cast below 0.25.
+// Empty products take the GEMMs.
+bool packedForward(const Tensor& w, int64_t M, int64_t K, int64_t N) {
+  if (M == 0 || K == 0 || N == 0 || !onednn::matmulAvailable()) return false;
   std::lock_guard<std::mutex> lock(cacheMutex);
   auto it = cache.find(w.unsafeGetTensorImpl());
   return it == cache.end() || it->second.source.expired() || it->second.data != w.data_ptr() || it->second.version != w._version();
@@ -184,23 +185,18 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     const int64_t K = x.size(-1), N = w.size(0);
     const Tensor x2 = bf16 ? toBf16(x.reshape({-1, K})) : x.reshape({-1, K});
     const Tensor bias = b && b->defined() ? b->to(at::kFloat).contiguous() : Tensor();
-    Tensor y;
-    if (bf16 && packedForward(x, w, b)) {
-      y = onednn::matmul(x2.contiguous(), w, bias);
-    } else {
-      const Tensor wm = bf16 ? bf16Weight(w) : w;
-      y = at::empty({x2.size(0), N}, x.options().dtype(at::kFloat));  // (M, N)
-      if (bias.defined() && !bf16) {  // float32: the bias prefilled, the GEMM adds onto it (beta = 1)
-        const float* bp = bias.data_ptr<float>();
-        float* yp = y.data_ptr<float>();
-        at::parallel_for(0, y.size(0), 64, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; i++) std::memcpy(yp + i * N, bp, N * sizeof(float));
-        });
-        gemm(x2, false, wm, true, 1.f, y);
-      } else {  // bf16: the bias is added in the pass that rounds y to bf16 (one pass over y fewer than a prefill)
-        gemm(x2, false, wm, true, 0.f, y);
-        if (bf16) y = narrowToBf16(y, bias);
-      }
+    const Tensor wm = bf16 ? bf16Weight(w) : w;
+    Tensor y = at::empty({x2.size(0), N}, x.options().dtype(at::kFloat));  // (M, N)
+    if (bias.defined() && !bf16) {  // float32: the bias prefilled, the GEMM adds onto it (beta = 1)
+      const float* bp = bias.data_ptr<float>();
+      float* yp = y.data_ptr<float>();
+      at::parallel_for(0, y.size(0), 64, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) std::memcpy(yp + i * N, bp, N * sizeof(float));
+      });
+      gemm(x2, false, wm, true, 1.f, y);
+    } else {  // bf16: the bias is added in the pass that rounds y to bf16 (one pass over y fewer than a prefill)
+      gemm(x2, false, wm, true, 0.f, y);
+      if (bf16) y = narrowToBf16(y, bias);
     }
     // x is needed only for the weight's gradient: a frozen layer (DINOv2's blocks under RepTok) keeps none of its
     // inputs alive for the backward pass
@@ -268,6 +264,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) 
   // The function does its own casting: below autocast (whose kernel would cast every input on each call) it must
   // see the float32 master weight, to reuse its bf16 copy.
   c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::DispatchKey::AutocastCPU);
+  // Decided here, not in LinearFn::forward, which runs with gradient recording off whatever the caller's mode.
+  const bool graph = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->defined() && b->requires_grad()));
+  const int64_t K = x.size(-1), N = w.size(0);
+  if (bf16 && !graph && packedForward(w, K ? x.numel() / K : 0, K, N)) {
+    at::NoGradGuard noGrad;
+    const Tensor y = onednn::matmul(toBf16(x.reshape({-1, K})).contiguous(), w, b && b->defined() ? b->to(at::kFloat).contiguous() : Tensor());
+    auto sizes = x.sizes().vec();
+    sizes.back() = N;
+    return y.view(sizes);
+  }
   return LinearFn::apply(x, w, b, bf16);
 }
 
