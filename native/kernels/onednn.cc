@@ -36,39 +36,21 @@ const Gemm<at::BFloat16> bf16gemm = reinterpret_cast<Gemm<at::BFloat16>>(find("d
 namespace {
 
 // ---- the C API, resolved once ---------------------------------------------------------------------------------------
-#define REPTOK_DNNL(name) decltype(&::name) name = reinterpret_cast<decltype(&::name)>(find(#name));
+#define REPTOK_DNNL_FUNCTIONS(X)                                                                                       \
+  X(dnnl_version) X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_memory_desc_init_by_strides)                      \
+  X(dnnl_memory_desc_init_by_tag) X(dnnl_memory_desc_equal) X(dnnl_memory_desc_get_size) X(dnnl_memory_create)          \
+  X(dnnl_memory_destroy) X(dnnl_matmul_desc_init) X(dnnl_reorder_primitive_desc_create) X(dnnl_primitive_desc_create) \
+  X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create) \
+  X(dnnl_primitive_execute) X(dnnl_primitive_destroy)
+#define REPTOK_DNNL_MEMBER(name) decltype(&::name) name = reinterpret_cast<decltype(&::name)>(find(#name));
+#define REPTOK_DNNL_FOUND(name) &&name != nullptr
 struct Api {
-  REPTOK_DNNL(dnnl_version)
-  REPTOK_DNNL(dnnl_engine_create)
-  REPTOK_DNNL(dnnl_stream_create)
-  REPTOK_DNNL(dnnl_memory_desc_init_by_strides)
-  REPTOK_DNNL(dnnl_memory_desc_init_by_tag)
-  REPTOK_DNNL(dnnl_memory_desc_equal)
-  REPTOK_DNNL(dnnl_memory_desc_get_size)
-  REPTOK_DNNL(dnnl_memory_create)
-  REPTOK_DNNL(dnnl_memory_destroy)
-  REPTOK_DNNL(dnnl_matmul_desc_init)
-  REPTOK_DNNL(dnnl_reorder_primitive_desc_create)
-  REPTOK_DNNL(dnnl_primitive_desc_create)
-  REPTOK_DNNL(dnnl_primitive_desc_query)
-  REPTOK_DNNL(dnnl_primitive_desc_query_md)
-  REPTOK_DNNL(dnnl_primitive_desc_destroy)
-  REPTOK_DNNL(dnnl_primitive_create)
-  REPTOK_DNNL(dnnl_primitive_execute)
-  REPTOK_DNNL(dnnl_primitive_destroy)
-  bool complete() const {
-    for (const void* f : {(const void*)dnnl_version, (const void*)dnnl_engine_create, (const void*)dnnl_stream_create,
-                          (const void*)dnnl_memory_desc_init_by_strides, (const void*)dnnl_memory_desc_init_by_tag,
-                          (const void*)dnnl_memory_desc_equal, (const void*)dnnl_memory_desc_get_size, (const void*)dnnl_memory_create,
-                          (const void*)dnnl_memory_destroy, (const void*)dnnl_matmul_desc_init, (const void*)dnnl_reorder_primitive_desc_create,
-                          (const void*)dnnl_primitive_desc_create, (const void*)dnnl_primitive_desc_query, (const void*)dnnl_primitive_desc_query_md,
-                          (const void*)dnnl_primitive_desc_destroy, (const void*)dnnl_primitive_create, (const void*)dnnl_primitive_execute,
-                          (const void*)dnnl_primitive_destroy})
-      if (!f) return false;
-    return true;
-  }
+  REPTOK_DNNL_FUNCTIONS(REPTOK_DNNL_MEMBER)
+  bool complete() const { return true REPTOK_DNNL_FUNCTIONS(REPTOK_DNNL_FOUND); }
 };
-#undef REPTOK_DNNL
+#undef REPTOK_DNNL_FOUND
+#undef REPTOK_DNNL_MEMBER
+#undef REPTOK_DNNL_FUNCTIONS
 
 void check(dnnl_status_t status, const char* what) {
   TORCH_CHECK(status == dnnl_success, "reptok::linear: oneDNN's ", what, " failed with status ", int(status));
