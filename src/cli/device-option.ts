@@ -1,6 +1,6 @@
 // --device: where a command's models run ('cpu', 'cuda', 'cuda:N'), checked before anything is loaded, so a
 // libtorch without CUDA gives a message that says what to do instead of libtorch's own error.
-import { cuda, type Device } from '../engine/index.ts';
+import { deviceProblem, type Device } from '../engine/index.ts';
 import { UsageError } from './args.ts';
 
 /** The device a --device flag names; a bare 'cuda' means this worker's LOCAL_RANK (device 0 without one). */
@@ -8,11 +8,8 @@ export function deviceFor(flag: string, localRank: number | undefined, command?:
   if (!/^(cpu|cuda(:\d+)?)$/.test(flag))
     throw new UsageError(`--device must be cpu, cuda or cuda:N, got '${flag}'`, command);
   if (flag === 'cpu') return 'cpu';
-  if (cuda.deviceCount() === 0)
-    throw new UsageError(
-      `--device ${flag}: this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); ` +
-        'build against a CUDA libtorch with LIBTORCH=<root> (see README)',
-      command,
-    );
-  return flag === 'cuda' ? `cuda:${localRank ?? 0}` : (flag as Device);
+  const device: Device = flag === 'cuda' ? `cuda:${localRank ?? 0}` : flag;
+  const problem = deviceProblem(flag) ?? deviceProblem(device);
+  if (problem) throw new UsageError(`--device ${flag}: ${problem}`, command);
+  return device;
 }

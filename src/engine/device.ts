@@ -3,6 +3,25 @@ import { native } from './native.ts';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}` | (string & {});
 
+/**
+ * What is wrong with running on `device` in this process, or null: a CUDA device on a libtorch without CUDA, or a
+ * CUDA index past the devices there are. The pipeline and the CLI's --device check it before loading anything, so
+ * the user reads what to do instead of libtorch's "not linked with support for cuda devices".
+ */
+export function deviceProblem(device: Device): string | null {
+  const m = /^cuda(?::(\d+))?$/.exec(device);
+  if (!m) return null;
+  const count = native.cudaDeviceCount();
+  if (count === 0)
+    return (
+      "this libtorch has no CUDA (Debian's libtorch-dev is CPU-only); " +
+      'build against a CUDA libtorch with LIBTORCH=<root> (see README)'
+    );
+  if (m[1] !== undefined && Number(m[1]) >= count)
+    return `this machine has ${count} CUDA device${count === 1 ? '' : 's'} (cuda:0${count > 1 ? `…cuda:${count - 1}` : ''})`;
+  return null;
+}
+
 export const cuda = {
   /** Number of CUDA devices libtorch can use (0 on CPU-only builds). */
   deviceCount: (): number => native.cudaDeviceCount(),

@@ -19,7 +19,7 @@ export { noGrad, enableGrad, isGradEnabled, grad, backward, autocast } from './a
 export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';
 export { setNumThreads, getNumThreads, runtimeInfo, memoryStats, bf16Support } from './runtime.ts';
-export { cuda, type Device } from './device.ts';
+export { cuda, deviceProblem, type Device } from './device.ts';
 export { ProcessGroup, type ProcessGroupOptions, type ReduceOp } from './distributed.ts';
 export { profile, formatProfile, type OpProfile } from './profile.ts';
 export { DTYPES, isFloating, itemSize, type DType } from './dtype.ts';

@@ -10,7 +10,18 @@
 // Every method is deterministic for a given seed (default 0) and returns new tensors the caller disposes, on the
 // pipeline's device (`device`; inputs from anywhere are moved there): `.to('cpu')` reads them on the host (the image
 // writers do it themselves).
-import { Generator, Tensor, cat, noGrad, randn, stack, tensor, tidy, type Device } from '../engine/index.ts';
+import {
+  Generator,
+  Tensor,
+  cat,
+  deviceProblem,
+  noGrad,
+  randn,
+  stack,
+  tensor,
+  tidy,
+  type Device,
+} from '../engine/index.ts';
 import type { SamplerName } from '../flow/ode.ts';
 import { generate as generateTokens } from '../flow/token-flow.ts';
 import { readImage, type ReadImageOptions } from '../io/image.ts';
@@ -103,6 +114,12 @@ export interface Generated {
   tokens: Tensor; // (B, D)
 }
 
+/** Throws when the pipeline cannot run on `device` here (a CUDA device without CUDA), saying what to do instead. */
+function checkDevice(device: Device): void {
+  const problem = deviceProblem(device);
+  if (problem) throw new Error(`RepTok: device '${device}': ${problem}`);
+}
+
 export class RepTok {
   readonly tokenizer: RepTokTokenizer;
   readonly generator: MLPMixer1D | null;
@@ -113,6 +130,7 @@ export class RepTok {
     readonly models: PipelineModels,
     device: Device = 'cpu',
   ) {
+    checkDevice(device);
     this.device = device;
     this.tokenizer = models.tokenizer.model;
     this.generator = models.generator?.model ?? null;
@@ -133,6 +151,7 @@ export class RepTok {
   /** Loads the models from their files, or a family of the shipped models (default: Fashion-MNIST's). */
   static load(from: RepTokSources | ShippedFamily = 'fashion-mnist'): RepTok {
     const o = typeof from === 'string' ? shippedSources(from) : from;
+    checkDevice(o.device ?? 'cpu'); // before any file is read
     const loaded: Partial<PipelineModels> = {};
     try {
       if (o.checkpoint !== undefined) {

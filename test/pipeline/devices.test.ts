@@ -14,6 +14,7 @@ import { join } from 'node:path';
 
 import {
   cuda,
+  deviceProblem,
   manualSeed,
   withExplicitDevices,
   withExplicitDevicesAsync,
@@ -184,4 +185,20 @@ test('every command that runs models takes --device: cpu, cuda or cuda:N, a clea
       assert.match(r.err, /--device cuda: this libtorch has no CUDA .*build against a CUDA libtorch with LIBTORCH/);
     }
   }
+});
+
+test('RepTok refuses a device this libtorch cannot run on, before it reads a file, saying what to do', () => {
+  const count = cuda.deviceCount();
+  assert.equal(deviceProblem('cpu'), null);
+  // a CUDA device past the ones there are (all of them, on a CPU-only libtorch); the file does not exist, so the
+  // message proves the check came first
+  const device = `cuda:${count}` as const;
+  const expected =
+    count === 0
+      ? /RepTok: device 'cuda:0': this libtorch has no CUDA .*build against a CUDA libtorch with LIBTORCH/
+      : new RegExp(`RepTok: device 'cuda:${count}': this machine has ${count} CUDA device`);
+  assert.throws(() => RepTok.load({ tokenizer: join(tmpdir(), 'no-such-tokenizer.safetensors'), device }), expected);
+  const rt = RepTok.load({ tokenizer: files.tokenizer, device: 'cpu' });
+  assert.throws(() => new RepTok(rt.models, device), expected);
+  rt.dispose();
 });
