@@ -11,7 +11,9 @@
 // autocast's cast does outside its region (copies of weights that are gone are dropped when the map has doubled
 // since the last sweep); the bias is added in float32 (in the pass that rounds the float32 result), the weight
 // gradient comes out of the GEMM in float32 (no bf16 rounding of gw, unlike autocast's bf16 addmm), and only the
-// activations (y, gx) are rounded to bf16 — autocast's convention for a linear layer's output.
+// activations (y, gx) are rounded to bf16 — autocast's convention for a linear layer's output. Forward-only bf16
+// calls (no graph) instead run oneDNN matmul primitives over the weight packed once per version (onednn.h;
+// packedForward below says when).
 //
 // `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for CPU float32 and
 // bfloat16; src/engine/fused.ts sends everything else — and every process where oneDNN's GEMMs are not found — to
