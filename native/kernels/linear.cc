@@ -21,11 +21,11 @@
 #include "fused-common.h"
 #include "onednn.h"
 #include "ops.h"
+#include "weight-cache.h"
 
 #include <ATen/autocast_mode.h>
 
 #include <mutex>
-#include <unordered_map>
 
 namespace reptok {
 namespace {
@@ -122,18 +122,9 @@ Tensor biasGrad(const Tensor& gy) {  // gy (M, N)
   return out;
 }
 
-// ---- bf16 copies of weights, one per parameter version ------------------------------------------------------------
-// Keyed by the weight's TensorImpl; an entry is valid while that tensor lives (weak reference), its version counter
-// is unchanged (every in-place update bumps it: optimizers, copy_, load) and it still has the same storage.
-struct Bf16Copy {
-  c10::weak_intrusive_ptr<c10::TensorImpl> source;
-  uint32_t version;
-  const void* data;
-  Tensor copy;
-};
+// ---- bf16 copies of weights, one per parameter version (weight-cache.h) ------------------------------------------
 std::mutex cacheMutex;
-std::unordered_map<const c10::TensorImpl*, Bf16Copy> cache;
-size_t pruneAt = 64;
+WeightCache<Tensor> cache;
 
 Tensor bf16Weight(const Tensor& w) {
   if (w.scalar_type() == at::kBFloat16) return w;
@@ -141,27 +132,17 @@ Tensor bf16Weight(const Tensor& w) {
   // Views (a fresh TensorImpl on every call) are cast per call: caching them would only fill the map.
   if (w.is_view()) return toBf16(w);
   std::lock_guard<std::mutex> lock(cacheMutex);
-  const c10::TensorImpl* key = w.unsafeGetTensorImpl();
-  const uint32_t version = w._version();
-  auto it = cache.find(key);
-  const bool same = it != cache.end() && !it->second.source.expired() && it->second.data == w.data_ptr();
-  if (same && it->second.version == version) return it->second.copy;
+  auto* e = cache.find(w);
+  if (e && e->current(w)) return e->value;
   onednn::forget(w);  // a weight on the GEMMs keeps its plain copy only (packedForward)
-  if (same && it->second.copy.use_count() == 1 && w.is_contiguous() && it->second.copy.sizes() == w.sizes()) {
+  if (e && e->value.use_count() == 1 && w.is_contiguous() && e->value.sizes() == w.sizes()) {
     // a new version of the same weight (an optimizer step), its old copy held by nobody else: rewritten in place,
     // which spares the allocator a fresh block per weight per step (and the page faults of one)
-    narrowInto(w, Tensor(), it->second.copy);
-    it->second.version = version;
-    return it->second.copy;
+    narrowInto(w, Tensor(), e->value);
+    e->version = w._version();
+    return e->value;
   }
-  if (cache.size() >= pruneAt) {  // drop the copies of weights that are gone, amortised over the map's growth
-    for (auto e = cache.begin(); e != cache.end();) e = e->second.source.expired() ? cache.erase(e) : std::next(e);
-    pruneAt = std::max<size_t>(64, 2 * cache.size());
-  }
-  Tensor copy = toBf16(w);
-  cache.erase(key);
-  cache.emplace(key, Bf16Copy{c10::weak_intrusive_ptr<c10::TensorImpl>(w.getIntrusivePtr()), version, w.data_ptr(), copy});
-  return copy;
+  return cache.put(w, toBf16(w)).value;
 }
 
 // Whether a bf16 forward-only call (no graph: noGrad, or nothing requires a gradient) runs as a oneDNN matmul
@@ -175,30 +156,37 @@ Tensor bf16Weight(const Tensor& w) {
 bool packedForward(const Tensor& w, int64_t M, int64_t K, int64_t N) {
   if (M == 0 || K == 0 || N == 0 || !onednn::matmulAvailable()) return false;
   std::lock_guard<std::mutex> lock(cacheMutex);
-  auto it = cache.find(w.unsafeGetTensorImpl());
-  return it == cache.end() || it->second.source.expired() || it->second.data != w.data_ptr() || it->second.version != w._version();
+  const auto* e = cache.find(w);
+  return !(e && e->current(w));
 }
 
 // ---- the autograd function ----------------------------------------------------------------------------------------
 // Float32 computes in float32 throughout; bf16 computes products on bf16 operands into float32 and rounds the
 // activations it returns (y, gx) to `outType`/x's dtype.
 struct LinearFn : public torch::autograd::Function<LinearFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, bool bf16) {
+  // packed: a forward-only bf16 call on the weight's packed copy (packedForward, decided by the caller: this
+  // function runs with gradient recording off, whatever the caller's mode)
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, bool bf16, bool packed) {
     const int64_t K = x.size(-1), N = w.size(0);
     const Tensor x2 = bf16 ? toBf16(x.reshape({-1, K})) : x.reshape({-1, K});
     const Tensor bias = b && b->defined() ? b->to(at::kFloat).contiguous() : Tensor();
-    const Tensor wm = bf16 ? bf16Weight(w) : w;
-    Tensor y = at::empty({x2.size(0), N}, x.options().dtype(at::kFloat));  // (M, N)
-    if (bias.defined() && !bf16) {  // float32: the bias prefilled, the GEMM adds onto it (beta = 1)
-      const float* bp = bias.data_ptr<float>();
-      float* yp = y.data_ptr<float>();
-      at::parallel_for(0, y.size(0), 64, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; i++) std::memcpy(yp + i * N, bp, N * sizeof(float));
-      });
-      gemm(x2, false, wm, true, 1.f, y);
-    } else {  // bf16: the bias is added in the pass that rounds y to bf16 (one pass over y fewer than a prefill)
-      gemm(x2, false, wm, true, 0.f, y);
-      if (bf16) y = narrowToBf16(y, bias);
+    Tensor y;
+    if (packed) {  // bias and rounding in oneDNN's registers
+      y = onednn::matmul(x2.contiguous(), w, bias);
+    } else {
+      const Tensor wm = bf16 ? bf16Weight(w) : w;
+      y = at::empty({x2.size(0), N}, x.options().dtype(at::kFloat));  // (M, N)
+      if (bias.defined() && !bf16) {  // float32: the bias prefilled, the GEMM adds onto it (beta = 1)
+        const float* bp = bias.data_ptr<float>();
+        float* yp = y.data_ptr<float>();
+        at::parallel_for(0, y.size(0), 64, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; i++) std::memcpy(yp + i * N, bp, N * sizeof(float));
+        });
+        gemm(x2, false, wm, true, 1.f, y);
+      } else {  // bf16: the bias is added in the pass that rounds y to bf16 (one pass over y fewer than a prefill)
+        gemm(x2, false, wm, true, 0.f, y);
+        if (bf16) y = narrowToBf16(y, bias);
+      }
     }
     // x is needed only for the weight's gradient: a frozen layer (DINOv2's blocks under RepTok) keeps none of its
     // inputs alive for the backward pass
@@ -237,7 +225,7 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
       gw = gw.to(w.scalar_type());
     }
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = biasGrad(gy);
-    return {gx, gw, gb, Tensor()};
+    return {gx, gw, gb, Tensor(), Tensor()};
   }
 };
 
@@ -268,20 +256,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) 
   c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::DispatchKey::AutocastCPU);
   // Decided here, not in LinearFn::forward, which runs with gradient recording off whatever the caller's mode.
   const bool graph = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->defined() && b->requires_grad()));
-  const int64_t K = x.size(-1), N = w.size(0);
-  if (bf16 && !graph && packedForward(w, K ? x.numel() / K : 0, K, N)) {
-    at::NoGradGuard noGrad;
-    const Tensor y = onednn::matmul(toBf16(x.reshape({-1, K})).contiguous(), w, b && b->defined() ? b->to(at::kFloat).contiguous() : Tensor());
-    auto sizes = x.sizes().vec();
-    sizes.back() = N;
-    return y.view(sizes);
-  }
-  return LinearFn::apply(x, w, b, bf16);
+  const int64_t K = x.size(-1);
+  const bool packed = bf16 && !graph && packedForward(w, K ? x.numel() / K : 0, K, w.size(0));
+  return LinearFn::apply(x, w, b, bf16, packed);
 }
 
 // onednnGemm() -> {float32, bfloat16: whether each GEMM was found, isa: the instruction set oneDNN's kernels use
-// (dnnl_cpu_isa_t bits; -1 without oneDNN), isaName, bf16Matmul: the implementation of the bf16 matmul primitives
-// (null when bf16 layers run on gemm_bf16bf16f32)}
+// (dnnl_cpu_isa_t bits; -1 without oneDNN), isaName}. Cheap: src/engine/fused.ts asks at load.
 static Napi::Value onednnGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -291,13 +272,20 @@ static Napi::Value onednnGemm(const Napi::CallbackInfo& info) {
   const auto isaName = reinterpret_cast<const char* (*)(int)>(onednn::find("dnnl_cpu_isa2str"));
   o.Set("isa", isa ? isa() : -1);
   o.Set("isaName", isa && isaName ? Napi::Value(Napi::String::New(env, isaName(isa()))) : env.Null());
-  const std::string matmul = onednn::matmulImplementation();
-  o.Set("bf16Matmul", matmul.empty() ? env.Null() : Napi::Value(Napi::String::New(env, matmul)));
   return o;
+}
+
+// onednnMatmul() -> the implementation of the bf16 matmul primitives (e.g. "brg:avx512_core_bf16"), or null when
+// bf16 layers run on gemm_bf16bf16f32 only. Creates oneDNN's engine and a primitive on first use, so it is asked
+// only where the answer is shown (bf16Support), not at load.
+static Napi::Value onednnMatmul(const Napi::CallbackInfo& info) {
+  const std::string matmul = onednn::matmulImplementation();
+  return matmul.empty() ? info.Env().Null() : Napi::Value(Napi::String::New(info.Env(), matmul));
 }
 
 void initLinear(Napi::Env env, Napi::Object exports) {
   exportFn<onednnGemm>(env, exports, "onednnGemm");
+  exportFn<onednnMatmul>(env, exports, "onednnMatmul");
 }
 
 }  // namespace reptok

@@ -8,6 +8,7 @@
 // the time. AMX kernels lose more to per-call packing, as they multiply faster. linear.cc decides which calls use
 // them (forward-only ones: packedForward).
 #include "onednn.h"
+#include "weight-cache.h"
 
 #include <ATen/Parallel.h>
 
@@ -16,7 +17,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 
 #if REPTOK_WITH_ONEDNN_MATMUL
 #include <oneapi/dnnl/dnnl.h>
@@ -78,12 +78,9 @@ struct Primitive {
   }
 };
 
-// A weight's packed bf16 copy, valid while the weight lives (weak reference), keeps its storage and its
-// version counter (which every in-place update bumps: optimizers, copy_, loading) and the primitive reads the layout.
+// A weight's packed bf16 copy (kept per parameter version in a WeightCache), usable while the primitive that asks
+// for it reads the same layout.
 struct Packed {
-  c10::weak_intrusive_ptr<c10::TensorImpl> source;
-  uint32_t version;
-  const void* data;
   dnnl_memory_desc_t layout;
   at::Tensor buffer;  // bytes
 };
@@ -133,26 +130,17 @@ class State {
       pack(w, mm.weights, scratch.data_ptr());
       return scratch.data_ptr();
     }
-    const c10::TensorImpl* key = w.unsafeGetTensorImpl();
-    const uint32_t version = w._version();
-    auto it = packed_.find(key);
-    const bool same = it != packed_.end() && !it->second.source.expired() && it->second.data == w.data_ptr() &&
-                      api.dnnl_memory_desc_equal(&it->second.layout, &mm.weights);
-    if (same && it->second.version == version) return it->second.buffer.data_ptr();
-    if (same) {  // a new version of the same weight: repacked in place (no fresh block, no page faults)
-      pack(w, mm.weights, it->second.buffer.data_ptr());
-      it->second.version = version;
-      return it->second.buffer.data_ptr();
-    }
-    if (packed_.size() >= pruneAt_) {  // drop the copies of weights that are gone, amortised over the map's growth
-      for (auto e = packed_.begin(); e != packed_.end();) e = e->second.source.expired() ? packed_.erase(e) : std::next(e);
-      pruneAt_ = std::max<size_t>(64, 2 * packed_.size());
+    auto* e = packed_.find(w);
+    if (e && api.dnnl_memory_desc_equal(&e->value.layout, &mm.weights)) {
+      if (!e->current(w)) {  // a new version of the same weight: repacked in place (no fresh block, no page faults)
+        pack(w, mm.weights, e->value.buffer.data_ptr());
+        e->version = w._version();
+      }
+      return e->value.buffer.data_ptr();
     }
     at::Tensor buffer = at::empty({int64_t(api.dnnl_memory_desc_get_size(&mm.weights))}, w.options().dtype(at::kByte));
     pack(w, mm.weights, buffer.data_ptr());
-    packed_.erase(key);
-    packed_.emplace(key, Packed{c10::weak_intrusive_ptr<c10::TensorImpl>(w.getIntrusivePtr()), version, w.data_ptr(), mm.weights, buffer});
-    return buffer.data_ptr();
+    return packed_.put(w, Packed{mm.weights, buffer}).value.buffer.data_ptr();
   }
 
   void execute(const Primitive& p, std::initializer_list<std::pair<int, std::pair<const dnnl_memory_desc_t*, const void*>>> args) {
@@ -170,7 +158,7 @@ class State {
 
   void forget(const at::Tensor& w) {
     std::lock_guard<std::mutex> lock(mutex);
-    packed_.erase(w.unsafeGetTensorImpl());
+    packed_.erase(w);
   }
 
   std::string implementation() {
@@ -189,8 +177,7 @@ class State {
   // reorders from a weight's own layout (dtype, sizes, strides) into a packed layout: one per source layout,
   // replaced when a primitive asks for another packed layout
   std::map<std::array<int64_t, 5>, std::unique_ptr<Primitive>> reorders_;
-  std::unordered_map<const c10::TensorImpl*, Packed> packed_;
-  size_t pruneAt_ = 64;
+  WeightCache<Packed> packed_;
 
   dnnl_memory_desc_t plain(int64_t rows, int64_t cols, dnnl_data_type_t type) {
     return strided(rows, cols, type, cols, 1);

@@ -90,13 +90,8 @@ export interface Native {
   cudaSynchronize(index?: number): void;
   parallelInfo(): string;
   mallocTuning(): boolean;
-  onednnGemm(): {
-    float32: boolean;
-    bfloat16: boolean;
-    isa: number;
-    isaName: string | null;
-    bf16Matmul: string | null;
-  };
+  onednnGemm(): { float32: boolean; bfloat16: boolean; isa: number; isaName: string | null };
+  onednnMatmul(): string | null;
   attentionBf16Dot(enable?: boolean): boolean;
   // distributed (c10d)
   initProcessGroup(o: {

@@ -64,8 +64,8 @@ export interface Bf16Support {
   isa: string | null;
   /**
    * oneDNN's implementation of the matmul primitives that forward-only bf16 calls (noGrad, inference) run on, over
-   * weights packed once per version (e.g. 'brg:avx512_core_bf16', 'brg:avx512_core_amx'); null when every bf16 layer runs on
-   * gemm_bf16bf16f32 (a build without oneDNN's headers, or another oneDNN version than the build's).
+   * weights packed once per version (e.g. 'brg:avx512_core_bf16', 'brg:avx512_core_amx'); null when every bf16
+   * layer runs on gemm_bf16bf16f32 (a build without oneDNN's headers, or another oneDNN version than the build's).
    */
   matmul: string | null;
   native: 'amx' | 'avx512_bf16' | null;
@@ -82,7 +82,7 @@ export function bf16Support(): Bf16Support {
   return {
     gemm: o.bfloat16,
     isa: o.isaName,
-    matmul: o.bf16Matmul,
+    matmul: native.onednnMatmul(),
     native: !o.bfloat16 ? null : has(ISA_AVX512_CORE_AMX) ? 'amx' : has(ISA_AVX512_CORE_BF16) ? 'avx512_bf16' : null,
   };
 }
