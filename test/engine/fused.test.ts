@@ -240,17 +240,29 @@ function assertNearMax(actual: Tensor, expected: Tensor, tol: number, what: stri
   });
 }
 
-/** vsFloat32: a bound relative to the float32 kernel's largest value, instead of the elementwise rounding bound. */
+/**
+ * `vsFloat32`: a bound relative to the float32 kernel's largest value, instead of the elementwise rounding bound.
+ * `exactComposite`: the second reference is the composite in float64 on the same values, within this bound of its
+ * largest value, instead of the bf16 composite (for kernels whose composite takes no such bf16 inputs).
+ */
 function compareBf16(
   name: string,
   fn: (...x: Tensor[]) => Tensor,
   inputs: Tensor[],
   outShape: number[],
-  vsFloat32?: number,
+  o: { vsFloat32?: number; exactComposite?: number } = {},
 ): void {
   const gOut = bf16(r(outShape));
   const fused = run(true, fn, inputs, gOut);
-  const composite = run(false, fn, inputs, gOut);
+  const exact = o.exactComposite !== undefined;
+  const composite = exact
+    ? run(
+        false,
+        fn,
+        inputs.map((x) => x.to('float64')),
+        gOut.to('float64'),
+      )
+    : run(false, fn, inputs, gOut);
   const wide = run(
     true,
     fn,
@@ -260,12 +272,13 @@ function compareBf16(
   fused.forEach((t, i) => {
     const what = `${name}: ${i ? `gradient ${i}` : 'output'}`;
     assert.equal(t.dtype, inputs[Math.max(0, i - 1)]!.dtype, `${what}: dtype`);
-    if (vsFloat32 === undefined) {
+    if (o.vsFloat32 === undefined) {
       assertClose(t.to('float32'), wide[i]!, { atol: 0, rtol: BF16_ROUNDING }, `${what} vs the float32 kernel`);
     } else {
-      assertNearMax(t, wide[i]!, vsFloat32, `${what} vs the float32 kernel`);
+      assertNearMax(t, wide[i]!, o.vsFloat32, `${what} vs the float32 kernel`);
     }
-    assertNearMax(t, composite[i]!, BF16_COMPOSITE, `${what} vs the bf16 composite`);
+    const [tol, ref] = exact ? [o.exactComposite!, 'float64'] : [BF16_COMPOSITE, 'bf16'];
+    assertNearMax(t, composite[i]!, tol, `${what} vs the ${ref} composite`);
   });
 }
 
@@ -355,7 +368,9 @@ test('bfloat16 attention: bf16 q, k, v views, long and cross-attention lengths, 
   for (const [name, fn, inputs, outShape] of bf16AttentionCases()) {
     attentionPath(false, () => compareBf16(`${name}, widened`, fn, inputs, outShape));
     attentionPath(true, (dot) =>
-      compareBf16(`${name}, ${dot ? 'vdpbf16ps' : 'widened'}`, fn, inputs, outShape, dot ? BF16_OPERANDS : undefined),
+      compareBf16(`${name}, ${dot ? 'vdpbf16ps' : 'widened'}`, fn, inputs, outShape, {
+        vsFloat32: dot ? BF16_OPERANDS : undefined,
+      }),
     );
   }
 });
@@ -397,26 +412,8 @@ test('bfloat16 tokenMlp: bf16 x with float32 weights -> bf16 out, float32 weight
     [7, 21, 37],
   ] as const) {
     const [x, ...params] = tokenMlpInputs(2, L, Lh, D, 'float32');
-    const inputs = [bf16(x), ...params];
-    const gOut = bf16(r([2, L, D]));
-    const fused = run(true, tokenMlp, inputs, gOut);
-    const wide = run(
-      true,
-      tokenMlp,
-      inputs.map((t) => t.to('float32')),
-      gOut.to('float32'),
-    );
-    const exact = run(
-      false,
-      tokenMlp,
-      inputs.map((t) => t.to('float64')),
-      gOut.to('float64'),
-    );
-    fused.forEach((t, i) => {
-      const what = `bf16 tokenMlp, L ${L}: ${i ? `gradient ${i}` : 'output'}`;
-      assert.equal(t.dtype, inputs[Math.max(0, i - 1)]!.dtype, `${what}: dtype`);
-      assertClose(t.to('float32'), wide[i]!, { atol: 0, rtol: BF16_ROUNDING }, `${what} vs the float32 kernel`);
-      assertNearMax(t, exact[i]!, 2 * BF16_ROUNDING, `${what} vs the float64 composite`);
+    compareBf16(`bf16 tokenMlp, L ${L}`, tokenMlp, [bf16(x), ...params], [2, L, D], {
+      exactComposite: 2 * BF16_ROUNDING,
     });
   }
 });
