@@ -36,7 +36,7 @@ export class Peer {
     this.#lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
   }
 
-  /** `bf16`: the peer runs its forward passes under torch.autocast('cpu', dtype=torch.bfloat16) (`--bf16`). */
+  /** `precision` 'bf16': the peer runs its forward passes under torch.autocast('cpu', dtype=torch.bfloat16). */
   static start(script: string, args: string[], precision: Precision = 'fp32'): Peer {
     // The same runtime environment as reptok: process.env already holds what src/engine/native.ts set before loading
     // libtorch (OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT), and OMP_WAIT_POLICY=PASSIVE is forced for PyTorch too,

@@ -4,10 +4,11 @@
 // Fused kernels for chains that eager code runs as many small kernels, each pass re-reading activations from
 // memory: RMSNorm with a scale (rms-norm.cc), the SwiGLU gate (swiglu.cc), the exact GELU (gelu.cc, where ATen's
 // erf runs at a scalar rate), the cosine-attention q/k path with axial RoPE (cosine-rope-qk.cc), unmasked attention
-// (attention.cc) and the generator's token-mixing MLP (token-mlp.cc); each is one pass forward and one backward. CPU, float32, float64 or bfloat16 (computed in float32; see
-// fused-common.h); src/engine/fused.ts picks the composite ATen path for other devices and dtypes. Linear layers on
-// oneDNN's GEMMs (linear.cc), CPU float32 and bfloat16. The backwards are not differentiable: create_graph through a
-// reptok:: operator is refused with an error.
+// (attention.cc) and the generator's token-mixing MLP (token-mlp.cc); each is one pass forward and one backward.
+// CPU, float32, float64 or bfloat16 (computed in float32; see fused-common.h); src/engine/fused.ts picks the
+// composite ATen path for other devices and dtypes. Linear layers on oneDNN's GEMMs and matmul primitives (linear.cc,
+// onednn.cc), CPU float32 and bfloat16. The backwards are not differentiable: create_graph through a reptok::
+// operator is refused with an error.
 #include "../common.h"
 #include "ops.h"
 

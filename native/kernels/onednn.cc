@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #if REPTOK_WITH_ONEDNN_MATMUL
 #include <oneapi/dnnl/dnnl.h>
@@ -143,7 +144,9 @@ class State {
     return packed_.put(w, Packed{mm.weights, buffer}).value.buffer.data_ptr();
   }
 
-  void execute(const Primitive& p, std::initializer_list<std::pair<int, std::pair<const dnnl_memory_desc_t*, const void*>>> args) {
+  // An argument of a primitive: its DNNL_ARG_* index, the memory's descriptor and data.
+  using Arg = std::pair<int, std::pair<const dnnl_memory_desc_t*, const void*>>;
+  void execute(const Primitive& p, const std::vector<Arg>& args) {
     std::vector<dnnl_exec_arg_t> exec;
     exec.reserve(args.size());
     for (const auto& [arg, md] : args) {
@@ -225,10 +228,9 @@ at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
   std::lock_guard<std::mutex> lock(s.mutex);
   const Primitive& mm = s.matmul(M, K, N, bias.defined());
   const void* wp = s.packedWeight(w, mm, scratch);
-  if (bias.defined())
-    s.execute(mm, {{DNNL_ARG_SRC, {&mm.src, x.data_ptr()}}, {DNNL_ARG_WEIGHTS, {&mm.weights, wp}}, {DNNL_ARG_BIAS, {&mm.bias, bias.data_ptr()}}, {DNNL_ARG_DST, {&mm.dst, y.data_ptr()}}});
-  else
-    s.execute(mm, {{DNNL_ARG_SRC, {&mm.src, x.data_ptr()}}, {DNNL_ARG_WEIGHTS, {&mm.weights, wp}}, {DNNL_ARG_DST, {&mm.dst, y.data_ptr()}}});
+  std::vector<State::Arg> args{{DNNL_ARG_SRC, {&mm.src, x.data_ptr()}}, {DNNL_ARG_WEIGHTS, {&mm.weights, wp}}, {DNNL_ARG_DST, {&mm.dst, y.data_ptr()}}};
+  if (bias.defined()) args.push_back({DNNL_ARG_BIAS, {&mm.bias, bias.data_ptr()}});
+  s.execute(mm, args);
   return y;
 }
 
