@@ -150,10 +150,16 @@ test('freed activations are reused: a repeated 3.4 MB op does not fault its page
   if (!runtimeInfo().mallocTuning) return t.skip(mallocTuningAbsent());
   const x = randn([8, 69, 1536]); // 3.4 MB: above glibc's default mmap threshold
   const run = (): void => tidy(() => void F.gelu(x));
-  for (let i = 0; i < 3; i++) run();
-  const before = process.resourceUsage().minorPageFault;
+  // The counter is the whole process's: in the first few dozen calls V8 (compiling this loop, growing its heap) and
+  // the OpenMP workers fault in pages of their own, 120-210 per call over 20 calls after 3 warm-ups in one run of
+  // four. So a longer warm-up, and the median of three windows of 20 calls, which a one-off burst cannot decide.
   for (let i = 0; i < 20; i++) run();
-  const perCall = (process.resourceUsage().minorPageFault - before) / 20;
-  assert.ok(perCall < 100, `${perCall} page faults per call (a fresh 3.4 MB block faults in 828 pages)`);
+  const windows = [0, 1, 2].map(() => {
+    const before = process.resourceUsage().minorPageFault;
+    for (let i = 0; i < 20; i++) run();
+    return (process.resourceUsage().minorPageFault - before) / 20;
+  });
+  const perCall = [...windows].sort((a, b) => a - b)[1]!;
+  assert.ok(perCall < 100, `${windows.join(', ')} page faults per call (a fresh 3.4 MB block faults in 828 pages)`);
   x.dispose();
 });
