@@ -2,8 +2,10 @@
 // 1000 classes): a training step (forward + backward + AdamW) and one guided sampling step (conditional and
 // unconditional in one batched call), batch 64, each paired with the same in PyTorch (bench/peer/generator.py).
 // JSON lines with impl, precision, batch, train_step_s, sample_step_s; `--impl reptok` skips the peer; `--bf16`
-// and `--busy` as in bench/tokenizer.ts. Targets (issue #17): float32 training step ≤ 1.0× and sampling step ≤ 0.9×
-// the peer; bf16 both ≤ 0.5× our float32.
+// and `--busy` as in bench/tokenizer.ts. The model is marked for inference on packed weights, as RepTok pipelines
+// mark theirs (Module.packForInference): the training step is unaffected (its products have a backward pass to come),
+// the float32 sampling step runs on packed copies; `--no-pack` samples on sgemm instead. Targets (issue #17): float32
+// training step ≤ 1.0× and sampling step ≤ 0.9× the peer; bf16 both ≤ 0.5× our float32.
 import { full, manualSeed, noGrad, randint, randn, tidy } from '../src/index.ts';
 import { AdamW } from '../src/optim/index.ts';
 import { classField, generatorModel } from '../src/models/generator.ts';
@@ -18,6 +20,7 @@ const batch = Number(args.get('batch', '64'));
 manualSeed(0);
 const model = noGrad(() => generatorModel('mixer-xl'));
 const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+const packed = !process.argv.includes('--no-pack') && model.packForInference() > 0;
 const x1 = randn([batch, 1, 768]);
 const y = randint(0, 1000, [batch]);
 const trainStep = (precision: Precision) => (): void =>
@@ -38,7 +41,11 @@ const sampleStep = (precision: Precision) => (): void =>
     }),
   );
 
-emit({ bench: 'generator', params_m: model.numParameters() / 1e6 });
+emit({
+  bench: 'generator',
+  params_m: model.numParameters() / 1e6,
+  sample_weights: packed ? 'float32 sampling on weights packed for inference' : 'float32 sampling on sgemm',
+});
 await comparePhases({
   bench: 'generator',
   script: 'generator.py',

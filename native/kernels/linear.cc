@@ -12,8 +12,8 @@
 // since the last sweep); the bias is added in float32 (in the pass that rounds the float32 result), the weight
 // gradient comes out of the GEMM in float32 (no bf16 rounding of gw, unlike autocast's bf16 addmm), and only the
 // activations (y, gx) are rounded to bf16 — autocast's convention for a linear layer's output. Forward-only bf16
-// calls (no graph) instead run oneDNN matmul primitives over the weight packed once per version (onednn.h;
-// packedForward below says when).
+// calls (no graph) instead run oneDNN matmul primitives over the weight packed once per version (onednn.h), and so
+// do float32 ones on weights marked for inference (packForInference); packedForward below says when.
 //
 // `reptok::linear` is y = x wᵀ + b with its own backward (gx = gy w, gw = gyᵀ x, gb = Σ gy), for CPU float32 and
 // bfloat16; src/engine/fused.ts sends everything else — and every process where oneDNN's GEMMs are not found — to
@@ -145,17 +145,28 @@ Tensor bf16Weight(const Tensor& w) {
   return cache.put(w, toBf16(w)).value;
 }
 
-// Whether a bf16 forward-only call (no graph: noGrad, or nothing requires a gradient) runs as a oneDNN matmul
-// primitive over the weight's packed copy (onednn.h), which adds the bias and rounds in registers: yes unless the
-// weight has a bf16 copy of its current version for the GEMMs. Each weight keeps one bf16 copy, not two: packed
-// while it only runs forward (inference), plain once it backpropagates (training, frozen layers included), as the
-// input gradient's product needs the weight in another layout. Keeping both cost the tokenizer's bf16 training
-// step 60–70 MB of peak RSS (7%) for 2–4% of its time. Repacking a weight in training after every step does not
-// pay either: oneDNN's reorder takes 0.6–1.2 ns per element from a cold float32 weight, the bf16 cast below 0.25.
+// Whether a forward-only call (no graph: noGrad, or nothing requires a gradient) runs as a oneDNN matmul primitive
+// over the weight's packed copy (onednn.h), which adds the bias (and rounds to bf16) in registers.
+//
+// bf16: yes unless the weight has a bf16 copy of its current version for the GEMMs. Each weight keeps one bf16 copy,
+// not two: packed while it only runs forward (inference), plain once it backpropagates (training, frozen layers
+// included), as the input gradient's product needs the weight in another layout. Keeping both cost the tokenizer's
+// bf16 training step 60–70 MB of peak RSS (7%) for 2–4% of its time. Repacking a weight in training after every
+// step does not pay either: oneDNN's reorder takes 0.6–1.2 ns per element from a cold float32 weight, the bf16 cast
+// below 0.25.
+//
+// float32: only for weights marked by packForInference (the pipeline's models). A packed float32 copy is a second
+// copy of the weight at full size, so a process that also trains (or keeps the frozen encoder next to the one it
+// fine-tunes) must not get one unasked; where asked, the generator's guided sampling step takes 0.82× the time of
+// the GEMMs, which pack the weight again on every call.
+//
 // Empty products take the GEMMs.
-bool packedForward(const Tensor& w, int64_t M, int64_t K, int64_t N) {
+WeightCache<bool> inference;  // the weights marked by packForInference (guarded by cacheMutex)
+
+bool packedForward(const Tensor& w, bool bf16, int64_t M, int64_t K, int64_t N) {
   if (M == 0 || K == 0 || N == 0 || !onednn::matmulAvailable()) return false;
   std::lock_guard<std::mutex> lock(cacheMutex);
+  if (!bf16) return inference.find(w) != nullptr;
   const auto* e = cache.find(w);
   return !(e && e->current(w));
 }
@@ -164,14 +175,14 @@ bool packedForward(const Tensor& w, int64_t M, int64_t K, int64_t N) {
 // Float32 computes in float32 throughout; bf16 computes products on bf16 operands into float32 and rounds the
 // activations it returns (y, gx) to `outType`/x's dtype.
 struct LinearFn : public torch::autograd::Function<LinearFn> {
-  // packed: a forward-only bf16 call on the weight's packed copy (packedForward, decided by the caller: this
-  // function runs with gradient recording off, whatever the caller's mode)
+  // packed: a forward-only call on the weight's packed copy (packedForward, decided by the caller: this function
+  // runs with gradient recording off, whatever the caller's mode)
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b, bool bf16, bool packed) {
     const int64_t K = x.size(-1), N = w.size(0);
     const Tensor x2 = bf16 ? toBf16(x.reshape({-1, K})) : x.reshape({-1, K});
     const Tensor bias = b && b->defined() ? b->to(at::kFloat).contiguous() : Tensor();
     Tensor y;
-    if (packed) {  // bias and rounding in oneDNN's registers
+    if (packed) {  // bias (and bf16 rounding) in oneDNN's registers
       y = onednn::matmul(x2.contiguous(), w, bias);
     } else {
       const Tensor wm = bf16 ? bf16Weight(w) : w;
@@ -257,7 +268,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const c10::optional<Tensor>& b) 
   // Decided here, not in LinearFn::forward, which runs with gradient recording off whatever the caller's mode.
   const bool graph = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->defined() && b->requires_grad()));
   const int64_t K = x.size(-1);
-  const bool packed = bf16 && !graph && packedForward(w, K ? x.numel() / K : 0, K, w.size(0));
+  const bool packed = !graph && packedForward(w, bf16, K ? x.numel() / K : 0, K, w.size(0));
   return LinearFn::apply(x, w, b, bf16, packed);
 }
 
@@ -275,17 +286,83 @@ static Napi::Value onednnGemm(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// onednnMatmul() -> the implementation of the bf16 matmul primitives (e.g. "brg:avx512_core_bf16"), or null when
-// bf16 layers run on gemm_bf16bf16f32 only. Creates oneDNN's engine and a primitive on first use, so it is asked
-// only where the answer is shown (bf16Support), not at load.
+// onednnMatmul(dtype) -> the implementation of the matmul primitives in 'bfloat16' or 'float32' (e.g.
+// "brg:avx512_core_bf16"), or null when there are none (linear layers run on the GEMMs only). Creates oneDNN's engine
+// and a primitive on first use, so it is asked only where the answer is shown (runtimeInfo), not at load.
 static Napi::Value onednnMatmul(const Napi::CallbackInfo& info) {
-  const std::string matmul = onednn::matmulImplementation();
+  const std::string dtype = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  TORCH_CHECK(dtype == "bfloat16" || dtype == "float32", "onednnMatmul: dtype must be 'bfloat16' or 'float32', got '", dtype, "'");
+  const std::string matmul = onednn::matmulImplementation(dtype == "float32" ? at::kFloat : at::kBFloat16);
   return matmul.empty() ? info.Env().Null() : Napi::Value(Napi::String::New(info.Env(), matmul));
 }
 
+// packForInference(weights, enable) -> how many of them float32 forward-only calls now run on packed copies (0
+// without oneDNN's matmul primitives: nothing is marked then). Marks each weight, or with enable false unmarks it and
+// drops its packed copy (packedForward above). A mark lasts while the tensor lives.
+static Napi::Value packForInference(const Napi::CallbackInfo& info) {
+  const auto weights = toTensorVector(info[0], "packForInference weights");
+  const bool enable = toBool(info[1], "packForInference enable");
+  int64_t marked = 0;
+  for (const Tensor& w : weights) {
+    if (!enable) {
+      {
+        std::lock_guard<std::mutex> lock(cacheMutex);
+        inference.erase(w);
+      }
+      onednn::forget(w);
+    } else if (onednn::matmulAvailable() && !w.is_view()) {
+      std::lock_guard<std::mutex> lock(cacheMutex);
+      inference.put(w, true);
+      marked++;
+    }
+  }
+  return Napi::Number::New(info.Env(), double(marked));
+}
+
+// dropWeightCopies(weights): frees their bf16 and packed copies now and unmarks them (Module.dispose): an entry of a
+// weight that is gone would otherwise keep its copy until the next sweep of the cache (weight-cache.h).
+static Napi::Value dropWeightCopies(const Napi::CallbackInfo& info) {
+  for (const Tensor& w : toTensorVector(info[0], "dropWeightCopies weights")) {
+    {
+      std::lock_guard<std::mutex> lock(cacheMutex);
+      cache.erase(w);
+      inference.erase(w);
+    }
+    onednn::forget(w);
+  }
+  return info.Env().Undefined();
+}
+
+// weightCopies() -> {bf16: {count, bytes}, packed: {count, bytes}}: the copies of weights kept for the products, of
+// weights that still live: plain bf16 ones for the GEMMs (bf16Weight), packed ones for the matmul primitives.
+static Napi::Value weightCopies(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto entry = [&](std::pair<int64_t, int64_t> n) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", double(n.first));
+    o.Set("bytes", double(n.second));
+    return o;
+  };
+  std::pair<int64_t, int64_t> bf16{0, 0};
+  {
+    std::lock_guard<std::mutex> lock(cacheMutex);
+    cache.forEachLive([&](const auto& e) {
+      bf16.first++;
+      bf16.second += e.value.nbytes();
+    });
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bf16", entry(bf16));
+  o.Set("packed", entry(onednn::packedCopies()));
+  return o;
+}
+
 void initLinear(Napi::Env env, Napi::Object exports) {
+  exportFn<weightCopies>(env, exports, "weightCopies");
+  exportFn<dropWeightCopies>(env, exports, "dropWeightCopies");
   exportFn<onednnGemm>(env, exports, "onednnGemm");
   exportFn<onednnMatmul>(env, exports, "onednnMatmul");
+  exportFn<packForInference>(env, exports, "packForInference");
 }
 
 }  // namespace reptok

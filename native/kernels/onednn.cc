@@ -1,4 +1,4 @@
-// oneDNN's C GEMMs and bf16 matmul primitives; see onednn.h.
+// oneDNN's C GEMMs and matmul primitives; see onednn.h.
 //
 // Why primitives for bf16: oneDNN's gemm_bf16bf16f32 packs the weight into its kernel's layout on every call and
 // returns float32, which the caller then rounds to bf16 in a second pass. A matmul primitive (brgemm on AVX512-BF16
@@ -100,20 +100,21 @@ class State {
     ok = api.dnnl_engine_create(&engine_, dnnl_cpu, 0) == dnnl_success && api.dnnl_stream_create(&stream_, engine_, dnnl_stream_default_flags) == dnnl_success;
   }
 
-  // The matmul (M, K) · (K, N) -> (M, N) bf16, created once per shape and thread count (oneDNN splits the work by
-  // the threads there are when it creates the primitive).
-  Primitive& matmul(int64_t M, int64_t K, int64_t N, bool bias) {
-    const Key key{M, K, N, int64_t(bias), int64_t(at::get_num_threads())};
+  // The matmul (M, K) · (K, N) -> (M, N) in `type` (bf16 or float32; the bias float32), created once per type, shape
+  // and thread count (oneDNN splits the work by the threads there are when it creates the primitive).
+  Primitive& matmul(at::ScalarType type, int64_t M, int64_t K, int64_t N, bool bias) {
+    const Key key{int64_t(type), M, K, N, int64_t(bias), int64_t(at::get_num_threads())};
     auto it = matmuls_.find(key);
     if (it != matmuls_.end()) return *it->second;
     if (matmuls_.size() >= 256) matmuls_.clear();  // shapes come and go (batch sizes): a bound, not an LRU
     auto p = std::make_unique<Primitive>(api);
-    p->src = plain(M, K, dnnl_bf16);
-    p->dst = plain(M, N, dnnl_bf16);
+    const dnnl_data_type_t t = dnnlType(type);
+    p->src = plain(M, K, t);
+    p->dst = plain(M, N, t);
     p->bias = plain(1, N, dnnl_f32);
     dnnl_memory_desc_t anyWeights;
     const dnnl_dims_t dims{K, N};
-    check(api.dnnl_memory_desc_init_by_tag(&anyWeights, 2, dims, dnnl_bf16, dnnl_format_tag_any), "memory descriptor");
+    check(api.dnnl_memory_desc_init_by_tag(&anyWeights, 2, dims, t, dnnl_format_tag_any), "memory descriptor");
     dnnl_matmul_desc_t desc;
     check(api.dnnl_matmul_desc_init(&desc, &p->src, &anyWeights, bias ? &p->bias : nullptr, &p->dst), "matmul descriptor");
     check(api.dnnl_primitive_desc_create(&p->pd, &desc, nullptr, engine_, nullptr), "matmul primitive descriptor");
@@ -122,7 +123,7 @@ class State {
     return *matmuls_.emplace(key, std::move(p)).first->second;
   }
 
-  // w's bf16 copy in the layout `mm` reads: packed by one reorder per parameter version and kept, or
+  // w's copy in the layout (and dtype) `mm` reads: packed by one reorder per parameter version and kept, or
   // rewritten in place when the weight has a new version (an optimizer step). Views are packed per call into
   // `scratch`, as caching a fresh TensorImpl per call would only fill the map.
   const void* packedWeight(const at::Tensor& w, const Primitive& mm, at::Tensor& scratch) {
@@ -164,16 +165,26 @@ class State {
     packed_.erase(w);
   }
 
-  std::string implementation() {
+  std::pair<int64_t, int64_t> copies() {
     std::lock_guard<std::mutex> lock(mutex);
-    const Primitive& p = matmul(552, 384, 1536, true);
+    std::pair<int64_t, int64_t> n{0, 0};
+    packed_.forEachLive([&](const auto& e) {
+      n.first++;
+      n.second += e.value.buffer.nbytes();
+    });
+    return n;
+  }
+
+  std::string implementation(at::ScalarType type) {
+    std::lock_guard<std::mutex> lock(mutex);
+    const Primitive& p = matmul(type, 552, 384, 1536, true);
     const char* name = nullptr;
     check(api.dnnl_primitive_desc_query(p.pd, dnnl_query_impl_info_str, 0, &name), "implementation query");
     return name ? name : "";
   }
 
  private:
-  using Key = std::array<int64_t, 5>;
+  using Key = std::array<int64_t, 6>;
   dnnl_engine_t engine_ = nullptr;
   dnnl_stream_t stream_ = nullptr;
   std::map<Key, std::unique_ptr<Primitive>> matmuls_;
@@ -222,11 +233,12 @@ bool matmulAvailable() { return state().ok; }
 at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
   State& s = state();
   TORCH_CHECK(s.ok, "reptok::linear: oneDNN's matmul primitives are not available in this build");
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && x.dim() == 2, "reptok::linear: the matmul's input must be a contiguous bf16 matrix");
+  TORCH_CHECK((x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat) && x.is_contiguous() && x.dim() == 2,
+              "reptok::linear: the matmul's input must be a contiguous bf16 or float32 matrix");
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   at::Tensor y = at::empty({M, N}, x.options()), scratch;
   std::lock_guard<std::mutex> lock(s.mutex);
-  const Primitive& mm = s.matmul(M, K, N, bias.defined());
+  const Primitive& mm = s.matmul(x.scalar_type(), M, K, N, bias.defined());
   const void* wp = s.packedWeight(w, mm, scratch);
   std::vector<State::Arg> args{{DNNL_ARG_SRC, {&mm.src, x.data_ptr()}}, {DNNL_ARG_WEIGHTS, {&mm.weights, wp}}, {DNNL_ARG_DST, {&mm.dst, y.data_ptr()}}};
   if (bias.defined()) args.push_back({DNNL_ARG_BIAS, {&mm.bias, bias.data_ptr()}});
@@ -238,16 +250,19 @@ void forget(const at::Tensor& w) {
   if (state().ok) state().forget(w);
 }
 
-std::string matmulImplementation() { return state().ok ? state().implementation() : ""; }
+std::pair<int64_t, int64_t> packedCopies() { return state().ok ? state().copies() : std::pair<int64_t, int64_t>{0, 0}; }
+
+std::string matmulImplementation(at::ScalarType type) { return state().ok ? state().implementation(type) : ""; }
 
 #else  // built without oneDNN's headers: the GEMMs only
 
 bool matmulAvailable() { return false; }
 void forget(const at::Tensor&) {}
+std::pair<int64_t, int64_t> packedCopies() { return {0, 0}; }
 at::Tensor matmul(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
   TORCH_CHECK(false, "reptok::linear: this build has no oneDNN matmul primitives (rebuild with libdnnl-dev installed)");
 }
-std::string matmulImplementation() { return ""; }
+std::string matmulImplementation(at::ScalarType) { return ""; }
 
 #endif
 

@@ -1,5 +1,5 @@
-// oneDNN, as Debian's libtorch links it (libdnnl.so.2): its C GEMMs, and bf16 matmul primitives over weights packed
-// once per parameter version. Everything is looked up at run time in the libraries already loaded with libtorch, so
+// oneDNN, as Debian's libtorch links it (libdnnl.so.2): its C GEMMs, and matmul primitives over weights packed once
+// per parameter version. Everything is looked up at run time in the libraries already loaded with libtorch, so
 // the addon also loads where oneDNN is absent or hidden (official LibTorch archives link it statically); callers
 // then take aten's path. Used by linear.cc.
 #pragma once
@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <utility>
 
 namespace reptok {
 namespace onednn {
@@ -21,21 +22,25 @@ using Gemm = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, 
 extern const Gemm<float> sgemm;
 extern const Gemm<at::BFloat16> bf16gemm;
 
-// ---- bf16 matmul primitives (oneDNN 2.x C API) --------------------------------------------------------------------
+// ---- matmul primitives (oneDNN 2.x C API) -------------------------------------------------------------------------
 // Whether this build and the loaded oneDNN run them (the build found oneDNN's headers and the library is the same
 // 2.x minor version, whose memory descriptors are plain structs of the header's layout).
 bool matmulAvailable();
 
-// y (M, N) = x (M, K) · wᵀ [+ bias (N), float32]: x bf16 contiguous, w (N, K) float32 or bf16, y bf16. The weight's
-// packed bf16 copy is made by one reorder and kept per parameter version (views are packed per call). M, N, K > 0.
+// y (M, N) = x (M, K) · wᵀ [+ bias (N), float32]: x bf16 or float32 contiguous, w (N, K) float32 or bf16, y in x's
+// dtype. The weight's packed copy, in x's dtype, is made by one reorder and kept per parameter version (views are
+// packed per call). M, N, K > 0.
 at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
+
+// The packed copies kept for weights that still live: how many, and their bytes.
+std::pair<int64_t, int64_t> packedCopies();
 
 // Drops w's packed copy, if it has one (a weight that now runs on the GEMMs keeps one bf16 copy, not two).
 void forget(const at::Tensor& w);
 
-// The name of the implementation oneDNN picks for a bf16 matmul of the tokenizer's shape (e.g.
-// "brg:avx512_core_bf16", "brg:avx512_core_amx"); empty when matmulAvailable() is false.
-std::string matmulImplementation();
+// The name of the implementation oneDNN picks for a matmul in `type` (bf16 or float32) of the tokenizer's shape
+// (e.g. "brg:avx512_core_bf16", "brg:avx512_core_amx", "brg:avx512_core"); empty when matmulAvailable() is false.
+std::string matmulImplementation(at::ScalarType type);
 
 }  // namespace onednn
 }  // namespace reptok

@@ -44,6 +44,13 @@ class WeightCache {
 
   void erase(const at::Tensor& w) { map_.erase(w.unsafeGetTensorImpl()); }
 
+  // f(entry) for every entry whose weight still lives (current or not)
+  template <typename F>
+  void forEachLive(F&& f) const {
+    for (const auto& [key, e] : map_)
+      if (!e.source.expired()) f(e);
+  }
+
  private:
   std::unordered_map<const c10::TensorImpl*, Entry> map_;
   size_t pruneAt_ = 64;

@@ -54,6 +54,13 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   t2i: { type: 'string', help: 'the text-to-image model file (overrides --model)', arg: 'FILE' },
   device: { type: 'string', default: 'cpu', help: "where the models run: 'cpu', 'cuda', 'cuda:1', ...", arg: 'DEV' },
   threads: { type: 'number', default: 0, help: 'CPU threads for libtorch (0: all cores)', arg: 'N' },
+  'pack-weights': {
+    type: 'boolean',
+    default: true,
+    help:
+      "run float32 layers on weights packed for oneDNN's kernels: faster, with a second copy of the weights in " +
+      'memory (--no-pack-weights keeps one)',
+  },
   json: { type: 'boolean', help: 'print one JSON object describing the outputs (for scripts)' },
   ...CHECKPOINT_OPTIONS,
 };
@@ -107,7 +114,10 @@ export function modelSources(
     log(`no model given: using the shipped ${family} models in ${dir} (--model DIR chooses others)`);
     return modelSources({ ...o, model: dir }, log);
   }
-  const sources: RepTokSources = { device: deviceFor(o.device ?? 'cpu', undefined) };
+  const sources: RepTokSources = {
+    device: deviceFor(o.device ?? 'cpu', undefined),
+    packWeights: o['pack-weights'] ?? true,
+  };
   if (o.model) {
     if (!existsSync(o.model)) throw new Error(`${o.model}: no such file or folder (--model)`);
     if (statSync(o.model).isDirectory()) {

@@ -69,6 +69,34 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 }
 
 /**
+ * Marks float32 CPU weights (2-D: linear layers') for inference on packed copies: their forward-only calls (noGrad,
+ * or nothing requires a gradient) then run oneDNN's matmul primitive over a copy of the weight in its kernel's
+ * blocked layout, made on first use and kept per parameter version, instead of sgemm, which packs the weight again
+ * on every call. The paper-scale generator's guided sampling step takes 0.82× the time. The price is a second,
+ * float32 copy of every marked weight, which is why nothing is packed unasked: the pipeline (`RepTok`) marks its
+ * models, training does not. bf16 forward-only calls use packed bf16 copies whether marked or not. `enabled` false
+ * unmarks and frees the copies. A mark follows the tensor's storage: `Module.to()` drops it. Other weights (views,
+ * other dtypes, other devices) are skipped, and so is everything in a libtorch without oneDNN's matmul primitives
+ * (`runtimeInfo().float32Matmul` is null). Returns how many weights are marked by this call.
+ */
+export function packForInference(weights: Tensor[], enabled = true): number {
+  const cpu32 = weights.filter((w) => w.ndim === 2 && w.device === 'cpu' && w.dtype === 'float32');
+  return native.packForInference(
+    cpu32.map((w) => w.handle),
+    enabled,
+  );
+}
+
+/**
+ * Frees the engine's copies of these weights now (the bf16 copies of training under autocast, the packed ones) and
+ * unmarks them; `Module.dispose()` does it for its parameters. Copies of weights that are simply dropped go at the
+ * cache's next sweep instead.
+ */
+export function dropWeightCopies(weights: Tensor[]): void {
+  native.dropWeightCopies(weights.map((w) => w.handle));
+}
+
+/**
  * RMSNorm with a scale: x · (s · rsqrt(mean(x², -1) + eps)). The fused kernel takes `scale` as (W), or
  * (B, 1, …, W) for x (B, …, W): a per-sample scale, as AdaRMSNorm makes it. Other broadcastable shapes run
  * the composite.

@@ -14,11 +14,11 @@ export {
 export * from './creation.ts';
 export * from './ops.ts';
 export * as F from './functional.ts';
-export { setFusedKernels, setAttentionBf16Dot } from './fused.ts';
+export { setFusedKernels, setAttentionBf16Dot, packForInference, dropWeightCopies } from './fused.ts';
 export { noGrad, enableGrad, isGradEnabled, grad, backward, autocast } from './autograd.ts';
 export { tidy, keep } from './scope.ts';
 export { Generator, manualSeed } from './random.ts';
-export { setNumThreads, getNumThreads, runtimeInfo, memoryStats, bf16Support } from './runtime.ts';
+export { setNumThreads, getNumThreads, runtimeInfo, memoryStats, weightCopies, bf16Support } from './runtime.ts';
 export { cuda, deviceProblem, type Device } from './device.ts';
 export { ProcessGroup, type ProcessGroupOptions, type ReduceOp } from './distributed.ts';
 export { profile, formatProfile, type OpProfile } from './profile.ts';

@@ -91,7 +91,10 @@ export interface Native {
   parallelInfo(): string;
   mallocTuning(): boolean;
   onednnGemm(): { float32: boolean; bfloat16: boolean; isa: number; isaName: string | null };
-  onednnMatmul(): string | null;
+  onednnMatmul(dtype: 'bfloat16' | 'float32'): string | null;
+  packForInference(weights: Handle[], enable: boolean): number;
+  weightCopies(): Record<'bf16' | 'packed', { count: number; bytes: number }>;
+  dropWeightCopies(weights: Handle[]): void;
   attentionBf16Dot(enable?: boolean): boolean;
   // distributed (c10d)
   initProcessGroup(o: {

@@ -30,6 +30,11 @@ export function runtimeInfo(): {
   openblasThreadTimeout?: string;
   mallocTuning: boolean;
   onednnGemm: boolean;
+  /**
+   * oneDNN's implementation of the float32 matmul primitives that weights packed for inference run on
+   * (`packForInference`, e.g. 'brg:avx512_core'); null without them (such weights then run on sgemm).
+   */
+  float32Matmul: string | null;
   /** oneDNN's GEMMs in bfloat16 (float32 accumulation), and whether the CPU runs them natively. */
   bf16: Bf16Support;
   /** What runs bfloat16 attention's products: AVX512-BF16's vdpbf16ps, or float32 on widened operands. */
@@ -45,6 +50,7 @@ export function runtimeInfo(): {
     openblasThreadTimeout: process.env.OPENBLAS_THREAD_TIMEOUT,
     mallocTuning: native.mallocTuning(),
     onednnGemm: native.onednnGemm().float32,
+    float32Matmul: native.onednnMatmul('float32'),
     bf16: bf16Support(),
     attentionBf16: native.attentionBf16Dot() ? 'avx512_bf16' : 'float32',
   };
@@ -52,6 +58,14 @@ export function runtimeInfo(): {
 
 /** Live native tensors and the bytes reported to V8 for them (for leak checks). */
 export const memoryStats = (): { count: number; bytes: number } => native.liveTensors();
+
+/**
+ * The copies of weights the engine keeps next to them for matrix products, which memoryStats does not count:
+ * `bf16`, the bf16 copies of weights that train under autocast; `packed`, the copies packed for oneDNN's matmul
+ * kernels (bf16 forward-only calls, and float32 weights marked by packForInference). Each is kept per parameter
+ * version and freed with its weight.
+ */
+export const weightCopies = (): Record<'bf16' | 'packed', { count: number; bytes: number }> => native.weightCopies();
 
 // dnnl_cpu_isa_t bit masks (oneDNN 2.x): every ISA includes the bits of those it extends.
 const ISA_AVX512_CORE_BF16 = 0xe7;
@@ -82,7 +96,7 @@ export function bf16Support(): Bf16Support {
   return {
     gemm: o.bfloat16,
     isa: o.isaName,
-    matmul: native.onednnMatmul(),
+    matmul: native.onednnMatmul('bfloat16'),
     native: !o.bfloat16 ? null : has(ISA_AVX512_CORE_AMX) ? 'amx' : has(ISA_AVX512_CORE_BF16) ? 'avx512_bf16' : null,
   };
 }

@@ -3,7 +3,16 @@
 // Children are registered under the reference implementation's names (`ls1`, `mlp.fc1`, `blocks.3`) whatever the
 // TypeScript field is called, so `stateDict()` keys equal the keys of the reference checkpoints and those load
 // without renaming.
-import { Tensor, keep, noGrad, type Device, type DType, type StateDict } from '../engine/index.ts';
+import {
+  Tensor,
+  dropWeightCopies,
+  keep,
+  noGrad,
+  packForInference,
+  type Device,
+  type DType,
+  type StateDict,
+} from '../engine/index.ts';
 
 /** Thrown by loadStateDict when keys or shapes disagree; lists every problem at once. */
 export class StateDictError extends Error {
@@ -199,6 +208,15 @@ export abstract class Module {
     return this;
   }
 
+  /**
+   * Runs this sub-tree's float32 linear layers on packed weights in forward-only calls (the engine's
+   * packForInference: faster inference for a second copy of those weights); `false` drops the copies. Call it after
+   * `to()`, which replaces the storage. Returns how many weights are marked.
+   */
+  packForInference(enabled = true): number {
+    return packForInference(this.parameters(), enabled);
+  }
+
   /** Turns gradient tracking of every parameter in this sub-tree on or off (freezing). */
   requiresGrad_(flag = true): this {
     for (const p of this.parameters()) p.requiresGrad_(flag);
@@ -210,8 +228,12 @@ export abstract class Module {
     for (const p of this.parameters()) if (p.requiresGrad) p.grad = null;
   }
 
-  /** Frees all parameters and buffers now. The module cannot be used afterwards. */
+  /**
+   * Frees all parameters and buffers now, and the engine's copies of the weights (bf16, packed). The module cannot
+   * be used afterwards.
+   */
   dispose(): void {
+    dropWeightCopies(this.parameters());
     for (const [, m] of this.namedModules()) {
       for (const p of m.#params.values()) p.dispose();
       for (const b of m.#buffers.values()) b.t.dispose();

@@ -11,7 +11,8 @@ import sharp from 'sharp';
 
 import { Generator, rand, randn, readImage } from '../../src/index.ts';
 import { reptok } from './run-cli.ts';
-import { commandLine } from '../../src/cli/args.ts';
+import { commandLine, parseArgs } from '../../src/cli/args.ts';
+import { modelSources } from '../../src/cli/model-options.ts';
 import { loadGeneratorFile, peekModelFile, saveGenerator } from '../../src/models/index.ts';
 import { saveTokens } from '../../src/pipeline/tokens-file.ts';
 import { ROOT } from '../helpers.ts';
@@ -145,6 +146,27 @@ test('sample by class names and indices, or --all; generate from prompts', async
   );
   assert.deepEqual(g.prompts, ['a red circle', 'a blue square']);
   assert.equal((await sharp(g.output).metadata()).height, 2 * 18 + 2);
+});
+
+test('--no-pack-weights loads the models without packed copies (--pack-weights is the default)', async () => {
+  const { spec } = await import('../../src/cli/commands/sample.ts');
+  const sources = (...argv: string[]) => modelSources(parseArgs(spec, ['--model', dir, ...argv]).options, () => {});
+  assert.equal(sources().packWeights, true);
+  assert.equal(sources('--no-pack-weights').packWeights, false);
+  const s = await json(
+    'sample',
+    ...M,
+    '--no-pack-weights',
+    '--class',
+    '0',
+    '--n',
+    '1',
+    '--steps',
+    '1',
+    '-o',
+    join(dir, 'np.png'),
+  );
+  assert.deepEqual(s.labels, [0]);
 });
 
 test('a generator alone finds the tokenizer it was trained with (recorded in its file), and says so', async () => {

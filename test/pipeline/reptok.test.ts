@@ -6,7 +6,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Generator, RepTok, interpolateTokens, framePositions, noGrad, rand, randn, tidy } from '../../src/index.ts';
+import {
+  Generator,
+  RepTok,
+  interpolateTokens,
+  framePositions,
+  noGrad,
+  rand,
+  randn,
+  runtimeInfo,
+  tidy,
+  weightCopies,
+} from '../../src/index.ts';
 import { MLPMixer1D, saveGenerator } from '../../src/models/index.ts';
 import { TINY_CLASSES, saveTinyModels } from '../tiny-models.ts';
 
@@ -119,4 +130,21 @@ test('sample by class name or index; generate from prompts; inputs that do not f
   m.dispose();
   rt.dispose();
   t2i.dispose();
+});
+
+test('a pipeline packs its float32 weights for inference unless told not to; the samples agree', () => {
+  const packed = RepTok.load({ tokenizer: files.tokenizer, generator: files.generator });
+  const plain = RepTok.load({ tokenizer: files.tokenizer, generator: files.generator, packWeights: false });
+  const before = weightCopies().packed.count;
+  const b = plain.sample({ n: 2, steps: 2, seed: 4 });
+  assert.equal(weightCopies().packed.count, before, 'packWeights: false keeps no packed copies');
+  const a = packed.sample({ n: 2, steps: 2, seed: 4 });
+  if (runtimeInfo().float32Matmul !== null)
+    assert.ok(weightCopies().packed.count > before, 'the default pipeline samples on packed copies');
+  // the same float32 products, summed in another order, through two ODE solves
+  assert.ok(a.images.allclose(b.images, 1e-4, 1e-4), 'packed and plain samples agree');
+  for (const x of [a, b]) for (const t of [x.images, x.tokens]) t.dispose();
+  packed.dispose();
+  plain.dispose();
+  assert.equal(weightCopies().packed.count, before, 'disposing the pipeline frees its packed copies');
 });
