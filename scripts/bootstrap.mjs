@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { buildAddon, buildEnv } = await import('./build-addon.mjs');
 
 // libtorch and the multithreaded OpenBLAS it must run with (without it libtorch falls back to the ~40x slower
 // reference BLAS); oneDNN's headers for the bf16 matmul primitives (the library comes with libtorch); gloo's headers
@@ -35,7 +36,8 @@ function installed(pkg) {
 }
 
 function ensureSystemPackages(pkgs) {
-  if (process.env.LIBTORCH) pkgs = pkgs.filter((p) => p !== 'libtorch-dev');
+  // LIBTORCH set, or kept from the addon's last build (build-addon.mjs, buildEnv): Debian's libtorch is not needed.
+  if (buildEnv().LIBTORCH) pkgs = pkgs.filter((p) => p !== 'libtorch-dev');
   if (spawnSync('dpkg-query', ['--version']).status !== 0) return; // not Debian: the addon build names what is missing
   const missing = pkgs.filter((p) => !installed(p));
   if (missing.length === 0) return;
@@ -64,5 +66,4 @@ function ensureNodeModules() {
 
 ensureSystemPackages(process.argv.includes('--peer') ? [...SYSTEM, ...PEER] : SYSTEM);
 ensureNodeModules();
-const { buildAddon } = await import('./build-addon.mjs');
 buildAddon();
