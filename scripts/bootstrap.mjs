@@ -4,7 +4,7 @@
 //   --peer   also install the PyTorch peer the benchmarks compare against (Debian's python3-torch)
 // Only Node built-ins are used here: node_modules may not exist yet.
 import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -57,9 +57,21 @@ function ensureSystemPackages(pkgs) {
 }
 
 function ensureNodeModules() {
-  const stamp = join(root, 'node_modules', '.package-lock.json');
+  const modules = join(root, 'node_modules');
+  const stamp = join(modules, '.package-lock.json');
   const lock = join(root, 'package-lock.json');
   if (existsSync(stamp) && (!existsSync(lock) || statSync(stamp).mtimeMs >= statSync(lock).mtimeMs)) return;
+  // npm ci empties node_modules first, through a link too: a folder that several checkouts share (git worktrees
+  // linked to one) would be emptied under all of them. A linked node_modules is left to the checkout that owns it.
+  if (lstatSync(modules, { throwIfNoEntry: false })?.isSymbolicLink()) {
+    const where = `node_modules links to ${readlinkSync(modules)}`;
+    if (!existsSync(stamp)) {
+      console.error(`reptok bootstrap: ${where}, which holds no npm packages: run npm ci there, or remove the link.`);
+      process.exit(1);
+    }
+    console.error(`reptok bootstrap: ${where}, older than package-lock.json; not running npm ci through the link.`);
+    return;
+  }
   console.error('reptok bootstrap: installing npm packages (npm ci)');
   if (!run('npm', [existsSync(lock) ? 'ci' : 'install', '--no-audit', '--no-fund'])) process.exit(1);
 }
