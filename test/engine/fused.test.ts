@@ -406,7 +406,7 @@ test('bfloat16 attention: vdpbf16ps and widened products agree within bf16 round
 // The composite takes no bf16 x next to float32 weights outside autocast (aten::linear wants one dtype), so the
 // second reference is exact: the composite in float64 on the same values, which the bf16 result must match within
 // its one rounding (2⁻⁸ of the largest value) plus the float32 arithmetic's.
-test('bfloat16 tokenMlp: bf16 x with float32 weights -> bf16 out, float32 weight gradients (3 and 3 + 4 tokens)', () => {
+test('bfloat16 tokenMlp: bf16 x, float32 weights -> bf16 out, float32 weight gradients (3 and 3 + 4 tokens)', () => {
   for (const [L, Lh, D] of [
     [3, 9, 300],
     [7, 21, 37],
