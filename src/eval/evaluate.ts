@@ -97,7 +97,14 @@ export interface EvalData {
 
 type Stats = { mean: number; min: number; max: number };
 export interface EvalReport {
-  protocol: EvalProtocol & { data: string; referenceSplit: string; featureSpace: string; sampler: 'euler' };
+  protocol: EvalProtocol & {
+    data: string;
+    referenceSplit: string;
+    featureSpace: string;
+    sampler: 'euler';
+    /** The precision the models computed in (the pipeline's). */
+    precision: 'fp32' | 'bf16';
+  };
   models: Record<string, string>;
   reconstruction?: {
     images: number;
@@ -201,6 +208,7 @@ export function evaluate(
       referenceSplit: data.referenceSplit,
       featureSpace: features.name,
       sampler: 'euler',
+      precision: rt.precision,
     },
     models: Object.fromEntries(
       Object.entries(rt.models)
@@ -362,11 +370,13 @@ function flowValidation(rt: RepTok, data: EvalData, n: number, p: EvalProtocol):
       const g = rt.generator!;
       const tokens = chunked(imagesTensor(data.reference, range(n)), p.batchSize, (x) => rt.encode(x)); // (n, D)
       const labels = firstLabels(data.reference, n, rt.device);
-      const out = segmentedFlowLoss((x, t, idx) => g.forward(x, t, { y: labels.indexSelect(0, idx) }), tokens, {
-        count: n,
-        segments: p.segments,
-        seed: p.seed + 7,
-      });
+      const out = rt.withPrecision(() =>
+        segmentedFlowLoss((x, t, idx) => g.forward(x, t, { y: labels.indexSelect(0, idx) }).float(), tokens, {
+          count: n,
+          segments: p.segments,
+          seed: p.seed + 7,
+        }),
+      );
       return { mean: out.val_loss!, segments: Array.from({ length: p.segments }, (_, k) => out[`val_t${k}`]!) };
     }),
   );

@@ -148,11 +148,14 @@ test('sample by class names and indices, or --all; generate from prompts', async
   assert.equal((await sharp(g.output).metadata()).height, 2 * 18 + 2);
 });
 
-test('--no-pack-weights loads the models without packed copies (--pack-weights is the default)', async () => {
+test('--no-pack-weights and --precision reach the pipeline (packed float32 is the default)', async () => {
   const { spec } = await import('../../src/cli/commands/sample.ts');
   const sources = (...argv: string[]) => modelSources(parseArgs(spec, ['--model', dir, ...argv]).options, () => {});
   assert.equal(sources().packWeights, true);
   assert.equal(sources('--no-pack-weights').packWeights, false);
+  assert.equal(sources().precision, 'fp32');
+  assert.equal(sources('--precision', 'bf16').precision, 'bf16');
+  assert.throws(() => sources('--precision', 'fp16'), /--precision must be one of fp32, bf16, auto, got 'fp16'/);
   const s = await json(
     'sample',
     ...M,

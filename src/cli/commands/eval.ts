@@ -206,7 +206,8 @@ export async function run({ options: given }: Parsed): Promise<void> {
 function summary(r: ReturnType<typeof evaluate>['report'], html: string): string {
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   const lines = [
-    `reptok eval on ${r.protocol.data} (${r.protocol.referenceSplit}), features: ${r.protocol.featureSpace}`,
+    `reptok eval on ${r.protocol.data} (${r.protocol.referenceSplit}), features: ${r.protocol.featureSpace}, ` +
+      `precision: ${r.protocol.precision}`,
   ];
   const rec = r.reconstruction;
   if (rec)
