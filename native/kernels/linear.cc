@@ -157,7 +157,7 @@ Tensor bf16Weight(const Tensor& w) {
 //
 // float32: only for weights marked by packForInference (the pipeline's models). A packed float32 copy is a second
 // copy of the weight at full size, so a process that also trains (or keeps the frozen encoder next to the one it
-// fine-tunes) must not get one unasked; where asked, the generator's guided sampling step takes 0.82× the time of
+// fine-tunes) must not get one unasked; where asked, the generator's guided sampling step takes 0.84× the time of
 // the GEMMs, which pack the weight again on every call.
 //
 // Empty products take the GEMMs.

@@ -9,6 +9,7 @@ import type { OfficialCheckpointOptions } from '../models/official-checkpoint.ts
 import { RepTok, type RepTokSources } from '../pipeline/index.ts';
 import type { ModelSet } from '../pipeline/model-set.ts';
 import { SHIPPED_WEIGHTS, shippedDir, type ShippedFamily } from '../pipeline/shipped.ts';
+import { PRECISIONS, isPrecisionSetting, type PrecisionSetting } from '../train/config.ts';
 import { progressBar } from './progress-bar.ts';
 import { deviceFor } from './device-option.ts';
 import { UsageError, type OptionSpec, type Parsed } from './args.ts';
@@ -161,13 +162,10 @@ export function modelSources(
   return sources;
 }
 
-const PRECISIONS = ['fp32', 'bf16', 'auto'] as const;
-
 /** --precision, checked. */
-function pipelinePrecision(p: string): (typeof PRECISIONS)[number] {
-  if (!(PRECISIONS as readonly string[]).includes(p))
-    throw new UsageError(`--precision must be one of ${PRECISIONS.join(', ')}, got '${p}'`);
-  return p as (typeof PRECISIONS)[number];
+function pipelinePrecision(p: string): PrecisionSetting {
+  if (!isPrecisionSetting(p)) throw new UsageError(`--precision must be one of ${PRECISIONS.join(', ')}, got '${p}'`);
+  return p;
 }
 
 /** Applies --threads and loads the pipeline from the command's options (no model named: `family`'s shipped ones). */

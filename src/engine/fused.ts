@@ -72,7 +72,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
  * Marks float32 CPU weights (2-D: linear layers') for inference on packed copies: their forward-only calls (noGrad,
  * or nothing requires a gradient) then run oneDNN's matmul primitive over a copy of the weight in its kernel's
  * blocked layout, made on first use and kept per parameter version, instead of sgemm, which packs the weight again
- * on every call. The paper-scale generator's guided sampling step takes 0.82× the time. The price is a second,
+ * on every call. The paper-scale generator's guided sampling step takes 0.84× the time. The price is a second,
  * float32 copy of every marked weight, which is why nothing is packed unasked: the pipeline (`RepTok`) marks its
  * models, training does not. bf16 forward-only calls use packed bf16 copies whether marked or not. `enabled` false
  * unmarks and frees the copies. A mark follows the tensor's storage: `Module.to()` drops it. Other weights (views,

@@ -20,6 +20,7 @@ import type { Classifier } from '../models/classifier.ts';
 import type { DinoVisionTransformer } from '../models/dinov2.ts';
 import { betterResize, encoderInput } from '../models/preprocess.ts';
 import type { RepTok } from '../pipeline/reptok.ts';
+import type { Precision } from '../train/autocast.ts';
 import { imagesTensor, type ImageArray } from '../data/image-array.ts';
 import { frechetDistance } from './frechet.ts';
 import { precisionRecall } from './precision-recall.ts';
@@ -103,7 +104,7 @@ export interface EvalReport {
     featureSpace: string;
     sampler: 'euler';
     /** The precision the models computed in (the pipeline's). */
-    precision: 'fp32' | 'bf16';
+    precision: Precision;
   };
   models: Record<string, string>;
   reconstruction?: {

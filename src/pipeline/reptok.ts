@@ -31,6 +31,7 @@ import { loadTextToImageFile, type TextToImage, type TextToImageConfig } from '.
 import { sourceName, type ModelDescription, type ModelSource } from '../models/model-file.ts';
 import { loadOfficialCheckpoint, type OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
 import { resolvePrecision, withAutocast, type Precision } from '../train/autocast.ts';
+import { PRECISIONS, isPrecisionSetting, type PrecisionSetting } from '../train/config.ts';
 import { framePositions, interpolateTokens, type InterpolationMethod } from './interpolate.ts';
 import { shippedSources, type ShippedFamily } from './shipped.ts';
 
@@ -70,7 +71,7 @@ export interface PipelineOptions {
    * float32's by a few 1/255 steps; elsewhere bf16 is emulated and slower. 'auto': bf16 where the CPU multiplies it
    * natively, fp32 elsewhere and on CUDA. Tokens and images are float32 either way.
    */
-  precision?: 'fp32' | 'bf16' | 'auto';
+  precision?: PrecisionSetting;
 }
 
 /** A loaded model with what its file says about it. */
@@ -158,8 +159,10 @@ export class RepTok {
     checkDevice(device);
     this.device = device;
     const precision = o.precision ?? 'fp32';
-    if (!['fp32', 'bf16', 'auto'].includes(precision))
-      throw new Error(`RepTok: precision must be 'fp32', 'bf16' or 'auto', got '${precision}'`);
+    if (!isPrecisionSetting(precision))
+      throw new Error(
+        `RepTok: precision must be one of ${PRECISIONS.map((p) => `'${p}'`).join(', ')}, got '${precision}'`,
+      );
     this.precision = resolvePrecision(precision, device);
     this.tokenizer = models.tokenizer.model;
     this.generator = models.generator?.model ?? null;

@@ -1,16 +1,16 @@
 // The trainer's precision setting: which one a run uses ('auto' picks by the hardware) and how it applies around a
 // stage's forward pass.
 import { autocast, bf16Support, type Device } from '../engine/index.ts';
-import type { CommonConfig } from './config.ts';
+import type { PrecisionSetting } from './config.ts';
 
-export type Precision = Exclude<CommonConfig['precision'], 'auto'>;
+export type Precision = Exclude<PrecisionSetting, 'auto'>;
 
 /**
  * The precision a run uses: 'auto' is bf16 (autocast) on a CPU that multiplies bfloat16 natively — AMX or
  * AVX512-BF16, as oneDNN's kernels see it — where bf16 products take half of float32's time or less and models reach
  * float32's metrics (docs/bf16.md); float32 on other CPUs (where bf16 is emulated and slower) and on CUDA.
  */
-export function resolvePrecision(p: CommonConfig['precision'], device: Device = 'cpu'): Precision {
+export function resolvePrecision(p: PrecisionSetting, device: Device = 'cpu'): Precision {
   if (p !== 'auto') return p;
   return device === 'cpu' && bf16Support().native ? 'bf16' : 'fp32';
 }

@@ -8,6 +8,11 @@ import { parse as parseYaml } from 'yaml';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
+/** The precision settings, as training's `precision` and the pipeline's take them ('auto' resolves by hardware). */
+export const PRECISIONS = ['auto', 'fp32', 'bf16'] as const;
+export type PrecisionSetting = (typeof PRECISIONS)[number];
+export const isPrecisionSetting = (p: unknown): p is PrecisionSetting => (PRECISIONS as readonly unknown[]).includes(p);
+
 /** What every stage's config has. */
 export interface CommonConfig {
   stage: 'ssl' | 'tokenizer' | 'generator' | 't2i' | 'classifier';
@@ -39,7 +44,7 @@ export interface CommonConfig {
    * 'auto' (default): bf16 on CPUs that multiply bfloat16 natively (AMX, AVX512-BF16), fp32 elsewhere — resolved
    * when the run starts, and stored resolved (see src/train/autocast.ts).
    */
-  precision: 'auto' | 'fp32' | 'bf16';
+  precision: PrecisionSetting;
   /** Threads for libtorch (0: all cores). */
   threads: number;
   /** Batches prepared ahead by the data worker. */
@@ -240,8 +245,10 @@ export function checkConfig<T extends CommonConfig>(c: T, preset?: T): T {
       }
   };
   walk(c, preset, '', '', false);
-  if (c.precision !== 'auto' && c.precision !== 'fp32' && c.precision !== 'bf16')
-    throw new ConfigError(`'precision' must be 'auto', 'fp32' or 'bf16', got '${c.precision}'`);
+  if (!isPrecisionSetting(c.precision))
+    throw new ConfigError(
+      `'precision' must be one of ${PRECISIONS.map((p) => `'${p}'`).join(', ')}, got '${c.precision}'`,
+    );
   return c;
 }
 

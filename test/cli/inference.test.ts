@@ -155,7 +155,7 @@ test('--no-pack-weights and --precision reach the pipeline (packed float32 is th
   assert.equal(sources('--no-pack-weights').packWeights, false);
   assert.equal(sources().precision, 'fp32');
   assert.equal(sources('--precision', 'bf16').precision, 'bf16');
-  assert.throws(() => sources('--precision', 'fp16'), /--precision must be one of fp32, bf16, auto, got 'fp16'/);
+  assert.throws(() => sources('--precision', 'fp16'), /--precision must be one of auto, fp32, bf16, got 'fp16'/);
   const s = await json(
     'sample',
     ...M,

@@ -168,7 +168,7 @@ test("precision 'bf16' computes under autocast and returns float32; 'auto' follo
   assert.equal(auto.precision, bf16Support().native ? 'bf16' : 'fp32');
   assert.throws(
     () => RepTok.load({ tokenizer: files.tokenizer, precision: 'fp16' as 'fp32' }),
-    /precision must be 'fp32', 'bf16' or 'auto', got 'fp16'/,
+    /precision must be one of 'auto', 'fp32', 'bf16', got 'fp16'/,
   );
   for (const x of [a, b]) for (const u of [x.images, x.tokens]) u.dispose();
   t.dispose();

@@ -24,7 +24,7 @@ test("precision: 'auto' by default; bf16 on CPUs with native bf16 products, floa
   assert.match(precisionReason(), bf16Support().native ? /natively: (amx|avx512_bf16)/ : /no native bfloat16/);
   assert.throws(
     () => stageConfig('generator', { precision: 'fp16' }),
-    /'precision' must be 'auto', 'fp32' or 'bf16', got 'fp16'/,
+    /'precision' must be one of 'auto', 'fp32', 'bf16', got 'fp16'/,
   );
 });
 
