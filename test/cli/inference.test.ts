@@ -156,19 +156,8 @@ test('--no-pack-weights and --precision reach the pipeline (packed float32 is th
   assert.equal(sources().precision, 'fp32');
   assert.equal(sources('--precision', 'bf16').precision, 'bf16');
   assert.throws(() => sources('--precision', 'fp16'), /--precision must be one of auto, fp32, bf16, got 'fp16'/);
-  const s = await json(
-    'sample',
-    ...M,
-    '--no-pack-weights',
-    '--class',
-    '0',
-    '--n',
-    '1',
-    '--steps',
-    '1',
-    '-o',
-    join(dir, 'np.png'),
-  );
+  const run = ['--no-pack-weights', '--precision', 'bf16', '--class', '0', '--n', '1', '--steps', '1'];
+  const s = await json('sample', ...M, ...run, '-o', join(dir, 'np.png'));
   assert.deepEqual(s.labels, [0]);
 });
 
