@@ -2,6 +2,7 @@
 export {
   RepTok,
   type RepTokSources,
+  type PipelineOptions,
   type PipelineModels,
   type Loaded,
   type ProgressFn,

@@ -60,14 +60,14 @@ export interface RepTokSources {
 export interface PipelineOptions {
   /**
    * Float32 linear layers on the CPU run on copies of their weights packed for oneDNN's matmul kernels
-   * (`Module.packForInference`; default true): decoding and sampling take up to 0.8× the time, for a second copy of
-   * those weights in memory. false keeps one copy. No effect on CUDA or where oneDNN's matmul primitives are absent.
+   * (`Module.packForInference`; default true): sampling the shipped models takes 0.76–0.88× the time
+   * (`npm run bench:pipeline`), for a second copy of those weights in memory. false keeps one copy. No effect on CUDA or where oneDNN's matmul primitives are absent.
    */
   packWeights?: boolean;
   /**
    * 'fp32' (default): every model computes in float32, and the outputs are the same on every CPU. 'bf16': under
    * bf16 autocast, as training's `precision=bf16` (docs/bf16.md): on a CPU with AVX512-BF16 or AMX, sampling the
-   * shipped models takes 0.67× (Fashion-MNIST) and 0.81× (emoji) of float32's time, and the images differ from
+   * shipped models takes 0.67× (Fashion-MNIST) and 0.8× (emoji) of float32's time, and the images differ from
    * float32's by a few 1/255 steps; elsewhere bf16 is emulated and slower. 'auto': bf16 where the CPU multiplies it
    * natively, fp32 elsewhere and on CUDA. Tokens and images are float32 either way.
    */
