@@ -158,7 +158,7 @@ test('--no-pack-weights and --precision reach the pipeline (packed float32 is th
   assert.throws(() => sources('--precision', 'fp16'), /--precision must be one of auto, fp32, bf16, got 'fp16'/);
   const run = ['--no-pack-weights', '--precision', 'bf16', '--class', '0', '--n', '1', '--steps', '1'];
   const s = await json('sample', ...M, ...run, '-o', join(dir, 'np.png'));
-  assert.deepEqual(s.labels, [0]);
+  assert.deepEqual([s.labels, s.precision], [[0], 'bf16'], 'the JSON says which precision made the outputs');
 });
 
 test('a generator alone finds the tokenizer it was trained with (recorded in its file), and says so', async () => {

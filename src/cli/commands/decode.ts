@@ -54,7 +54,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   mkdirSync(options.out, { recursive: true });
   const files = outputNames(tokens.shape[0]!, sources).map((n) => join(options.out, n));
   for (let i = 0; i < files.length; i++) await writeImage(files[i]!, images.select(0, i));
-  report(options, { images: files, ...d }, `wrote ${files.length} image(s) to ${options.out}`);
+  report(options, { images: files, ...d, precision: rt.precision }, `wrote ${files.length} image(s) to ${options.out}`);
   for (const t of [tokens, images]) t.dispose();
   rt.dispose();
 }

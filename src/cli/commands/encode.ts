@@ -34,7 +34,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   const [N, D] = tokens.shape as [number, number];
   report(
     options,
-    { tokens: options.out, count: N, tokenDim: D, sources: positionals },
+    { tokens: options.out, count: N, tokenDim: D, sources: positionals, precision: rt.precision },
     `wrote ${N} token(s) of width ${D} to ${options.out}`,
   );
   for (const t of [images, tokens]) t.dispose();

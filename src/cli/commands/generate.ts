@@ -37,7 +37,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   await writeImage(options.out, grid);
   report(
     options,
-    { output: options.out, prompts: positionals, ...g, ...d },
+    { output: options.out, prompts: positionals, ...g, ...d, precision: rt.precision },
     `wrote ${images.shape[0]} images to ${options.out} (rows: ${positionals.map((p) => JSON.stringify(p)).join(', ')})`,
   );
   for (const t of [images, tokens, grid]) t.dispose();

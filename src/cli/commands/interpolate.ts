@@ -76,7 +76,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   const norms = tidy(() => tokens.norm(2, 1).to('cpu').toArray()) as number[];
   report(
     options,
-    { output: options.out, frames: options.frames, method, animated, tokenNorms: norms, ...d },
+    { output: options.out, frames: options.frames, method, animated, tokenNorms: norms, ...d, precision: rt.precision },
     `wrote ${options.frames} frames (${method}) to ${options.out}${animated ? ' (animation)' : ''}`,
   );
   for (const t of [images, frames, tokens]) t.dispose();

@@ -54,7 +54,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
   report(
     options,
-    { images: files, psnr: scores, ...d },
+    { images: files, psnr: scores, ...d, precision: rt.precision },
     `wrote ${files.length} pair(s) (original | reconstruction) to ${options.out}; ` +
       `PSNR ${mean.toFixed(2)} dB on average`,
   );

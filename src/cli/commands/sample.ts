@@ -62,7 +62,7 @@ export async function run({ options }: Parsed): Promise<void> {
   const rows = [...new Set(labels)].map((i) => rt.classes[i]!);
   report(
     options,
-    { output: options.out, classes: rows, labels, ...g, ...d },
+    { output: options.out, classes: rows, labels, ...g, ...d, precision: rt.precision },
     `wrote ${labels.length} samples to ${options.out} (rows: ${rows.join(', ')})`,
   );
   for (const t of [images, tokens, grid]) t.dispose();
