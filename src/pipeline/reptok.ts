@@ -61,7 +61,8 @@ export interface PipelineOptions {
   /**
    * Float32 linear layers on the CPU run on copies of their weights packed for oneDNN's matmul kernels
    * (`Module.packForInference`; default true): sampling the shipped models takes 0.76–0.88× the time
-   * (`npm run bench:pipeline`), for a second copy of those weights in memory. false keeps one copy. No effect on CUDA or where oneDNN's matmul primitives are absent.
+   * (`npm run bench:pipeline`), for a second copy of those weights in memory. false keeps one copy. No effect on
+   * CUDA or where oneDNN's matmul primitives are absent.
    */
   packWeights?: boolean;
   /**

@@ -23,7 +23,7 @@ const g = new Generator({ seed: 5 });
 const r = (s: number[]): Tensor => randn(s, { generator: g });
 const tol = { atol: 1e-5, rtol: 1e-5 };
 
-/** Whether float32 matmul primitives run here; otherwise says why marking marks nothing, and checks that it does not. */
+/** Whether float32 matmul primitives run here; otherwise checks that marking marks nothing, and says so. */
 function primitivesHere(t: { diagnostic(m: string): void; skip(m: string): void }): boolean {
   if (!runtimeInfo().onednnGemm) {
     t.skip(onednnAbsent());
@@ -36,7 +36,7 @@ function primitivesHere(t: { diagnostic(m: string): void; skip(m: string): void 
   return false;
 }
 
-test('packed float32 linear: forward-only calls on a marked weight = sgemm; graph calls and unmarked weights unpacked', (t) => {
+test('packed float32 linear: forward-only calls of marked weights = sgemm; graph calls and others unpacked', (t) => {
   if (!primitivesHere(t)) return;
   assert.match(runtimeInfo().float32Matmul!, /^brg|^gemm|jit/, 'oneDNN names the float32 matmul implementation');
   tidy(() => {
@@ -70,7 +70,7 @@ test('packed float32 linear: forward-only calls on a marked weight = sgemm; grap
   });
 });
 
-test('packed float32 linear: the copy follows in-place updates; views, other dtypes and 1-D tensors are not marked', (t) => {
+test('packed float32 linear: copies follow in-place updates; views, float64, 1-D tensors are not marked', (t) => {
   if (!primitivesHere(t)) return;
   tidy(() => {
     const [x, w] = [r([8, 32]), r([16, 32])];

@@ -113,7 +113,7 @@ test('asking for the configuration of a LIBTORCH without libtorch returns null i
   assert.equal(currentConfig({ LIBTORCH: join(tmp, 'nothing-here') }), null);
 });
 
-test('libtorch-config.cjs prints gyp lists for binding.gyp, and exits 1 naming the folder when LIBTORCH is wrong', () => {
+test('libtorch-config.cjs prints gyp lists for binding.gyp; exits 1 naming the folder when LIBTORCH is wrong', () => {
   const cli = (arg: string, LIBTORCH: string) =>
     spawnSync(process.execPath, [join(ROOT, 'native', 'libtorch-config.cjs'), arg], {
       env: { ...process.env, LIBTORCH },
