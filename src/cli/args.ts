@@ -117,9 +117,11 @@ export function formatHelp(spec: CommandSpec, program = 'reptok'): string {
     lines.push('', 'Options:');
     for (const [k, o] of opts) {
       const arg = o.type === 'boolean' ? '' : ` ${o.arg ?? o.type.toUpperCase()}`;
-      const flag = `${o.short ? `-${o.short}, ` : ''}--${k}${arg}`;
-      const def =
-        o.default !== undefined && o.default !== false && !(Array.isArray(o.default) && o.default.length === 0)
+      const on = o.type === 'boolean' && o.default === true; // a switch that is on unless --no-<name> is given
+      const flag = `${o.short ? `-${o.short}, ` : ''}--${on ? '[no-]' : ''}${k}${arg}`;
+      const def = on
+        ? ' (default: on)'
+        : o.default !== undefined && o.default !== false && !(Array.isArray(o.default) && o.default.length === 0)
           ? ` (default: ${Array.isArray(o.default) ? o.default.join(',') : o.default})`
           : '';
       lines.push(`  ${flag.padEnd(24)} ${o.help}${def}`);

@@ -68,7 +68,7 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
     default: true,
     help:
       "run float32 layers on weights packed for oneDNN's kernels: faster, with a second copy of the weights in " +
-      'memory (--no-pack-weights keeps one)',
+      'memory (--no-pack-weights keeps one copy)',
   },
   json: { type: 'boolean', help: 'print one JSON object describing the outputs (for scripts)' },
   ...CHECKPOINT_OPTIONS,

@@ -209,6 +209,8 @@ test('every command has --help with examples', async () => {
     assert.equal(r.code, 0);
     assert.match(r.out, new RegExp(`Usage: reptok ${c}[\\s\\S]*Examples:\\n  reptok ${c}`));
   }
+  // a switch that is on by default shows how to turn it off
+  assert.match((await reptok('sample', '--help')).out, /--\[no-\]pack-weights .*\(default: on\)/);
 });
 
 test('bad input: exit ≠ 0 with one line that says what was wrong', async () => {
