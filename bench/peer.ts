@@ -229,7 +229,9 @@ export async function comparePhases(o: {
   const conditions = argv.includes('--busy') ? (['quiet', 'busy'] as const) : (['quiet'] as const);
   if (argv.includes('--profile')) {
     const step = o.phases[0]![precision];
-    step();
+    // the first steps fault their working memory in (the tokenizer's fp32 step: 67k and 35k page faults in steps 1
+    // and 2, 2-7k from the fourth on), which showed as a 4x slower GELU in a profile of the second step
+    for (let i = 0; i < 4; i++) step();
     console.error(formatProfile(profile(step, { shapes: true }).ops, Number(args.get('top', String(o.profileTop)))));
   }
   const threads = runtimeInfo().threads;
