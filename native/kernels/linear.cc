@@ -163,6 +163,16 @@ Tensor bf16Weight(const Tensor& w) {
 // Empty products take the GEMMs.
 WeightCache<bool> inference;  // the weights marked by packForInference (guarded by cacheMutex)
 
+// Unmarks w and drops its packed copy; with `bf16Copy`, its plain bf16 copy too.
+void dropCopies(const Tensor& w, bool bf16Copy) {
+  {
+    std::lock_guard<std::mutex> lock(cacheMutex);
+    inference.erase(w);
+    if (bf16Copy) cache.erase(w);
+  }
+  onednn::forget(w);
+}
+
 bool packedForward(const Tensor& w, bool bf16, int64_t M, int64_t K, int64_t N) {
   if (M == 0 || K == 0 || N == 0 || !onednn::matmulAvailable()) return false;
   std::lock_guard<std::mutex> lock(cacheMutex);
@@ -305,11 +315,7 @@ static Napi::Value packForInference(const Napi::CallbackInfo& info) {
   int64_t marked = 0;
   for (const Tensor& w : weights) {
     if (!enable) {
-      {
-        std::lock_guard<std::mutex> lock(cacheMutex);
-        inference.erase(w);
-      }
-      onednn::forget(w);
+      dropCopies(w, false);
     } else if (onednn::matmulAvailable() && !w.is_view()) {
       std::lock_guard<std::mutex> lock(cacheMutex);
       inference.put(w, true);
@@ -322,14 +328,7 @@ static Napi::Value packForInference(const Napi::CallbackInfo& info) {
 // dropWeightCopies(weights): frees their bf16 and packed copies now and unmarks them (Module.dispose): an entry of a
 // weight that is gone would otherwise keep its copy until the next sweep of the cache (weight-cache.h).
 static Napi::Value dropWeightCopies(const Napi::CallbackInfo& info) {
-  for (const Tensor& w : toTensorVector(info[0], "dropWeightCopies weights")) {
-    {
-      std::lock_guard<std::mutex> lock(cacheMutex);
-      cache.erase(w);
-      inference.erase(w);
-    }
-    onednn::forget(w);
-  }
+  for (const Tensor& w : toTensorVector(info[0], "dropWeightCopies weights")) dropCopies(w, true);
   return info.Env().Undefined();
 }
 
@@ -343,13 +342,10 @@ static Napi::Value weightCopies(const Napi::CallbackInfo& info) {
     o.Set("bytes", double(n.second));
     return o;
   };
-  std::pair<int64_t, int64_t> bf16{0, 0};
+  std::pair<int64_t, int64_t> bf16;
   {
     std::lock_guard<std::mutex> lock(cacheMutex);
-    cache.forEachLive([&](const auto& e) {
-      bf16.first++;
-      bf16.second += e.value.nbytes();
-    });
+    bf16 = cache.liveUsage([](const Tensor& t) { return int64_t(t.nbytes()); });
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("bf16", entry(bf16));

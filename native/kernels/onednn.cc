@@ -79,8 +79,8 @@ struct Primitive {
   }
 };
 
-// A weight's packed bf16 copy (kept per parameter version in a WeightCache), usable while the primitive that asks
-// for it reads the same layout.
+// A weight's packed copy, bf16 or float32 (kept per parameter version in a WeightCache), usable while the primitive
+// that asks for it reads the same layout.
 struct Packed {
   dnnl_memory_desc_t layout;
   at::Tensor buffer;  // bytes
@@ -127,8 +127,9 @@ class State {
   // rewritten in place when the weight has a new version (an optimizer step). Views are packed per call into
   // `scratch`, as caching a fresh TensorImpl per call would only fill the map.
   const void* packedWeight(const at::Tensor& w, const Primitive& mm, at::Tensor& scratch) {
+    const auto buffer = [&] { return at::empty({int64_t(api.dnnl_memory_desc_get_size(&mm.weights))}, w.options().dtype(at::kByte)); };
     if (w.is_view()) {
-      scratch = at::empty({int64_t(api.dnnl_memory_desc_get_size(&mm.weights))}, w.options().dtype(at::kByte));
+      scratch = buffer();
       pack(w, mm.weights, scratch.data_ptr());
       return scratch.data_ptr();
     }
@@ -140,9 +141,9 @@ class State {
       }
       return e->value.buffer.data_ptr();
     }
-    at::Tensor buffer = at::empty({int64_t(api.dnnl_memory_desc_get_size(&mm.weights))}, w.options().dtype(at::kByte));
-    pack(w, mm.weights, buffer.data_ptr());
-    return packed_.put(w, Packed{mm.weights, buffer}).value.buffer.data_ptr();
+    const at::Tensor fresh = buffer();
+    pack(w, mm.weights, fresh.data_ptr());
+    return packed_.put(w, Packed{mm.weights, fresh}).value.buffer.data_ptr();
   }
 
   // An argument of a primitive: its DNNL_ARG_* index, the memory's descriptor and data.
@@ -167,12 +168,7 @@ class State {
 
   std::pair<int64_t, int64_t> copies() {
     std::lock_guard<std::mutex> lock(mutex);
-    std::pair<int64_t, int64_t> n{0, 0};
-    packed_.forEachLive([&](const auto& e) {
-      n.first++;
-      n.second += e.value.buffer.nbytes();
-    });
-    return n;
+    return packed_.liveUsage([](const Packed& p) { return int64_t(p.buffer.nbytes()); });
   }
 
   std::string implementation(at::ScalarType type) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <utility>
 
 namespace reptok {
 
@@ -44,11 +45,16 @@ class WeightCache {
 
   void erase(const at::Tensor& w) { map_.erase(w.unsafeGetTensorImpl()); }
 
-  // f(entry) for every entry whose weight still lives (current or not)
+  // {count, bytes} of the entries whose weight still lives (current or not); bytes(value) sizes one
   template <typename F>
-  void forEachLive(F&& f) const {
-    for (const auto& [key, e] : map_)
-      if (!e.source.expired()) f(e);
+  std::pair<int64_t, int64_t> liveUsage(F&& bytes) const {
+    std::pair<int64_t, int64_t> n{0, 0};
+    for (const auto& [key, e] : map_) {
+      if (e.source.expired()) continue;
+      n.first++;
+      n.second += bytes(e.value);
+    }
+    return n;
   }
 
  private:
