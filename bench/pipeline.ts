@@ -34,12 +34,8 @@ function timed(fn: () => Tensor): { s: number; images: Tensor } {
   return { s: (performance.now() - t0) / 1000, images };
 }
 
-emit({
-  bench: 'pipeline',
-  threads: runtimeInfo().threads,
-  float32Matmul: runtimeInfo().float32Matmul,
-  bf16: runtimeInfo().bf16,
-});
+const info = runtimeInfo();
+emit({ bench: 'pipeline', threads: info.threads, float32Matmul: info.float32Matmul, bf16: info.bf16 });
 for (const family of ['fashion-mnist', 'emoji'] as const) {
   const load = (o: PipelineOptions): RepTok => RepTok.load({ ...shippedSources(family), ...o });
   const base = load(reference);
@@ -52,7 +48,7 @@ for (const family of ['fashion-mnist', 'emoji'] as const) {
     const run = sampler(family, rt);
     run().dispose(); // warm-up: packs the weights
     let diff = 0;
-    const r = paired(
+    const { ours, ratios } = await paired(
       pairs,
       () => {
         const { s, images } = timed(run);
@@ -66,7 +62,6 @@ for (const family of ['fashion-mnist', 'emoji'] as const) {
         return s;
       },
     );
-    const { ours, ratios } = await r;
     line[`${name}_s`] = median(ours);
     line[`${name}_ratio`] = median(ratios);
     line[`${name}_max_pixel_diff`] = diff;

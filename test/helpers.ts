@@ -129,6 +129,16 @@ export function gradcheck(
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Proof that this process has no shared oneDNN (so F.linear runs aten::linear): libdnnl is not mapped. */
+/**
+ * The shapes the packed-weight tests of the oneDNN linear run (bf16-linear, packed-inference): a layer of 64 inputs
+ * and 48 outputs on M rows, with or without bias, named for assertion messages.
+ */
+export const PACKED_LINEAR_CASES = [
+  { M: 3, bias: true },
+  { M: 40, bias: false },
+  { M: 40, bias: true },
+].map((c) => ({ ...c, what: `M = ${c.M}, ${c.bias ? 'with' : 'no'} bias` }));
+
 export function onednnAbsent(): string {
   const maps = readFileSync('/proc/self/maps', 'utf8');
   assert.ok(

@@ -35,8 +35,8 @@ import { PRECISIONS, isPrecisionSetting, type PrecisionSetting } from '../train/
 import { framePositions, interpolateTokens, type InterpolationMethod } from './interpolate.ts';
 import { shippedSources, type ShippedFamily } from './shipped.ts';
 
-/** Where the models come from: files (paths or their bytes). */
-export interface RepTokSources {
+/** Where the models come from: files (paths or their bytes); and how they run. */
+export interface RepTokSources extends PipelineOptions {
   tokenizer?: ModelSource;
   generator?: ModelSource;
   t2i?: ModelSource;
@@ -51,9 +51,6 @@ export interface RepTokSources {
   onNote?: (message: string) => void;
   /** Where the models run ('cpu' by default; 'cuda', 'cuda:1', ...). */
   device?: Device;
-  /** See `PipelineOptions`. */
-  packWeights?: boolean;
-  precision?: PipelineOptions['precision'];
 }
 
 /** How a pipeline runs its models. */
@@ -219,7 +216,7 @@ export class RepTok {
         loaded.generator = fromFile(o.generator, loadGeneratorFile);
       }
       if (o.t2i !== undefined) loaded.t2i = fromFile(o.t2i, loadTextToImageFile);
-      return new RepTok(loaded as PipelineModels, o.device, { packWeights: o.packWeights, precision: o.precision });
+      return new RepTok(loaded as PipelineModels, o.device, o);
     } catch (e) {
       for (const m of Object.values(loaded)) m.model.dispose();
       throw e;

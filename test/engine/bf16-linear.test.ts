@@ -27,7 +27,7 @@ import {
   tidy,
 } from '../../src/index.ts';
 import { AdamW } from '../../src/optim/index.ts';
-import { assertClose, onednnAbsent } from '../helpers.ts';
+import { PACKED_LINEAR_CASES, assertClose, onednnAbsent } from '../helpers.ts';
 
 const g = new Generator({ seed: 11 });
 const r = (s: number[]): Tensor => randn(s, { generator: g });
@@ -133,12 +133,7 @@ test('bf16 linear without a backward pass: packed matmul primitives = the GEMM p
     t.diagnostic('no bf16 matmul primitives in this build: layers without a backward pass run the GEMM path');
   }
   tidy(() => {
-    for (const [M, bias] of [
-      [3, true],
-      [40, false],
-      [40, true],
-    ] as const) {
-      const what = `M = ${M}, ${bias ? 'with' : 'no'} bias`;
+    for (const { M, bias, what } of PACKED_LINEAR_CASES) {
       const [x, w, b] = [bf(r([M, 64])), bf(r([48, 64])).requiresGrad_(true), bf(r([48]))];
       // under noGrad: the forward product on the weight's packed copy (it has no bf16 copy for the GEMMs yet)
       const y = noGrad(() => autocast(() => F.linear(x, w, bias ? b : undefined)));

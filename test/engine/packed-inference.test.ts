@@ -17,7 +17,7 @@ import {
   weightCopies,
 } from '../../src/index.ts';
 import { Linear, Sequential } from '../../src/nn/index.ts';
-import { assertClose, onednnAbsent } from '../helpers.ts';
+import { PACKED_LINEAR_CASES, assertClose, onednnAbsent } from '../helpers.ts';
 
 const g = new Generator({ seed: 5 });
 const r = (s: number[]): Tensor => randn(s, { generator: g });
@@ -40,12 +40,7 @@ test('packed float32 linear: forward-only calls of marked weights = sgemm; graph
   if (!primitivesHere(t)) return;
   assert.match(runtimeInfo().float32Matmul!, /^brg|^gemm|jit/, 'oneDNN names the float32 matmul implementation');
   tidy(() => {
-    for (const [M, bias] of [
-      [3, true],
-      [40, false],
-      [40, true],
-    ] as const) {
-      const what = `M = ${M}, ${bias ? 'with' : 'no'} bias`;
+    for (const { M, bias, what } of PACKED_LINEAR_CASES) {
       const [x, w, b] = [r([M, 64]), r([48, 64]).requiresGrad_(true), r([48])];
       const layer = (): Tensor => F.linear(x, w, bias ? b : undefined);
       const plain = noGrad(layer); // unmarked: sgemm
