@@ -4,7 +4,7 @@
 // `--impl reptok` skips the peer. Target: reptok / PyTorch throughput ≥ 0.95.
 import { getNumThreads, manualSeed, noGrad, randn, tidy } from '../src/index.ts';
 import { dinov2 } from '../src/models/dinov2.ts';
-import { Peer, benchArgs, emit, median, paired, timeMedian } from './peer.ts';
+import { Peer, benchArgs, emit, median, paired, spread, timeMedian } from './peer.ts';
 
 const args = benchArgs();
 const pairs = Number(args.get('pairs', '5'));
@@ -39,6 +39,7 @@ for (const model of models) {
       model,
       summary: 'reptok_img_per_s/pytorch_img_per_s, median of paired runs',
       value: 1 / median(r.ratios),
+      range: spread(r.ratios.map((x) => 1 / x)),
       pairs,
       target: '>= 0.95',
     });

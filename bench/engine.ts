@@ -7,7 +7,7 @@
 import { F, autocast, getNumThreads, manualSeed, randn, runtimeInfo, tidy } from '../src/index.ts';
 import { TransformerBlock } from '../src/nn/index.ts';
 import { AdamW } from '../src/optim/index.ts';
-import { Peer, benchArgs, emit, median, paired, timeMedian } from './peer.ts';
+import { Peer, benchArgs, emit, median, paired, spread, timeMedian } from './peer.ts';
 
 const args = benchArgs();
 const iters = Number(args.get('iters', '5'));
@@ -34,6 +34,7 @@ const report = (
       ...fields,
       summary: 'reptok_time/pytorch_time, median of paired runs',
       value: median(r.ratios),
+      range: spread(r.ratios),
       pairs: r.ratios.length,
       target: bench === 'linear' ? '—' : '<= 1.05',
     });

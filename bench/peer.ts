@@ -158,6 +158,20 @@ export interface Phase {
   iters: number;
 }
 
+/** A phase's median times of both sides, and the per-pair ratios with their median. */
+export interface PhaseResult {
+  reptok?: number;
+  pytorch?: number;
+  ratio?: number;
+  ratios?: number[];
+}
+
+/** The smallest and largest of the per-pair ratios, rounded: how far the pairs spread around the median. */
+export const spread = (ratios: number[]): [number, number] => [
+  Number(Math.min(...ratios).toFixed(3)),
+  Number(Math.max(...ratios).toFixed(3)),
+];
+
 /**
  * Runs each phase as paired measurements (ours next to the peer's; the first of each warms up) and returns, per
  * phase, the median times of both sides and the median of the per-pair ratios.
@@ -168,8 +182,8 @@ export async function pairedPhases(
   pairs: number,
   phases: Phase[],
   request: Record<string, unknown>,
-): Promise<Record<string, { reptok?: number; pytorch?: number; ratio?: number }>> {
-  const out: Record<string, { reptok?: number; pytorch?: number; ratio?: number }> = {};
+): Promise<Record<string, PhaseResult>> {
+  const out: Record<string, PhaseResult> = {};
   for (const p of phases) {
     let warm = 1;
     const r = await paired(
@@ -184,7 +198,7 @@ export async function pairedPhases(
     out[p.name] = {
       ...(r.ours.length ? { reptok: median(r.ours) } : {}),
       ...(r.peer.length ? { pytorch: median(r.peer) } : {}),
-      ...(r.ratios.length ? { ratio: median(r.ratios) } : {}),
+      ...(r.ratios.length ? { ratio: median(r.ratios), ratios: r.ratios } : {}),
     };
   }
   return out;
@@ -261,12 +275,14 @@ export async function comparePhases(o: {
           ...line,
           summary: 'reptok_time/pytorch_time, median of paired runs',
           ...Object.fromEntries(o.phases.map((p) => [p.name, r[p.name]!.ratio])),
+          range: Object.fromEntries(o.phases.map((p) => [p.name, spread(r[p.name]!.ratios!)])),
           peak_rss: rss?.pytorch ? rss.reptok / rss.pytorch : undefined,
           pairs,
           target: `${o.targets.vsPeer}; peak_rss <= 1.0`,
         });
       if (precision === 'bf16' && args.impl !== 'pytorch') {
         const ours: Record<string, number> = {};
+        const range: Record<string, [number, number]> = {};
         for (const p of o.phases) {
           const bf = await paired(
             pairs,
@@ -274,11 +290,13 @@ export async function comparePhases(o: {
             async () => timeMedian(p.fp32, p.iters, 1),
           );
           ours[p.name] = median(bf.ratios);
+          range[p.name] = spread(bf.ratios);
         }
         emit({
           ...line,
           summary: 'reptok bf16 time / reptok fp32 time, median of paired runs',
           ...ours,
+          range,
           pairs,
           target: o.targets.vsFp32,
         });

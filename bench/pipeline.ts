@@ -9,7 +9,7 @@
 import { RepTok, type PipelineOptions } from '../src/pipeline/index.ts';
 import { shippedSources, type ShippedFamily } from '../src/pipeline/shipped.ts';
 import { Tensor, runtimeInfo } from '../src/index.ts';
-import { benchArgs, emit, median, paired } from './peer.ts';
+import { benchArgs, emit, median, paired, spread } from './peer.ts';
 
 const args = benchArgs();
 const pairs = Number(args.get('pairs', '5'));
@@ -64,6 +64,7 @@ for (const family of ['fashion-mnist', 'emoji'] as const) {
     );
     line[`${name}_s`] = median(ours);
     line[`${name}_ratio`] = median(ratios);
+    line[`${name}_ratio_range`] = spread(ratios);
     line[`${name}_max_pixel_diff`] = diff;
     rt.dispose();
   }

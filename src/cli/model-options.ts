@@ -1,9 +1,11 @@
 // What every inference command shares: the options that say which models to load and how to run them, loading the
 // pipeline from them, and printing results (text, or one JSON object with --json).
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 
 import { setNumThreads } from '../engine/index.ts';
+import { IMAGE_EXTENSIONS } from '../io/image.ts';
+import { makeOutputDir } from '../io/out-dir.ts';
 import { peekModelFile } from '../models/model-file.ts';
 import type { OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
 import { RepTok, type RepTokSources } from '../pipeline/index.ts';
@@ -101,6 +103,34 @@ export function decodeOptions(o: Parsed['options']): {
 export function existingFile(path: string, what: string): string {
   if (!existsSync(path)) throw new Error(`${path}: no such file (${what})`);
   if (!statSync(path).isFile()) throw new Error(`${path}: not a file (${what})`);
+  return path;
+}
+
+/**
+ * The file that --out names, checked before any work is done (a wrong name must not cost a run): it ends in one of
+ * `extensions` and is not a folder. Its folder is made, so an unwritable place fails now too.
+ */
+export function outputFile(path: string, what: string, extensions: readonly string[]): string {
+  if (!extensions.includes(extname(path).toLowerCase()))
+    throw new UsageError(`--out ${path}: name a file ending in ${extensions.join(', ')} for ${what}`);
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw new UsageError(
+      `--out ${path} is a folder; name the file for ${what}, e.g. ${join(path, `out${extensions[0]}`)}`,
+    );
+  makeOutputDir(dirname(path), `folder for ${what}`);
+  return path;
+}
+
+/**
+ * The folder that --out names, checked before any work is done and made (makeOutputDir: not an existing file), and
+ * not a new name that looks like an image file's (`-o out.png` would otherwise become a folder called out.png).
+ */
+export function outputFolder(path: string, what: string): string {
+  if (!existsSync(path) && IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()))
+    throw new UsageError(
+      `--out ${path} looks like an image file's name, but ${what} go into a folder (one file each): name a folder`,
+    );
+  makeOutputDir(path, `folder for ${what}`); // and not an existing file
   return path;
 }
 

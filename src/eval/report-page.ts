@@ -1,10 +1,10 @@
 // Writes an evaluation report: report.json (the numbers with their protocol) and index.html (the same numbers
 // beside the image grids), in one folder.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { atomicWriteText } from '../io/atomic.ts';
 import { imageGrid, writeImage } from '../io/image.ts';
+import { makeOutputDir } from '../io/out-dir.ts';
 import type { EvalPictures, EvalReport } from './evaluate.ts';
 
 const escapeHtml = (s: string): string =>
@@ -32,7 +32,7 @@ export async function writeEvalReport(
   pictures: EvalPictures,
   o: { perRow: Record<keyof EvalPictures, number> },
 ): Promise<{ json: string; html: string }> {
-  mkdirSync(dir, { recursive: true });
+  makeOutputDir(dir, 'report folder');
   const json = join(dir, 'report.json');
   atomicWriteText(json, JSON.stringify(report, null, 2) + '\n');
   const figures: string[] = [];

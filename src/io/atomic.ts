@@ -18,7 +18,12 @@ export function atomicWrite(path: string, write: (fd: number) => void): void {
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true }); // e.g. the target is a folder: leave nothing behind
+    throw e;
+  }
   const dir = openSync(dirname(path), 'r');
   try {
     fsyncSync(dir);

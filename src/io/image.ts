@@ -63,8 +63,13 @@ const FORMATS: Record<string, keyof sharp.FormatEnum> = {
   '.avif': 'avif',
 };
 
+/** The extensions of the image files reptok writes (the format follows the extension). */
+export const IMAGE_EXTENSIONS: readonly string[] = Object.keys(FORMATS);
+/** Those that hold an animation (writeAnimation). */
+export const ANIMATION_EXTENSIONS: readonly string[] = ['.gif', '.webp'];
+
 /** The output format for a file name, from its extension. */
-function formatOf(path: string, allowed: string[] = Object.keys(FORMATS)): keyof sharp.FormatEnum {
+function formatOf(path: string, allowed: readonly string[] = IMAGE_EXTENSIONS): keyof sharp.FormatEnum {
   const ext = extname(path).toLowerCase();
   const format = allowed.includes(ext) ? FORMATS[ext] : undefined;
   if (!format) throw new Error(`${path}: cannot write '${ext || 'no extension'}'; use one of ${allowed.join(', ')}`);
@@ -94,7 +99,7 @@ export async function writeAnimation(
   frames: Tensor,
   o: { delayMs?: number; loop?: number } = {},
 ): Promise<void> {
-  const format = formatOf(path, ['.gif', '.webp']) as 'gif' | 'webp';
+  const format = formatOf(path, ANIMATION_EXTENSIONS) as 'gif' | 'webp';
   if (frames.ndim !== 4) throw new RangeError(`expected frames (N, C, H, W), got shape [${frames.shape.join(', ')}]`);
   const N = frames.shape[0]!;
   // each frame as a PNG, then libvips joins them into the pages of one animated image

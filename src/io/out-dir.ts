@@ -1,6 +1,6 @@
 // Output folders: created on demand, but never on a pseudo file system (/proc, /sys, ...), where files cannot be
 // written and Node's recursive mkdir can loop forever on the kernel's answers.
-import { mkdirSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /** statfs magic numbers of Linux pseudo file systems (linux/magic.h). */
@@ -22,8 +22,10 @@ const PSEUDO_FILE_SYSTEMS = new Map<number, string>([
   [0x42494e4d, 'binfmt_misc'],
 ]);
 
-/** Creates `path` (and its parents) as an output folder; refuses one on a pseudo file system. */
+/** Creates `path` (and its parents) as an output folder; refuses a file's name and a pseudo file system. */
 export function makeOutputDir(path: string, what = 'output folder'): void {
+  if (existsSync(path) && !statSync(path).isDirectory())
+    throw new Error(`${path} is a file, not a folder (the ${what})`);
   let existing = resolve(path);
   for (;;) {
     let type: number | undefined;

@@ -236,7 +236,10 @@ test('bad input: exit ≠ 0 with one line that says what was wrong', async () =>
     [['reconstruct', ...images, '--model', join(dir, 'nowhere')], /nowhere: no such file or folder \(--model\)/],
     [['decode', narrow, ...M, '--sampler', 'rk4'], /--sampler must be one of euler, heun, dopri5/],
     [['interpolate', ...images, ...M, '--slerp', '--lerp'], /choose one of --slerp and --lerp/],
-    [['interpolate', ...images, ...M, '-o', join(dir, 'x.bmp')], /cannot write '\.bmp'/],
+    [
+      ['interpolate', ...images, ...M, '-o', join(dir, 'x.bmp')],
+      /name a file ending in \.png, .*\.gif.* for the frames/,
+    ],
   ];
   for (const [args, message] of cases) {
     const r = await reptok(...args);
@@ -246,6 +249,32 @@ test('bad input: exit ≠ 0 with one line that says what was wrong', async () =>
     assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
   }
   assert.ok(!existsSync(join(dir, 'x.bmp')));
+});
+
+test('--out is checked before any work: a file where a folder goes, a folder where a file goes, a wrong extension', async () => {
+  const out = join(dir, 'outs');
+  mkdirSync(join(out, 'grid.png'), { recursive: true }); // a folder with an image's name
+  writeFileSync(join(out, 'taken'), 'a file');
+  const tokens = join(dir, 'out-check.safetensors');
+  saveTokens(tokens, { tokens: randn([2, 32]), sources: [], tokenizer: 'another' });
+  // --model names nothing: had the command loaded it first, that would be the error
+  const none = ['--model', join(dir, 'nowhere')];
+  const cases: [string[], RegExp][] = [
+    [['reconstruct', ...images, '-o', join(out, 'pairs.png')], /pairs\.png looks like an image file's name/],
+    [['decode', tokens, '-o', join(out, 'taken')], /taken is a file, not a folder/],
+    [['sample', '--class', '0', '-o', join(out, 'grid.png')], /grid\.png is a folder; name the file for the grid/],
+    [['sample', '--class', '0', '-o', join(out, 'grid.txt')], /name a file ending in \.png, .* for the grid/],
+    [['generate', 'a cat', '-o', join(out, 'taken')], /name a file ending in \.png/],
+    [['encode', ...images, '-o', join(out, 'tokens.png')], /name a file ending in \.safetensors for the tokens/],
+    [['eval', '--classifier', tokens, '-o', join(out, 'taken')], /taken is a file, not a folder/],
+    [['sample', '--class', '0', '-o', '/proc/reptok-x/grid.png'], /cannot use a folder on the proc pseudo file system/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await reptok(...args, ...none);
+    assert.notEqual(r.code, 0, `reptok ${args.join(' ')} should fail`);
+    assert.match(r.err.split('\n')[0]!, message, `reptok ${args.join(' ')}`);
+  }
+  assert.deepEqual(readdirSync(out).sort(), ['grid.png', 'taken']); // nothing made, nothing left behind
 });
 
 test('the reptok executable runs a command and reports a failure by its exit status', () => {

@@ -1,7 +1,7 @@
 // Image files <-> tensors through sharp: round trips, gray and RGB, SVG rasterisation, grids, corrupt files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -81,6 +81,9 @@ test('animations: one page per frame (GIF and WebP, RGB and gray), written atomi
     /cannot write '\.png'; use one of \.gif, \.webp/,
   );
   await assert.rejects(writeImage(join(dir, 'x.bmp'), randn([3, 4, 4])), /x\.bmp: cannot write '\.bmp'/);
+  // a folder in the way: the rename fails, and the temporary file goes too
+  mkdirSync(join(dir, 'folder.png'));
+  await assert.rejects(writeImage(join(dir, 'folder.png'), randn([3, 4, 4])), /EISDIR/);
   assert.deepEqual(
     readdirSync(dir).filter((f) => f.includes('.tmp-')),
     [],

@@ -1,13 +1,12 @@
 // reptok convert: the RepTok authors' released checkpoint (a Lightning .ckpt) -> our self-describing model files,
 // one per model it holds: tokenizer.safetensors (encoder, decoder, VAE) and generator.safetensors (the EMA
 // generator the release samples with), each with its architecture, data and provenance in the metadata.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadOfficialCheckpoint } from '../../models/official-checkpoint.ts';
 import { saveTokenizer } from '../../models/tokenizer.ts';
 import { saveGenerator } from '../../models/generator.ts';
-import { CHECKPOINT_OPTIONS, checkpointOptions, existingFile, note, report } from '../model-options.ts';
+import { CHECKPOINT_OPTIONS, checkpointOptions, existingFile, note, outputFolder, report } from '../model-options.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
 export const spec: CommandSpec = {
@@ -41,9 +40,9 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (options.weights !== 'ema' && options.weights !== 'online')
     throw new UsageError(`--weights must be 'ema' or 'online', got '${options.weights}'`);
   const path = existingFile(positionals[0]!, 'the checkpoint to convert');
+  outputFolder(options.out, 'the model files');
   const ckpt = loadOfficialCheckpoint(path, { ...checkpointOptions(options), generatorWeights: options.weights });
   for (const n of ckpt.report.notes) note(options)(`${path}: ${n}`);
-  mkdirSync(options.out, { recursive: true });
   const tokenizer = join(options.out, 'tokenizer.safetensors');
   const generator = join(options.out, 'generator.safetensors');
   const described = { data: ckpt.data, training: ckpt.training };

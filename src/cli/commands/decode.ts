@@ -1,5 +1,4 @@
 // reptok decode: a tokens file -> one image per token.
-import { mkdirSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 
 import { writeImage } from '../../io/image.ts';
@@ -12,6 +11,7 @@ import {
   existingFile,
   loadPipeline,
   note,
+  outputFolder,
   report,
 } from '../model-options.ts';
 import type { CommandSpec, Parsed } from '../args.ts';
@@ -44,6 +44,7 @@ export function outputNames(n: number, sources: string[], suffix = ''): string[]
 export async function run({ positionals, options }: Parsed): Promise<void> {
   const d = decodeOptions(options);
   const { tokens, sources, tokenizer } = loadTokens(existingFile(positionals[0]!, 'the tokens to decode'));
+  outputFolder(options.out, 'the images');
   const rt = loadPipeline(options);
   const progress = bar(options);
   const images = rt.decode(tokens, { ...d, onProgress: progress });
@@ -51,7 +52,6 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   const using = rt.models.tokenizer.source; // said after decoding: tokens that do not fit fail with one line
   if (tokenizer && resolve(tokenizer) !== resolve(using))
     note(options)(`note: these tokens were made by ${tokenizer}; decoded them with ${using}`);
-  mkdirSync(options.out, { recursive: true });
   const files = outputNames(tokens.shape[0]!, sources).map((n) => join(options.out, n));
   for (let i = 0; i < files.length; i++) await writeImage(files[i]!, images.select(0, i));
   report(options, { images: files, ...d, precision: rt.precision }, `wrote ${files.length} image(s) to ${options.out}`);

@@ -3,7 +3,7 @@
 // the whole pipeline end to end on Fashion-MNIST with short schedules (a few minutes on 2 cores): a small
 // self-supervised encoder, a one-token tokenizer on it, a class-conditional generator of tokens; then a PNG of test
 // images, their one-token reconstructions and generated samples, and the metrics. Honest about being short.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 
 import { Generator, cat, noGrad, randn, setNumThreads, tensor, tidy } from '../../engine/index.ts';
@@ -19,7 +19,7 @@ import { mergeConfig, type Json } from '../../train/config.ts';
 import { PRESETS, train, type StageName } from '../../train/presets.ts';
 import { buildDemo } from '../../demo/build.ts';
 import { renderDemoPage } from '../../demo/html.ts';
-import { MODEL_OPTIONS, modelSets } from '../model-options.ts';
+import { MODEL_OPTIONS, modelSets, outputFolder } from '../model-options.ts';
 import { UsageError, commandLine, type CommandSpec, type Parsed } from '../args.ts';
 import { deviceFor } from '../device-option.ts';
 
@@ -81,6 +81,7 @@ async function runShipped({ options: o }: Parsed): Promise<void> {
   if (!guidanceScales.every((g) => Number.isFinite(g) && g >= 0))
     throw new UsageError(`--cfg must be guidance scales ≥ 0 separated by commas, got '${o.cfg}'`);
   if (o.threads > 0) setNumThreads(o.threads);
+  outputFolder(o.out, 'the page and its pictures');
   const sets = modelSets(o, log);
   const t0 = performance.now();
   const reports = await buildDemo(sets, {
@@ -163,7 +164,7 @@ async function runTraining({ options, argv }: Parsed): Promise<void> {
   const out: string = options.out;
   const scale: number = options.scale;
   const device = deviceFor(options.device ?? 'cpu', undefined, 'demo');
-  mkdirSync(out, { recursive: true });
+  outputFolder(out, 'the runs and the page');
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const times: Record<string, number> = {};
   const results: Record<string, Record<string, unknown>> = {};

@@ -1,9 +1,6 @@
 // reptok encode: images -> one token each, saved as a tokens file (what `reptok decode` reads).
-import { dirname } from 'node:path';
-import { mkdirSync } from 'node:fs';
-
 import { saveTokens } from '../../pipeline/tokens-file.ts';
-import { MODEL_OPTIONS, existingFile, loadPipeline, report } from '../model-options.ts';
+import { MODEL_OPTIONS, existingFile, loadPipeline, outputFile, report } from '../model-options.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
 export const spec: CommandSpec = {
@@ -23,13 +20,11 @@ export const spec: CommandSpec = {
 
 export async function run({ positionals, options }: Parsed): Promise<void> {
   if (positionals.length === 0) throw new UsageError('no images given');
-  if (!options.out.endsWith('.safetensors'))
-    throw new UsageError(`--out must be a .safetensors file, got '${options.out}'`);
+  outputFile(options.out, 'the tokens', ['.safetensors']);
   for (const p of positionals) existingFile(p, 'an image to encode');
   const rt = loadPipeline(options);
   const images = await rt.readImages(positionals);
   const tokens = rt.encode(images);
-  mkdirSync(dirname(options.out), { recursive: true });
   saveTokens(options.out, { tokens, sources: positionals, tokenizer: rt.models.tokenizer.source });
   const [N, D] = tokens.shape as [number, number];
   report(

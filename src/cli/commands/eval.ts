@@ -17,7 +17,15 @@ import {
 } from '../../eval/evaluate.ts';
 import { writeEvalReport } from '../../eval/report-page.ts';
 import { shippedDir } from '../../pipeline/shipped.ts';
-import { MODEL_OPTIONS, existingFile, loadPipeline, namesNoModel, note, report } from '../model-options.ts';
+import {
+  MODEL_OPTIONS,
+  existingFile,
+  loadPipeline,
+  namesNoModel,
+  note,
+  outputFolder,
+  report,
+} from '../model-options.ts';
 import { guidanceOptions } from './sample.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
@@ -136,6 +144,7 @@ export async function run({ options: given }: Parsed): Promise<void> {
     seed: options.seed,
     batchSize: positiveInt(options, 'batch-size'),
   };
+  outputFolder(options.out, 'the report and its pictures'); // checked now: the evaluation takes minutes
   const log = note(options);
   const clf = loadClassifierFile(options.classifier);
   const rt = loadPipeline(options);

@@ -1,9 +1,15 @@
 // reptok generate: images from text prompts with a text-to-image model, decoded into a grid (one row per prompt).
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 
-import { imageGrid, writeImage } from '../../io/image.ts';
-import { DECODE_OPTIONS, MODEL_OPTIONS, bar, decodeOptions, loadPipeline, report } from '../model-options.ts';
+import { IMAGE_EXTENSIONS, imageGrid, writeImage } from '../../io/image.ts';
+import {
+  DECODE_OPTIONS,
+  MODEL_OPTIONS,
+  bar,
+  decodeOptions,
+  loadPipeline,
+  outputFile,
+  report,
+} from '../model-options.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 import { GUIDANCE_OPTIONS, guidanceOptions } from './sample.ts';
 
@@ -28,12 +34,12 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (positionals.length === 0) throw new UsageError('no prompt given');
   const d = decodeOptions(options);
   const g = guidanceOptions(options);
+  outputFile(options.out, 'the grid', IMAGE_EXTENSIONS);
   const rt = loadPipeline(options, 'emoji'); // no model named: the shipped emoji text-to-image model
   const progress = bar(options);
   const { images, tokens } = rt.generate(positionals, { ...d, ...g, onProgress: progress });
   progress.done();
   const grid = imageGrid(images, { nrow: g.n });
-  mkdirSync(dirname(options.out), { recursive: true });
   await writeImage(options.out, grid);
   report(
     options,

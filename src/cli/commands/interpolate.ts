@@ -1,10 +1,9 @@
 // reptok interpolate: the path between two images' tokens, decoded with one noise for every frame, as a strip or
 // an animation.
-import { mkdirSync } from 'node:fs';
-import { dirname, extname } from 'node:path';
+import { extname } from 'node:path';
 
 import { tidy } from '../../engine/index.ts';
-import { imageGrid, writeAnimation, writeImage } from '../../io/image.ts';
+import { ANIMATION_EXTENSIONS, IMAGE_EXTENSIONS, imageGrid, writeAnimation, writeImage } from '../../io/image.ts';
 import {
   DECODE_OPTIONS,
   MODEL_OPTIONS,
@@ -12,6 +11,7 @@ import {
   decodeOptions,
   existingFile,
   loadPipeline,
+  outputFile,
   report,
 } from '../model-options.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
@@ -53,7 +53,9 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (options.slerp && options.lerp) throw new UsageError('choose one of --slerp and --lerp');
   if (!(Number.isInteger(options.frames) && options.frames >= 2))
     throw new UsageError(`--frames must be an integer ≥ 2, got ${options.frames}`);
-  const animated = ['.gif', '.webp'].includes(extname(options.out).toLowerCase());
+  const animated = ANIMATION_EXTENSIONS.includes(
+    extname(outputFile(options.out, 'the frames', IMAGE_EXTENSIONS)).toLowerCase(),
+  );
   const [a, b] = positionals.map((p) => existingFile(p, 'an image'));
   const rt = loadPipeline(options);
   const images = await rt.readImages([a!, b!]);
@@ -66,7 +68,6 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     onProgress: progress,
   });
   progress.done();
-  mkdirSync(dirname(options.out), { recursive: true });
   if (animated) await writeAnimation(options.out, frames, { delayMs: options.delay });
   else {
     const strip = imageGrid(frames, { nrow: frames.shape[0]! });

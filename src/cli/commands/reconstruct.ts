@@ -1,5 +1,4 @@
 // reptok reconstruct: images -> token -> images, each written beside its original (and the PSNR).
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { stack, tidy } from '../../engine/index.ts';
@@ -12,6 +11,7 @@ import {
   decodeOptions,
   existingFile,
   loadPipeline,
+  outputFolder,
   report,
 } from '../model-options.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
@@ -36,12 +36,12 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (positionals.length === 0) throw new UsageError('no images given');
   const d = decodeOptions(options);
   for (const p of positionals) existingFile(p, 'an image to reconstruct');
+  outputFolder(options.out, 'the pairs');
   const rt = loadPipeline(options);
   const images = await rt.readImages(positionals);
   const progress = bar(options);
   const recon = rt.reconstruct(images, { ...d, onProgress: progress });
   progress.done();
-  mkdirSync(options.out, { recursive: true });
   const files = outputNames(positionals.length, positionals).map((n) => join(options.out, n));
   const scores: number[] = [];
   for (let i = 0; i < files.length; i++) {

@@ -1,9 +1,15 @@
 // reptok sample: class-conditional samples from the generator, decoded into a grid (one row per class).
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 
-import { imageGrid, writeImage } from '../../io/image.ts';
-import { MODEL_OPTIONS, bar, decodeOptions, loadPipeline, report, DECODE_OPTIONS } from '../model-options.ts';
+import { IMAGE_EXTENSIONS, imageGrid, writeImage } from '../../io/image.ts';
+import {
+  MODEL_OPTIONS,
+  bar,
+  decodeOptions,
+  loadPipeline,
+  outputFile,
+  report,
+  DECODE_OPTIONS,
+} from '../model-options.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
 /** Options shared with `generate`: guidance and the grid file. */
@@ -47,6 +53,7 @@ export async function run({ options }: Parsed): Promise<void> {
   const asked = (options.class as string[]).flatMap((c) => c.split(',')).filter((c) => c !== '');
   if (asked.length && options.all) throw new UsageError('choose --class or --all, not both');
   if (!asked.length && !options.all) throw new UsageError('which classes? pass --class C (repeatable) or --all');
+  outputFile(options.out, 'the grid', IMAGE_EXTENSIONS);
   const rt = loadPipeline(options);
   const progress = bar(options);
   const { images, tokens, labels } = rt.sample({
@@ -57,7 +64,6 @@ export async function run({ options }: Parsed): Promise<void> {
   });
   progress.done();
   const grid = imageGrid(images, { nrow: g.n });
-  mkdirSync(dirname(options.out), { recursive: true });
   await writeImage(options.out, grid);
   const rows = [...new Set(labels)].map((i) => rt.classes[i]!);
   report(
