@@ -1,7 +1,7 @@
 // The trainer shared by every stage: the optimisation loop (AdamW with decay/no-decay groups, warm-up + cosine LR,
 // gradient accumulation and clipping, EMA), progress and metrics, periodic validation and samples, atomic
 // checkpoints with exact resume, a clean stop on Ctrl-C, and a clear stop on a non-finite loss.
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
@@ -180,7 +180,8 @@ function noDecay(name: string, p: Tensor): boolean {
 }
 
 function prepareOutDir(out: string, o: RunOptions): void {
-  const used = existsSync(out) && readdirSync(out).some((f) => f === 'config.json' || f.startsWith('step-'));
+  makeOutputDir(out, 'run folder'); // first: it refuses a file's name and pseudo file systems
+  const used = readdirSync(out).some((f) => f === 'config.json' || f.startsWith('step-'));
   if (used && !o.resume && !o.force) {
     throw new Error(
       `${out} already holds a run; pass --resume to continue it or --force to start over (its checkpoints are deleted)`,
@@ -188,7 +189,6 @@ function prepareOutDir(out: string, o: RunOptions): void {
   }
   if (used && o.force && !o.resume)
     for (const f of readdirSync(out)) if (f.startsWith('step-') || f === 'metrics.jsonl') rmSync(join(out, f));
-  makeOutputDir(out, 'run folder');
   removeStaleTemporaries(out); // of checkpoint writes a kill interrupted
 }
 

@@ -115,6 +115,10 @@ test('an existing run folder is not overwritten without --resume or --force', as
   assert.equal(again.status, 1);
   assert.match(again.stderr, /already holds a run; pass --resume to continue it or --force to start over/);
   assert.equal(runCli(tokenizerTrainArgs(out, config, '--steps', '1', '--force')).status, 0);
+  const file = join(out, 'config.json'); // a file where the run folder goes
+  const onFile = runCli(tokenizerTrainArgs(file, config, '--steps', '1'));
+  assert.equal(onFile.status, 1);
+  assert.match(onFile.stderr, /config\.json is a file, not a folder \(the run folder\)/);
 });
 
 test('unreadable images are skipped and reported once with their paths; bad configs are clear errors', async () => {
