@@ -29,14 +29,12 @@ for (const model of models) {
             .seconds as number
       : null,
   );
-  if (r.ours.length)
-    emit({ bench: 'dinov2_forward', impl: 'reptok', model, batch, size, img_per_s: batch / median(r.ours), threads });
-  if (r.peer.length)
-    emit({ bench: 'dinov2_forward', impl: 'pytorch', model, batch, size, img_per_s: batch / median(r.peer), threads });
+  const line = { bench: 'dinov2_forward', model, batch, size, precision: 'fp32', threads };
+  if (r.ours.length) emit({ ...line, impl: 'reptok', img_per_s: batch / median(r.ours) });
+  if (r.peer.length) emit({ ...line, impl: 'pytorch', img_per_s: batch / median(r.peer) });
   if (r.ratios.length)
     emit({
-      bench: 'dinov2_forward',
-      model,
+      ...line,
       summary: 'reptok_img_per_s/pytorch_img_per_s, median of paired runs',
       value: 1 / median(r.ratios),
       range: spread(r.ratios.map((x) => 1 / x)),

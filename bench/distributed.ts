@@ -44,6 +44,7 @@ function run(procs: number, threads: number): void {
     bench: 'data_parallel',
     stage: 'tokenizer',
     preset: 'fmnist-tokenizer',
+    precision: JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).precision, // as the run resolved it
     processes: procs,
     threads_per_process: threads,
     global_batch: batch,

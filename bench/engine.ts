@@ -49,7 +49,7 @@ for (const n of sizes) {
     args.impl === 'pytorch' ? null : () => timeMedian(() => tidy(() => void x.mm(y)), reps, 2),
     peer ? () => ask({ run: 'gemm', n, iters: reps, warmup: warm-- > 0 ? 2 : 0 }) : null,
   );
-  report('gemm', { n }, r, 2 * n ** 3);
+  report('gemm', { n, precision: 'fp32' }, r, 2 * n ** 3);
   x.dispose();
   y.dispose();
 }
@@ -99,5 +99,5 @@ const r = await paired(
   args.impl === 'pytorch' ? null : () => timeMedian(blockStep, 3, first ? ((first = false), 2) : 0),
   peer ? () => ask({ run: 'block_step', iters: 3, warmup: 2 }) : null,
 );
-report('block_step', { batch: 16, tokens: 64, width: 384, heads: 6 }, r);
+report('block_step', { batch: 16, tokens: 64, width: 384, heads: 6, precision: 'fp32' }, r);
 peer?.close();

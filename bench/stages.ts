@@ -1,6 +1,7 @@
 // npm run bench:stages — training throughput (images/s, or tokens/s for the generator stages) of every stage's
-// preset on this machine: forward + backward + AdamW per step, data from the stage's own loader. JSON lines.
-//   --stages ssl,tokenizer,generator   --steps 5   --data fashion-mnist
+// preset on this machine: forward + backward + AdamW per step, data from the stage's own loader, in the precision
+// `reptok train` would use (the preset's, `auto` resolved as at the start of a run). JSON lines.
+//   --stages ssl,tokenizer,generator   --steps 5   --precision auto|fp32|bf16 (default: each preset's)
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,13 +12,17 @@ import { PRESETS, train, type StageName } from '../src/train/presets.ts';
 import { sslStage } from '../src/train/stages/ssl.ts';
 import { tokenizerStage } from '../src/train/stages/tokenizer.ts';
 import { generatorStage } from '../src/train/stages/generator.ts';
-import { mergeConfig, type Json } from '../src/train/config.ts';
+import { isPrecisionSetting, mergeConfig, PRECISIONS, type Json } from '../src/train/config.ts';
+import { resolvePrecision, withAutocast } from '../src/train/autocast.ts';
 import { StageContext, type Stage } from '../src/train/trainer.ts';
 import { benchArgs, emit, median } from './peer.ts';
 
 const args = benchArgs();
 const stages = args.get('stages', 'ssl,tokenizer,generator').split(',') as StageName[];
 const steps = Number(args.get('steps', '5'));
+const precisionArg = args.get('precision', '');
+if (precisionArg && !isPrecisionSetting(precisionArg))
+  throw new Error(`--precision must be one of ${PRECISIONS.join(', ')}, got '${precisionArg}'`);
 const log = () => {};
 const factories: Partial<Record<StageName, (ctx: StageContext<any>) => Promise<Stage<any, any>>>> = {
   ssl: sslStage,
@@ -27,7 +32,9 @@ const factories: Partial<Record<StageName, (ctx: StageContext<any>) => Promise<S
 
 async function measure(stage: StageName, preset: string, overrides: Record<string, Json>): Promise<void> {
   manualSeed(0);
-  const config = mergeConfig(PRESETS[preset]!(), overrides, preset) as any;
+  const merged = mergeConfig(PRESETS[preset]!(), overrides, preset) as any;
+  const precision = resolvePrecision(precisionArg || merged.precision);
+  const config = { ...merged, precision };
   const ctx = new StageContext<any>(config, mkdtempSync(join(tmpdir(), 'reptok-bench-')), {
     log,
     command: 'npm run bench:stages',
@@ -43,7 +50,7 @@ async function measure(stage: StageName, preset: string, overrides: Record<strin
     const batch = await source.next();
     const t0 = performance.now();
     tidy(() => {
-      const { loss } = s.step(batch, ctx);
+      const { loss } = withAutocast(precision, () => s.step(batch, ctx));
       opt.zeroGrad();
       loss.backward();
       opt.step();
@@ -61,6 +68,7 @@ async function measure(stage: StageName, preset: string, overrides: Record<strin
     step_s: sec,
     items_per_s: config.batchSize / sec,
     unit: stage === 'generator' ? 'tokens' : 'images',
+    precision,
     threads: getNumThreads(),
   });
   s.dispose?.();

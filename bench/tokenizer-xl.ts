@@ -52,6 +52,7 @@ noGrad(() =>
     const decodeS = seconds(() => tidy(() => void (nfe = tok.decode(token, { steps }).nfe)));
     emit({
       bench: 'tokenizer_xl',
+      precision: 'fp32',
       encode_s: encodeS,
       decoder_step_s: stepS,
       vae_decode_s: vaeS,
@@ -75,6 +76,7 @@ noGrad(() =>
     };
     emit({
       bench: 'tokenizer_xl',
+      precision: 'fp32',
       params_generator_m: [...gen.parameters()].reduce((s, p) => s + p.numel, 0) / 1e6,
       generator_50_guided_steps_s: sampleS,
       per_reconstruction_estimate_s: encodeS + 50 * stepS + vaeS,
