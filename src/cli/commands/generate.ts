@@ -1,5 +1,4 @@
 // reptok generate: images from text prompts with a text-to-image model, decoded into a grid (one row per prompt).
-
 import { IMAGE_EXTENSIONS, imageGrid, writeImage } from '../../io/image.ts';
 import {
   DECODE_OPTIONS,

@@ -1,5 +1,4 @@
 // reptok sample: class-conditional samples from the generator, decoded into a grid (one row per class).
-
 import { IMAGE_EXTENSIONS, imageGrid, writeImage } from '../../io/image.ts';
 import {
   MODEL_OPTIONS,
