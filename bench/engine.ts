@@ -7,7 +7,7 @@
 import { F, autocast, getNumThreads, manualSeed, randn, runtimeInfo, tidy } from '../src/index.ts';
 import { TransformerBlock } from '../src/nn/index.ts';
 import { AdamW } from '../src/optim/index.ts';
-import { Peer, benchArgs, emit, median, paired, spread, timeMedian } from './peer.ts';
+import { Peer, benchArgs, emit, emitKernels, median, paired, spread, timeMedian } from './peer.ts';
 
 const args = benchArgs();
 const iters = Number(args.get('iters', '5'));
@@ -16,6 +16,7 @@ const sizes = args.get('sizes', '256,512,1024,2048').split(',').map(Number);
 const threads = getNumThreads();
 
 const info = runtimeInfo();
+emitKernels('engine');
 const peer = args.impl === 'reptok' ? null : Peer.start('engine.py', ['--threads', String(threads)]);
 const ask = async (req: Record<string, unknown>): Promise<number> => (await peer!.request(req)).seconds as number;
 const report = (

@@ -126,6 +126,26 @@ let peerDescription = 'none: no PyTorch peer in this run';
 /** One JSON line; every line says what the PyTorch side of the comparison is (`peer`). */
 export const emit = (o: Record<string, unknown>): void => console.log(JSON.stringify({ ...o, peer: peerDescription }));
 
+/**
+ * One JSON line naming the kernels this machine runs (oneDNN's implementations and ISA, the attention products'
+ * path), so that every set of figures says what produced it: `brg:avx512_core_bf16` here, `..._amx` on AMX CPUs.
+ */
+export function emitKernels(bench: string): void {
+  const info = runtimeInfo();
+  emit({
+    bench,
+    threads: info.threads,
+    kernels: {
+      float32Matmul: info.float32Matmul,
+      bf16Matmul: info.bf16.matmul,
+      bf16Isa: info.bf16.isa,
+      bf16Native: info.bf16.native,
+      attentionBf16: info.attentionBf16,
+      onednnGemm: info.onednnGemm,
+    },
+  });
+}
+
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
@@ -249,6 +269,7 @@ export async function comparePhases(o: {
     console.error(formatProfile(profile(step, { shapes: true }).ops, Number(args.get('top', String(o.profileTop)))));
   }
   const threads = runtimeInfo().threads;
+  emitKernels(o.bench);
   const peer = args.impl === 'reptok' ? null : Peer.start(o.script, ['--threads', String(threads)], precision);
   const phases = o.phases.map((p) => ({ name: p.name, ours: p[precision], run: p.run, iters: p.iters }));
   const seconds: Record<string, Record<string, { reptok?: number; pytorch?: number }>> = {};

@@ -8,8 +8,8 @@
 //   --pairs 5   --steps 20
 import { RepTok, type PipelineOptions } from '../src/pipeline/index.ts';
 import { shippedSources, type ShippedFamily } from '../src/pipeline/shipped.ts';
-import { Tensor, runtimeInfo } from '../src/index.ts';
-import { benchArgs, emit, median, paired, spread } from './peer.ts';
+import { Tensor } from '../src/index.ts';
+import { benchArgs, emit, emitKernels, median, paired, spread } from './peer.ts';
 
 const args = benchArgs();
 const pairs = Number(args.get('pairs', '5'));
@@ -34,8 +34,7 @@ function timed(fn: () => Tensor): { s: number; images: Tensor } {
   return { s: (performance.now() - t0) / 1000, images };
 }
 
-const info = runtimeInfo();
-emit({ bench: 'pipeline', threads: info.threads, float32Matmul: info.float32Matmul, bf16: info.bf16 });
+emitKernels('pipeline');
 for (const family of ['fashion-mnist', 'emoji'] as const) {
   const load = (o: PipelineOptions): RepTok => RepTok.load({ ...shippedSources(family), ...o });
   const base = load(reference);
