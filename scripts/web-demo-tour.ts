@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { SHIPPED_WEIGHTS, shippedDir } from '../src/pipeline/shipped.ts';
-import { peakRss, serve } from '../test/server/serve-helpers.ts';
+import { peakRss, serve } from '../tools/serve-process.ts';
 
 declare const document: any; // the callbacks of waitForFunction run in the browser
 

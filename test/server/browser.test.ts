@@ -12,7 +12,8 @@ import sharp from 'sharp';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 import { ROOT } from '../helpers.ts';
-import { serve, testImage, tinyModelFolder, type Served } from './serve-helpers.ts';
+import { serve, type Served } from '../../tools/serve-process.ts';
+import { testImage, tinyModelFolder } from './serve-helpers.ts';
 
 // the callbacks passed to page.evaluate and waitForFunction run in the browser, which has these
 declare const document: any;

@@ -1,11 +1,9 @@
-// What the web demo's tests share: tiny model folders with sample images, a `reptok serve` child process on
-// 127.0.0.1 and a free port, test images made in memory, and the peak memory of a process tree.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+// What the web demo's tests share: tiny model folders with sample images and test images made in memory (the
+// `reptok serve` child process itself: tools/serve-process.ts).
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 
-import { ROOT } from '../helpers.ts';
 import { TINY_CLASSES, saveTinyModels } from '../tiny-models.ts';
 
 /** A w×h test picture: a coloured shape (i picks shape and colour) on white, encoded as `format`. */
@@ -41,61 +39,4 @@ export async function tinyModelFolder(): Promise<string> {
       await sharp(await testImage(c, 16 + 8 * k, 16)).toFile(join(dir, 'samples', name, `${k}.png`));
   }
   return dir;
-}
-
-export interface Served {
-  url: string;
-  proc: ChildProcess;
-  /** What the server wrote to stderr so far. */
-  log: () => string;
-  stop: () => Promise<number | null>;
-}
-
-/** Starts `reptok serve <args>` on 127.0.0.1 and a free port; resolves once it prints its address. */
-export function serve(args: string[]): Promise<Served> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'reptok.mjs'), 'serve', '--port', '0', ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`reptok serve did not start within 120 s:\n${err}`)), 120_000);
-    proc.on('exit', (code) => reject(new Error(`reptok serve exited (${code}) before serving:\n${err}`)));
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
-      if (!url) return;
-      clearTimeout(timer);
-      resolve({
-        url,
-        proc,
-        log: () => err,
-        stop: () =>
-          new Promise((done) => {
-            if (proc.exitCode !== null) return done(proc.exitCode);
-            proc.once('exit', (code) => done(code));
-            proc.kill('SIGTERM');
-          }),
-      });
-    });
-  });
-}
-
-/** A process and all its descendants (Linux /proc). */
-export function processTree(pid: number): number[] {
-  const file = `/proc/${pid}/task/${pid}/children`;
-  const children = existsSync(file) ? readFileSync(file, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
-  return [pid, ...children.flatMap(processTree)];
-}
-
-/** Peak resident memory (VmHWM) of each process in the tree, in bytes. */
-export function peakRss(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const p of processTree(pid)) {
-    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1];
-    if (kb) out.set(p, Number(kb) * 1024);
-  }
-  return out;
 }

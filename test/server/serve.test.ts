@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 
-import { peakRss, serve, testImage, tinyModelFolder, type Served } from './serve-helpers.ts';
+import { peakRss, serve, type Served } from '../../tools/serve-process.ts';
+import { testImage, tinyModelFolder } from './serve-helpers.ts';
 
 let s: Served;
 before(async () => {
