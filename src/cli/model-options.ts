@@ -111,6 +111,7 @@ export function existingFile(path: string, what: string): string {
  * `extensions` and is not a folder. Its folder is made, so an unwritable place fails now too.
  */
 export function outputFile(path: string, what: string, extensions: readonly string[]): string {
+  if (path === '') throw new UsageError(`--out is empty: name a file for ${what}`);
   if (!extensions.includes(extname(path).toLowerCase()))
     throw new UsageError(`--out ${path}: name a file ending in ${extensions.join(', ')} for ${what}`);
   if (existsSync(path) && statSync(path).isDirectory())
@@ -126,6 +127,7 @@ export function outputFile(path: string, what: string, extensions: readonly stri
  * not a new name that looks like an image file's (`-o out.png` would otherwise become a folder called out.png).
  */
 export function outputFolder(path: string, what: string): string {
+  if (path === '') throw new UsageError(`--out is empty: name a folder for ${what}`);
   if (!existsSync(path) && IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()))
     throw new UsageError(
       `--out ${path} looks like an image file's name, but ${what} go into a folder (one file each): name a folder`,

@@ -24,6 +24,7 @@ const PSEUDO_FILE_SYSTEMS = new Map<number, string>([
 
 /** Creates `path` (and its parents) as an output folder; refuses a file's name and a pseudo file system. */
 export function makeOutputDir(path: string, what = 'output folder'): void {
+  if (path === '') throw new Error(`no folder named for the ${what} (an empty path)`);
   if (existsSync(path) && !statSync(path).isDirectory())
     throw new Error(`${path} is a file, not a folder (the ${what})`);
   let existing = resolve(path);

@@ -268,6 +268,8 @@ test('--out is checked before any work: a file where a folder goes, a folder whe
     [['encode', ...images, '-o', join(out, 'tokens.png')], /name a file ending in \.safetensors for the tokens/],
     [['eval', '--classifier', tokens, '-o', join(out, 'taken')], /taken is a file, not a folder/],
     [['sample', '--class', '0', '-o', '/proc/reptok-x/grid.png'], /cannot use a folder on the proc pseudo file system/],
+    [['sample', '--class', '0', '-o', ''], /--out is empty: name a file for the grid/],
+    [['decode', tokens, '-o', ''], /--out is empty: name a folder for the images/],
   ];
   for (const [args, message] of cases) {
     const r = await reptok(...args, ...none);
