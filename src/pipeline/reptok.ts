@@ -258,11 +258,23 @@ export class RepTok {
 
   // ---- tokenizer -----------------------------------------------------------------------------------------------
 
-  /** Images (B, C, H, W) in [-1, 1] -> tokens (B, D). */
-  encode(images: Tensor): Tensor {
+  /**
+   * Images (B, C, H, W) in [-1, 1] -> tokens (B, D), `batchSize` images at a time (default 64), so that the encoder's
+   * activations stay bounded however many images there are.
+   */
+  encode(images: Tensor, o: { batchSize?: number } = {}): Tensor {
     if (images.ndim !== 4) throw new RangeError(`expected images (B, C, H, W), got shape [${images.shape.join(', ')}]`);
+    const B = images.shape[0]!;
+    const chunk = batchSize(o.batchSize, 64);
     return noGrad(() =>
-      tidy(() => this.withPrecision(() => this.tokenizer.encode(images.to({ device: this.device }))).float()),
+      tidy(() => {
+        const parts: Tensor[] = [];
+        for (let i = 0; i < B; i += chunk) {
+          const x = images.slice(0, i, Math.min(B, i + chunk)).to({ device: this.device });
+          parts.push(this.withPrecision(() => this.tokenizer.encode(x)).float());
+        }
+        return parts.length === 1 ? parts[0]! : cat(parts);
+      }),
     );
   }
 
@@ -273,7 +285,7 @@ export class RepTok {
     const noise = o.noise ?? this.noise(B, o.seed);
     if (noise.shape[0] !== B || noise.ndim !== 4)
       throw new RangeError(`noise must be (${B}, ${this.tokenizer.gridShape.join(', ')}), got [${noise.shape}]`);
-    const chunk = o.batchSize ?? 16;
+    const chunk = batchSize(o.batchSize, 16);
     try {
       return noGrad(() =>
         tidy(() => {
@@ -301,7 +313,7 @@ export class RepTok {
 
   /** Images -> their one-token reconstructions (same shape). */
   reconstruct(images: Tensor, o: DecodeOptions = {}): Tensor {
-    const tokens = this.encode(images);
+    const tokens = this.encode(images, { batchSize: o.batchSize });
     try {
       return this.decode(tokens, o);
     } finally {
@@ -453,6 +465,14 @@ function fromFile<M, C>(
 ): Loaded<M, C> {
   const { config: _config, ...rest } = load(source);
   return { ...rest, source: sourceName(source) };
+}
+
+/** How many items to run at once: `given`, checked (a 0 would never finish), or `fallback`. */
+function batchSize(given: number | undefined, fallback: number): number {
+  if (given === undefined) return fallback;
+  if (!(Number.isInteger(given) && given > 0))
+    throw new RangeError(`batchSize must be a positive integer, got ${given}`);
+  return given;
 }
 
 function describeClasses(names: string[]): string {

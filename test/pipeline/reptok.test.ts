@@ -37,6 +37,9 @@ test('RepTok.load from paths and from bytes gives the same model; encode, decode
       const tokens = a.encode(x);
       assert.deepEqual(tokens.shape, [3, 32]);
       assert.ok(tokens.allclose(b.encode(x), 0, 0));
+      // encoding in chunks: the same tokens, up to float summation order
+      assert.ok(a.encode(x, { batchSize: 2 }).allclose(tokens, 1e-5, 1e-6));
+      assert.throws(() => a.encode(x, { batchSize: 0 }), /batchSize must be a positive integer, got 0/);
       const out = a.decode(tokens, { steps: 3, seed: 5 });
       assert.deepEqual(out.shape, [3, 3, 16, 16]);
       assert.ok(out.allclose(b.decode(tokens, { steps: 3, seed: 5 }), 0, 0), 'same seed, same images');
@@ -44,6 +47,7 @@ test('RepTok.load from paths and from bytes gives the same model; encode, decode
       assert.ok(a.reconstruct(x, { steps: 3, seed: 5 }).allclose(out, 0, 0));
       // decoding in chunks changes nothing
       assert.ok(a.decode(tokens, { steps: 3, seed: 5, batchSize: 2 }).allclose(out, 0, 0));
+      assert.throws(() => a.decode(tokens, { steps: 1, batchSize: 0 }), /batchSize must be a positive integer, got 0/);
       assert.throws(() => a.decode(randn([2, 16]), { steps: 1 }), /tokens have shape \[2, 16\].*\(B, 32\)/);
     }),
   );
