@@ -4,6 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 
 import { setNumThreads } from '../engine/index.ts';
+import { SAMPLERS, type SamplerName } from '../flow/ode.ts';
 import { IMAGE_EXTENSIONS } from '../io/image.ts';
 import { makeOutputDir } from '../io/out-dir.ts';
 import { peekModelFile } from '../models/model-file.ts';
@@ -83,12 +84,10 @@ export const DECODE_OPTIONS: Record<string, OptionSpec> = {
   seed: { type: 'number', default: 0, help: 'seed of the noise', arg: 'N' },
 };
 
-const SAMPLERS = ['euler', 'heun', 'dopri5'] as const;
-
 /** The decoder options, checked. */
 export function decodeOptions(o: Parsed['options']): {
   steps: number;
-  sampler: (typeof SAMPLERS)[number];
+  sampler: SamplerName;
   seed: number;
 } {
   if (!SAMPLERS.includes(o.sampler))

@@ -30,9 +30,25 @@ export function guidedVelocity(field: GuidableField, x: Tensor, t: Tensor, scale
   });
 }
 
+/**
+ * Checks a guidance scale (a number ≥ 0) and interval (times a ≤ b in [0, 1]); a RangeError names what is wrong,
+ * calling the two `names` (the commands pass their flags).
+ */
+export function checkGuidance(
+  scale: number,
+  interval: readonly number[],
+  names = { scale: 'guidance scale', interval: 'guidance interval' },
+): void {
+  if (!(Number.isFinite(scale) && scale >= 0))
+    throw new RangeError(`${names.scale} must be a number ≥ 0, got ${scale}`);
+  if (!(interval.length === 2 && interval.every((x) => x >= 0 && x <= 1) && interval[0]! <= interval[1]!))
+    throw new RangeError(`${names.interval} must be two times a,b with 0 ≤ a ≤ b ≤ 1, got '${interval.join(',')}'`);
+}
+
 /** The guided field as an ODE right-hand side: guidance inside the interval, the conditional model outside. */
 export function guided(field: GuidableField, o: GuidanceOptions = {}): VelocityFn {
   const s = o.scale ?? 1;
+  checkGuidance(s, o.interval ?? [0, 1]);
   const [lo, hi] = (o.interval ?? [0, 1]).map(Math.fround) as [number, number];
   return (x, t) =>
     tidy(() => {

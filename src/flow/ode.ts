@@ -5,7 +5,8 @@ import { Tensor, tidy } from '../engine/index.ts';
 /** The velocity field: z (B, ...) at scalar time t -> dz/dt (B, ...). */
 export type VelocityFn = (z: Tensor, t: number) => Tensor;
 
-export type SamplerName = 'euler' | 'heun' | 'dopri5';
+export const SAMPLERS = ['euler', 'heun', 'dopri5'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
 
 export interface SolveOptions {
   sampler?: SamplerName;
@@ -30,6 +31,8 @@ export interface SolveResult {
 /** Integrates from t0 to t1 (either direction). The result is a new tensor; z0 is not modified. */
 export function solve(v: VelocityFn, z0: Tensor, t0: number, t1: number, o: SolveOptions = {}): SolveResult {
   const sampler = o.sampler ?? 'euler';
+  if (!SAMPLERS.includes(sampler))
+    throw new RangeError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${String(sampler)}'`);
   if (sampler === 'dopri5') return dopri5(v, z0, t0, t1, o);
   const steps = o.times ? o.times.length - 1 : (o.steps ?? 50);
   if (!(Number.isInteger(steps) && steps > 0)) throw new RangeError(`steps must be a positive integer, got ${steps}`);

@@ -14,6 +14,7 @@ export {
   type Generated,
 } from './reptok.ts';
 export { interpolateTokens, framePositions, type InterpolationMethod } from './interpolate.ts';
+export type { SamplerName } from '../flow/ode.ts'; // the options' `sampler`
 export {
   SHIPPED_WEIGHTS,
   SHIPPED_FAMILIES,

@@ -4,7 +4,8 @@
 // from one endpoint's to the other's, so every token on the path has a norm between the endpoints' norms.
 import { Tensor, stack, tidy } from '../engine/index.ts';
 
-export type InterpolationMethod = 'slerp' | 'lerp';
+export const INTERPOLATION_METHODS = ['slerp', 'lerp'] as const;
+export type InterpolationMethod = (typeof INTERPOLATION_METHODS)[number];
 
 /** Positions 0, 1/(N−1), …, 1 of N frames (N ≥ 2). */
 export function framePositions(frames: number): number[] {
@@ -19,6 +20,8 @@ export function framePositions(frames: number): number[] {
 export function interpolateTokens(a: Tensor, b: Tensor, positions: number[], method: InterpolationMethod): Tensor {
   if (a.ndim !== 1 || b.ndim !== 1 || a.shape[0] !== b.shape[0])
     throw new RangeError(`expected two tokens of the same width, got shapes [${a.shape}] and [${b.shape}]`);
+  if (!INTERPOLATION_METHODS.includes(method))
+    throw new RangeError(`method must be one of ${INTERPOLATION_METHODS.join(', ')}, got '${String(method)}'`);
   return tidy(() => {
     const weights = method === 'lerp' ? positions.map((s) => [1 - s, s] as const) : slerpWeights(a, b, positions);
     return stack(weights.map(([wa, wb]) => a.mul(wa).add(b.mul(wb))));

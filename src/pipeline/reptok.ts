@@ -375,8 +375,10 @@ export class RepTok {
           : 'sampling needs a class-conditional generator: load one with { generator }',
       );
     if (g.config.numClasses === 0) throw new Error('this generator is unconditional; sampling by class needs classes');
+    if (o.classes?.length === 0)
+      throw new RangeError('sample: classes is empty; name the classes, or leave classes out for every class');
     const classes = o.classes ? this.classIndices(o.classes) : this.classes.map((_, i) => i);
-    const n = o.n ?? 1;
+    const n = perItem(o.n);
     const labels = classes.flatMap((c) => Array<number>(n).fill(c));
     const y = tensor(Int32Array.from(labels), { dtype: 'int64', device: this.device });
     try {
@@ -397,7 +399,7 @@ export class RepTok {
           : 'generating from prompts needs a text-to-image model: load one with { t2i }',
       );
     if (prompts.length === 0) throw new Error('generate: no prompts given');
-    const all = prompts.flatMap((p) => Array<string>(o.n ?? 1).fill(p));
+    const all = prompts.flatMap((p) => Array<string>(perItem(o.n)).fill(p));
     return this.#generate(m.field(all), all.length, o);
   }
 
@@ -465,6 +467,13 @@ function fromFile<M, C>(
 ): Loaded<M, C> {
   const { config: _config, ...rest } = load(source);
   return { ...rest, source: sourceName(source) };
+}
+
+/** Samples per class or prompt: `n`, checked, or 1. */
+function perItem(n: number | undefined): number {
+  if (n !== undefined && !(Number.isInteger(n) && n > 0))
+    throw new RangeError(`n must be a positive integer, got ${n}`);
+  return n ?? 1;
 }
 
 /** How many items to run at once: `given`, checked (a 0 would never finish), or `fallback`. */

@@ -18,6 +18,9 @@ import {
   runtimeInfo,
   tidy,
   weightCopies,
+  type InterpolationMethod,
+  type SampleOptions,
+  type SamplerName,
 } from '../../src/index.ts';
 import { MLPMixer1D, saveGenerator } from '../../src/models/index.ts';
 import { TINY_CLASSES, saveTinyModels } from '../tiny-models.ts';
@@ -79,6 +82,10 @@ test('interpolate: every frame is decoded from one shared noise; slerp keeps the
       assert.ok(lerp.select(0, 1).norm().item() < 0.9);
       const lerpFrames = rt.interpolate(ta, tb, { frames: 5, steps: 2, seed: 9, method: 'lerp' });
       assert.ok(lerpFrames.tokens.select(0, 2).allclose(ta.add(tb).div(2), 1e-5, 1e-5));
+      assert.throws(
+        () => rt.interpolate(ta, tb, { method: 'cubic' as InterpolationMethod }),
+        /method must be one of slerp, lerp, got 'cubic'/,
+      );
       // images as the endpoints: their tokens are the path's ends
       const x = images(2);
       const fromImages = rt.interpolate(x.select(0, 0), x.select(0, 1), { frames: 3, steps: 1 });
@@ -102,6 +109,17 @@ test('sample by class name or index; generate from prompts; inputs that do not f
   assert.throws(() => rt.sample({ classes: ['dog'] }), /unknown class 'dog'; this generator's classes are 0=circle/);
   assert.throws(() => rt.sample({ classes: [3] }), /unknown class '3'/);
   assert.throws(() => rt.generate(['a circle']), /class-conditional .* takes no prompts/);
+  // options that do not make sense are refused before any work, naming the option
+  const bad: [SampleOptions, RegExp][] = [
+    [{ classes: [] }, /classes is empty; name the classes, or leave classes out for every class/],
+    [{ n: 0 }, /n must be a positive integer, got 0/],
+    [{ n: 1.5 }, /n must be a positive integer, got 1\.5/],
+    [{ guidance: NaN }, /guidance scale must be a number ≥ 0, got NaN/],
+    [{ interval: [0.9, 0.3] }, /guidance interval must be two times a,b with 0 ≤ a ≤ b ≤ 1, got '0\.9,0\.3'/],
+    [{ sampler: 'rk4' as SamplerName }, /sampler must be one of euler, heun, dopri5, got 'rk4'/],
+    [{ batchSize: 0 }, /batchSize must be a positive integer, got 0/],
+  ];
+  for (const [o, message] of bad) assert.throws(() => rt.sample({ steps: 1, ...o }), message, JSON.stringify(o));
 
   const t2i = RepTok.load({ tokenizer: files.tokenizer, t2i: readFileSync(files.t2i) });
   const g = t2i.generate(['a red circle', 'a blue square'], { n: 2, steps: 2 });

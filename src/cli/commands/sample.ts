@@ -9,6 +9,7 @@ import {
   report,
   DECODE_OPTIONS,
 } from '../model-options.ts';
+import { checkGuidance } from '../../flow/guidance.ts';
 import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
 
 /** Options shared with `generate`: guidance and the grid file. */
@@ -21,10 +22,12 @@ export const GUIDANCE_OPTIONS = {
 /** --n, --cfg and --interval, checked. */
 export function guidanceOptions(o: Parsed['options']): { n: number; guidance: number; interval: [number, number] } {
   if (!(Number.isInteger(o.n) && o.n > 0)) throw new UsageError(`--n must be a positive integer, got ${o.n}`);
-  if (!(o.cfg >= 0)) throw new UsageError(`--cfg must be a number ≥ 0, got ${o.cfg}`);
   const interval = String(o.interval).split(',').map(Number);
-  if (interval.length !== 2 || !interval.every((x) => x >= 0 && x <= 1) || interval[0]! > interval[1]!)
-    throw new UsageError(`--interval must be two times a,b with 0 ≤ a ≤ b ≤ 1, got '${o.interval}'`);
+  try {
+    checkGuidance(o.cfg, interval, { scale: '--cfg', interval: '--interval' });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   return { n: o.n, guidance: o.cfg, interval: interval as [number, number] };
 }
 
