@@ -10,6 +10,7 @@ import { Tensor, empty, fromBytes, type Device, type DType } from '../engine/ind
 import { itemSize } from '../engine/dtype.ts';
 import { native } from '../engine/native.ts';
 import { atomicWrite } from './atomic.ts';
+import { cannotRead } from './unreadable.ts';
 
 const TO_DTYPE = new Map<string, DType>([
   ['F64', 'float64'],
@@ -98,10 +99,7 @@ export class SafetensorsFile {
     } catch (e) {
       if (fd !== null) closeSync(fd);
       if (e instanceof SafetensorsError) throw e;
-      throw new SafetensorsError(
-        source,
-        `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      );
+      throw new SafetensorsError(source, cannotRead(e));
     }
   }
 

@@ -9,6 +9,8 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32, inflateRawSync } from 'node:zlib';
 
+import { cannotRead } from './unreadable.ts';
+
 export interface ZipEntry {
   name: string;
   method: number; // 0 stored, 8 deflated
@@ -232,13 +234,14 @@ function extraRecords(b: Buffer, start: number, length: number): Map<number, num
 
 /** Whether a file starts like a zip archive. */
 export function looksLikeZip(path: string): boolean {
-  const fd = openSync(path, 'r');
+  let fd: number | null = null;
   try {
+    fd = openSync(path, 'r');
     const b = Buffer.alloc(4);
     return readSync(fd, b, 0, 4, 0) === 4 && b.readUInt32LE(0) === 0x04034b50;
   } catch (e) {
-    throw new ZipError(path, `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new ZipError(path, cannotRead(e));
   } finally {
-    closeSync(fd);
+    if (fd !== null) closeSync(fd);
   }
 }

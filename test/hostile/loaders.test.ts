@@ -244,9 +244,10 @@ test('safetensors: wrong header length, overlaps, gaps and trailing bytes are re
 });
 
 test('a folder or a missing file passed as a checkpoint is an error naming it', async () => {
-  await refused('safetensors', dir, /cannot read it \(EISDIR\)/);
-  await refused('pth', dir, /cannot read it \(EISDIR\)/);
-  await refused('safetensors', join(dir, 'missing.safetensors'), /cannot read it \(ENOENT\)/);
+  await refused('safetensors', dir, /cannot read it \(a folder, not a file\)/);
+  await refused('pth', dir, /cannot read it \(a folder, not a file\)/);
+  await refused('safetensors', join(dir, 'missing.safetensors'), /cannot read it \(no such file\)/);
+  await refused('pth', join(dir, 'missing.pth'), /missing\.pth: cannot read it \(no such file\)/);
 });
 
 test('safetensors from bytes in memory go through the same checks', () => {

@@ -124,6 +124,9 @@ test('damaged files give errors naming the file and the problem', () => {
       },
     );
   }
-  assert.throws(() => loadSafetensors(join(dir, 'missing.safetensors')), /ENOENT/);
+  assert.throws(
+    () => loadSafetensors(join(dir, 'missing.safetensors')),
+    /missing\.safetensors: cannot read it \(no such file\)/,
+  );
   assert.ok(!existsSync(join(dir, 'missing.safetensors')));
 });
