@@ -174,6 +174,11 @@ export function modelSources(
       sources.onNote = log;
     }
   }
+  if (!sources.checkpoint && (o['model-yaml'] || o['encoder-heads']))
+    throw new UsageError(
+      `--${o['model-yaml'] ? 'model-yaml' : 'encoder-heads'} describes a released checkpoint (.ckpt), and --model ` +
+        'names none: leave it out, or pass the .ckpt as --model',
+    );
   for (const kind of ['tokenizer', 'generator', 't2i'] as const)
     if (o[kind]) sources[kind] = existingFile(o[kind], `--${kind}`);
   // a generator records the tokenizer it was trained on: use it when none is given, and say so

@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
+import { cannotRead } from '../io/unreadable.ts';
+
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** The precision settings, as training's `precision` and the pipeline's take them ('auto' resolves by hardware). */
@@ -139,7 +141,12 @@ export function setsToPatch(sets: string[]): Record<string, Json> {
 
 /** Reads a JSON or YAML config file (by extension; .yml/.yaml are YAML). */
 export function readConfigFile(path: string): Record<string, Json> {
-  const text = readFileSync(path, 'utf8');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${path}: ${cannotRead(e)} (--config)`);
+  }
   try {
     const v = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
     if (v === null || typeof v !== 'object' || Array.isArray(v))

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { ConfigError } from '../../src/train/config.ts';
 import { resolveTrainConfig } from '../../src/train/presets.ts';
@@ -46,6 +46,11 @@ test('numbers out of range are one-line errors naming the key, from --set, a con
   const file = join(mkdtempSync(join(tmpdir(), 'reptok-cfg-')), 'c.json');
   writeFileSync(file, JSON.stringify({ emaDecay: 2 }));
   assert.throws(() => resolve({ file }), /'emaDecay' must be in \[0, 1\], got 2/);
+  assert.throws(
+    () => resolve({ file: join(dirname(file), 'missing.yaml') }),
+    (e: Error) =>
+      e instanceof ConfigError && /missing\.yaml: cannot read it \(no such file\) \(--config\)/.test(e.message),
+  );
   assert.throws(() => resolve({ steps: -5 }), /'steps' must be an integer ≥ 1, got -5/);
   assert.throws(() => resolve({ steps: 1.5 }), /'steps' must be an integer ≥ 1, got 1.5/);
   assert.equal(resolve({ steps: 7, sets: ['prefetch=1', 'emaDecay=0', 'clipGrad=0'] }).steps, 7);
