@@ -90,6 +90,12 @@ export async function writeImage(path: string, img: Tensor): Promise<void> {
   );
 }
 
+/** Checks an animation's frame delay (milliseconds, an integer GIF and WebP can store); `name` is the caller's. */
+export function checkFrameDelay(ms: number, name = 'delayMs'): void {
+  if (!(Number.isInteger(ms) && ms >= 0 && ms <= 65535))
+    throw new RangeError(`${name} must be an integer number of milliseconds in [0, 65535], got ${ms}`);
+}
+
 /**
  * Writes frames (N, C, H, W) in [-1, 1] as an animation (.gif or .webp), each shown `delayMs`, looping forever
  * unless `loop` says how many times. Atomic like writeImage.
@@ -100,6 +106,9 @@ export async function writeAnimation(
   o: { delayMs?: number; loop?: number } = {},
 ): Promise<void> {
   const format = formatOf(path, ANIMATION_EXTENSIONS) as 'gif' | 'webp';
+  checkFrameDelay(o.delayMs ?? 100);
+  if (o.loop !== undefined && !(Number.isInteger(o.loop) && o.loop >= 0 && o.loop <= 65535))
+    throw new RangeError(`loop must be an integer in [0, 65535] (0: forever), got ${o.loop}`);
   if (frames.ndim !== 4) throw new RangeError(`expected frames (N, C, H, W), got shape [${frames.shape.join(', ')}]`);
   const N = frames.shape[0]!;
   // each frame as a PNG, then libvips joins them into the pages of one animated image

@@ -81,6 +81,14 @@ test('animations: one page per frame (GIF and WebP, RGB and gray), written atomi
     /cannot write '\.png'; use one of \.gif, \.webp/,
   );
   await assert.rejects(writeImage(join(dir, 'x.bmp'), randn([3, 4, 4])), /x\.bmp: cannot write '\.bmp'/);
+  await assert.rejects(
+    writeAnimation(join(dir, 'slow.gif'), randn([2, 3, 4, 4]), { delayMs: -5 }),
+    /delayMs must be an integer number of milliseconds in \[0, 65535\], got -5/,
+  );
+  await assert.rejects(
+    writeAnimation(join(dir, 'l.gif'), randn([2, 3, 4, 4]), { loop: 1.5 }),
+    /loop must be an integer/,
+  );
   // a folder in the way: the rename fails, and the temporary file goes too
   mkdirSync(join(dir, 'folder.png'));
   await assert.rejects(writeImage(join(dir, 'folder.png'), randn([3, 4, 4])), /EISDIR/);

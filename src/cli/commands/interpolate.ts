@@ -3,7 +3,14 @@
 import { extname } from 'node:path';
 
 import { tidy } from '../../engine/index.ts';
-import { ANIMATION_EXTENSIONS, IMAGE_EXTENSIONS, imageGrid, writeAnimation, writeImage } from '../../io/image.ts';
+import {
+  ANIMATION_EXTENSIONS,
+  IMAGE_EXTENSIONS,
+  checkFrameDelay,
+  imageGrid,
+  writeAnimation,
+  writeImage,
+} from '../../io/image.ts';
 import {
   DECODE_OPTIONS,
   MODEL_OPTIONS,
@@ -53,6 +60,11 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (options.slerp && options.lerp) throw new UsageError('choose one of --slerp and --lerp');
   if (!(Number.isInteger(options.frames) && options.frames >= 2))
     throw new UsageError(`--frames must be an integer ≥ 2, got ${options.frames}`);
+  try {
+    checkFrameDelay(options.delay, '--delay');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const animated = ANIMATION_EXTENSIONS.includes(
     extname(outputFile(options.out, 'the frames', IMAGE_EXTENSIONS)).toLowerCase(),
   );
