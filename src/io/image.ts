@@ -63,6 +63,9 @@ const FORMATS: Record<string, keyof sharp.FormatEnum> = {
   '.avif': 'avif',
 };
 
+/** The longest side each written format stores (libvips refuses larger images, after all the work that made them). */
+const MAX_SIDE: Partial<Record<keyof sharp.FormatEnum, number>> = { webp: 16383, avif: 16384, gif: 65535, jpeg: 65535 };
+
 /** The extensions of the image files reptok writes (the format follows the extension). */
 export const IMAGE_EXTENSIONS: readonly string[] = Object.keys(FORMATS);
 /** Those that hold an animation (writeAnimation). */
@@ -78,10 +81,25 @@ function formatOf(path: string, allowed: readonly string[] = IMAGE_EXTENSIONS): 
 
 const writeBytes = (path: string, bytes: Buffer): void => atomicWrite(path, (fd) => void writeSync(fd, bytes));
 
+/**
+ * Checks that an image of `width`×`height` can be written to `path` (its format, from the extension, and that
+ * format's largest side), so that a command can say so before it computes the image.
+ */
+export function checkImageSize(path: string, width: number, height: number): void {
+  const format = formatOf(path);
+  const max = MAX_SIDE[format];
+  if (max !== undefined && Math.max(width, height) > max)
+    throw new RangeError(
+      `${path}: a ${width}×${height} image is too large for ${extname(path).toLowerCase()} ` +
+        `(${max} pixels a side at most); write .png, or make fewer images per row`,
+    );
+}
+
 /** Writes a float (C, H, W) tensor in [-1, 1] to an image file (format from the extension), atomically. */
 export async function writeImage(path: string, img: Tensor): Promise<void> {
   const format = formatOf(path);
   const { data, height, width, channels } = toBytes(img);
+  checkImageSize(path, width, height);
   writeBytes(
     path,
     await sharp(data, { raw: { width, height, channels: channels as 1 | 3 } })
@@ -125,11 +143,25 @@ export async function writeAnimation(
   writeBytes(path, await (format === 'gif' ? img.gif(options) : img.webp(options)).toBuffer());
 }
 
+export interface GridOptions {
+  /** Images per row (default 8). */
+  nrow?: number;
+  /** Border in pixels (default 2). */
+  padding?: number;
+}
+
+/** [width, height] of imageGrid's result for `count` images of `height`×`width`, without making it. */
+export function gridSize(count: number, [height, width]: [number, number], o: GridOptions = {}): [number, number] {
+  const nrow = Math.min(o.nrow ?? 8, count);
+  const pad = o.padding ?? 2;
+  return [nrow * (width + pad) + pad, Math.ceil(count / nrow) * (height + pad) + pad];
+}
+
 /**
  * Tiles images (B, C, H, W) on any device into one (C, H', W') grid on the CPU (for writing), with `nrow` images per
  * row and a `padding`-pixel border.
  */
-export function imageGrid(images: Tensor, o: { nrow?: number; padding?: number; padValue?: number } = {}): Tensor {
+export function imageGrid(images: Tensor, o: GridOptions & { padValue?: number } = {}): Tensor {
   const [B, C, H, W] = images.shape as [number, number, number, number];
   const nrow = Math.min(o.nrow ?? 8, B);
   const rows = Math.ceil(B / nrow);

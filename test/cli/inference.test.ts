@@ -237,6 +237,10 @@ test('bad input: exit ≠ 0 with one line that says what was wrong', async () =>
     [['decode', narrow, ...M, '--sampler', 'rk4'], /--sampler must be one of euler, heun, dopri5/],
     [['interpolate', ...images, ...M, '--slerp', '--lerp'], /choose one of --slerp and --lerp/],
     [['interpolate', ...images, ...M, '--delay', '-5', '-o', join(dir, 'x.gif')], /--delay must be an integer number/],
+    [
+      ['sample', ...M, '--class', '0', '--n', '1000', '-o', join(dir, 'w.webp')],
+      /w\.webp: a 18002×20 image is too large/,
+    ],
     [['sample', ...M, '--class', '0', '--model-yaml', notImage], /--model-yaml describes a released checkpoint/],
     [['sample', ...M, '--class', '0', '--encoder-heads', '6'], /--encoder-heads describes a released checkpoint/],
     [

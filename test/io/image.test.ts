@@ -8,7 +8,16 @@ import { join } from 'node:path';
 import { arange, randn, tidy } from '../../src/index.ts';
 import sharp from 'sharp';
 
-import { encodePng, imageGrid, readImage, readImages, writeAnimation, writeImage } from '../../src/io/image.ts';
+import {
+  checkImageSize,
+  encodePng,
+  gridSize,
+  imageGrid,
+  readImage,
+  readImages,
+  writeAnimation,
+  writeImage,
+} from '../../src/io/image.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'reptok-image-'));
 
@@ -52,9 +61,15 @@ test('SVGs rasterise on white at the requested size; resizing and square crops',
   await assert.rejects(readImages([wide, path], {}), /different sizes/);
 });
 
-test('a grid tiles a batch with borders', () => {
-  const g = imageGrid(randn([5, 3, 4, 4]).clamp(-1, 1), { nrow: 3, padding: 1 });
-  assert.deepEqual(g.shape, [3, 2 * 5 + 1, 3 * 5 + 1]);
+test('a grid tiles a batch with borders; gridSize says its size beforehand; too wide for a format is refused', () => {
+  const g = imageGrid(randn([5, 3, 4, 6]).clamp(-1, 1), { nrow: 3, padding: 1 });
+  assert.deepEqual(g.shape, [3, 2 * 5 + 1, 3 * 7 + 1]);
+  assert.deepEqual(gridSize(5, [4, 6], { nrow: 3, padding: 1 }), [3 * 7 + 1, 2 * 5 + 1]);
+  assert.deepEqual(gridSize(2, [4, 6], { nrow: 8 }), [2 * 8 + 2, 4 + 4], 'a short row is as wide as its images');
+  checkImageSize('wide.png', 100_000, 10);
+  checkImageSize('wide.webp', 16_383, 10);
+  assert.throws(() => checkImageSize('wide.webp', 16_384, 10), /wide\.webp: a 16384×10 image is too large for \.webp/);
+  assert.throws(() => checkImageSize('tall.gif', 8, 70_000), /too large for \.gif \(65535 pixels a side at most\)/);
 });
 
 test('corrupt and missing files are errors naming the file', async () => {

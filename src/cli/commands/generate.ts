@@ -1,5 +1,5 @@
 // reptok generate: images from text prompts with a text-to-image model, decoded into a grid (one row per prompt).
-import { IMAGE_EXTENSIONS, imageGrid, writeImage } from '../../io/image.ts';
+import { IMAGE_EXTENSIONS, checkImageSize, gridSize, imageGrid, writeImage } from '../../io/image.ts';
 import {
   DECODE_OPTIONS,
   MODEL_OPTIONS,
@@ -35,6 +35,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   const g = guidanceOptions(options);
   outputFile(options.out, 'the grid', IMAGE_EXTENSIONS);
   const rt = loadPipeline(options, 'emoji'); // no model named: the shipped emoji text-to-image model
+  checkImageSize(options.out, ...gridSize(positionals.length * g.n, rt.imageSize, { nrow: g.n }));
   const progress = bar(options);
   const { images, tokens } = rt.generate(positionals, { ...d, ...g, onProgress: progress });
   progress.done();

@@ -7,6 +7,8 @@ import {
   ANIMATION_EXTENSIONS,
   IMAGE_EXTENSIONS,
   checkFrameDelay,
+  checkImageSize,
+  gridSize,
   imageGrid,
   writeAnimation,
   writeImage,
@@ -70,6 +72,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   );
   const [a, b] = positionals.map((p) => existingFile(p, 'an image'));
   const rt = loadPipeline(options);
+  if (!animated) checkImageSize(options.out, ...gridSize(options.frames, rt.imageSize, { nrow: options.frames }));
   const images = await rt.readImages([a!, b!]);
   const progress = bar(options);
   const method = options.lerp ? 'lerp' : 'slerp';

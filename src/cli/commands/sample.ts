@@ -1,5 +1,5 @@
 // reptok sample: class-conditional samples from the generator, decoded into a grid (one row per class).
-import { IMAGE_EXTENSIONS, imageGrid, writeImage } from '../../io/image.ts';
+import { IMAGE_EXTENSIONS, checkImageSize, gridSize, imageGrid, writeImage } from '../../io/image.ts';
 import {
   MODEL_OPTIONS,
   bar,
@@ -57,6 +57,8 @@ export async function run({ options }: Parsed): Promise<void> {
   if (!asked.length && !options.all) throw new UsageError('which classes? pass --class C (repeatable) or --all');
   outputFile(options.out, 'the grid', IMAGE_EXTENSIONS);
   const rt = loadPipeline(options);
+  const count = (options.all ? rt.classes.length : asked.length) * g.n;
+  checkImageSize(options.out, ...gridSize(count, rt.imageSize, { nrow: g.n })); // now, not after sampling
   const progress = bar(options);
   const { images, tokens, labels } = rt.sample({
     ...d,
