@@ -5,8 +5,6 @@ import { UsageError } from './args.ts';
 
 /** The device a --device flag names; a bare 'cuda' means this worker's LOCAL_RANK (device 0 without one). */
 export function deviceFor(flag: string, localRank: number | undefined, command?: string): Device {
-  if (!/^(cpu|cuda(:\d+)?)$/.test(flag))
-    throw new UsageError(`--device must be cpu, cuda or cuda:N, got '${flag}'`, command);
   if (flag === 'cpu') return 'cpu';
   const device: Device = flag === 'cuda' ? `cuda:${localRank ?? 0}` : flag;
   const problem = deviceProblem(flag) ?? deviceProblem(device);

@@ -1,16 +1,18 @@
-// Devices: 'cpu', 'cuda' or 'cuda:N' (any device string libtorch understands).
+// Devices: 'cpu', 'cuda' or 'cuda:N'.
 import { native } from './native.ts';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}` | (string & {});
 
 /**
- * What is wrong with running on `device` in this process, or null: a CUDA device on a libtorch without CUDA, or a
- * CUDA index past the devices there are. The pipeline and the CLI's --device check it before loading anything, so
- * the user reads what to do instead of libtorch's "not linked with support for cuda devices".
+ * What is wrong with running on `device` in this process, or null: not one of 'cpu', 'cuda', 'cuda:N', a CUDA
+ * device on a libtorch without CUDA, or a CUDA index past the devices there are. The pipeline and the CLI's
+ * --device check it before loading anything, so the user reads what to do instead of libtorch's "not linked with
+ * support for cuda devices" (or its list of device types this build cannot run).
  */
 export function deviceProblem(device: Device): string | null {
+  if (device === 'cpu') return null;
   const m = /^cuda(?::(\d+))?$/.exec(device);
-  if (!m) return null;
+  if (!m) return "not a device here: use 'cpu', 'cuda' or 'cuda:N'";
   const count = native.cudaDeviceCount();
   if (count === 0)
     return (

@@ -168,7 +168,10 @@ test('every command that runs models takes --device: cpu, cuda or cuda:N, a clea
   }
   const log = () => {};
   assert.equal(modelSources({ model: files.dir, device: 'cpu' }, log).device, 'cpu');
-  assert.throws(() => modelSources({ model: files.dir, device: 'gpu' }, log), /--device must be cpu, cuda or cuda:N/);
+  assert.throws(
+    () => modelSources({ model: files.dir, device: 'gpu' }, log),
+    /--device gpu: not a device here: use 'cpu', 'cuda' or 'cuda:N'/,
+  );
   if (cuda.deviceCount() > 0) assert.equal(modelSources({ model: files.dir, device: 'cuda' }, log).device, 'cuda:0');
   else {
     assert.throws(
@@ -190,6 +193,11 @@ test('every command that runs models takes --device: cpu, cuda or cuda:N, a clea
 test('RepTok refuses a device this libtorch cannot run on, before it reads a file, saying what to do', () => {
   const count = cuda.deviceCount();
   assert.equal(deviceProblem('cpu'), null);
+  for (const bad of ['gpu', 'cuda:x', 'cpu:0', 'tpu'])
+    assert.throws(
+      () => RepTok.load({ tokenizer: files.tokenizer, device: bad }),
+      new RegExp(`RepTok: device '${bad}': not a device here`),
+    );
   // a CUDA device past the ones there are (all of them, on a CPU-only libtorch); the file does not exist, so the
   // message proves the check came first
   const device = `cuda:${count}` as const;

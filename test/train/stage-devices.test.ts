@@ -102,7 +102,7 @@ test('generator and t2i (token cache, validation, samples, class consistency) st
 
 test('reptok train --device: cuda[:i] for every stage (cuda = LOCAL_RANK), a clear error without CUDA', () => {
   assert.equal(deviceFor('cpu', 1), 'cpu');
-  assert.throws(() => deviceFor('gpu', undefined), /--device must be cpu, cuda or cuda:N, got 'gpu'/);
+  assert.throws(() => deviceFor('gpu', undefined), /--device gpu: not a device here: use 'cpu', 'cuda' or 'cuda:N'/);
   if (cuda.deviceCount() > 0) {
     assert.equal(deviceFor('cuda', 1), 'cuda:1');
     assert.equal(deviceFor('cuda:0', 1), 'cuda:0');
