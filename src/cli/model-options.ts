@@ -5,7 +5,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 
 import { setNumThreads } from '../engine/index.ts';
 import { SAMPLERS, type SamplerName } from '../flow/ode.ts';
-import { IMAGE_EXTENSIONS } from '../io/image.ts';
+import { WRITABLE_IMAGE_EXTENSIONS } from '../io/image.ts';
 import { makeOutputDir } from '../io/out-dir.ts';
 import { peekModelFile } from '../models/model-file.ts';
 import type { OfficialCheckpointOptions } from '../models/official-checkpoint.ts';
@@ -127,7 +127,7 @@ export function outputFile(path: string, what: string, extensions: readonly stri
  */
 export function outputFolder(path: string, what: string): string {
   if (path === '') throw new UsageError(`--out is empty: name a folder for ${what}`);
-  if (!existsSync(path) && IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()))
+  if (!existsSync(path) && WRITABLE_IMAGE_EXTENSIONS.includes(extname(path).toLowerCase()))
     throw new UsageError(
       `--out ${path} looks like an image file's name, but ${what} go into a folder (one file each): name a folder`,
     );

@@ -1,6 +1,9 @@
 // Decoding images into uint8 pixels through sharp (libvips), without libtorch: also used by decode worker threads
 // (data/stream-worker.mjs), which must not load the engine. image.ts builds tensors on top of it.
+import { statSync } from 'node:fs';
 import sharp from 'sharp';
+
+import { whyUnreadable } from './unreadable.ts';
 
 /** File extensions sharp decodes. */
 export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.svg', '.tif', '.tiff', '.avif']);
@@ -26,6 +29,14 @@ const describeInput = (input: string | Buffer): string => (typeof input === 'str
 
 /** Refuses an image whose header claims more than `maxPixels` pixels, before any pixel is decoded. */
 async function checkSize(input: string | Buffer, o: ReadImageOptions): Promise<void> {
+  if (typeof input === 'string') {
+    // a missing file or a folder in words, not libvips' "unsupported image format"
+    try {
+      if (statSync(input).isDirectory()) throw Object.assign(new Error('a folder'), { code: 'EISDIR' });
+    } catch (e) {
+      throw new Error(whyUnreadable(e));
+    }
+  }
   const limit = o.maxPixels ?? DEFAULT_MAX_PIXELS;
   const { width = 0, height = 0 } = await sharp(input, {
     density: o.density ?? 72,

@@ -66,13 +66,13 @@ const FORMATS: Record<string, keyof sharp.FormatEnum> = {
 /** The longest side each written format stores (libvips refuses larger images, after all the work that made them). */
 const MAX_SIDE: Partial<Record<keyof sharp.FormatEnum, number>> = { webp: 16383, avif: 16384, gif: 65535, jpeg: 65535 };
 
-/** The extensions of the image files reptok writes (the format follows the extension). */
-export const IMAGE_EXTENSIONS: readonly string[] = Object.keys(FORMATS);
+/** The extensions of the image files reptok writes (the format follows the extension; image-decode.ts reads more). */
+export const WRITABLE_IMAGE_EXTENSIONS: readonly string[] = Object.keys(FORMATS);
 /** Those that hold an animation (writeAnimation). */
 export const ANIMATION_EXTENSIONS: readonly string[] = ['.gif', '.webp'];
 
 /** The output format for a file name, from its extension. */
-function formatOf(path: string, allowed: readonly string[] = IMAGE_EXTENSIONS): keyof sharp.FormatEnum {
+function formatOf(path: string, allowed: readonly string[] = WRITABLE_IMAGE_EXTENSIONS): keyof sharp.FormatEnum {
   const ext = extname(path).toLowerCase();
   const format = allowed.includes(ext) ? FORMATS[ext] : undefined;
   if (!format) throw new Error(`${path}: cannot write '${ext || 'no extension'}'; use one of ${allowed.join(', ')}`);

@@ -9,8 +9,11 @@ const WORDS: Record<string, string> = {
   ELOOP: 'too many symbolic links',
 };
 
-/** "cannot read it (no such file)" for an error thrown while opening or reading a file. */
-export function cannotRead(e: unknown): string {
+/** "no such file" for an error thrown while opening or reading a file (its code in words, else the code). */
+export function whyUnreadable(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
-  return `cannot read it (${(code && WORDS[code]) ?? code ?? (e as Error).message})`;
+  return (code && WORDS[code]) ?? code ?? (e as Error).message;
 }
+
+/** "cannot read it (no such file)", for messages that begin with the file's name. */
+export const cannotRead = (e: unknown): string => `cannot read it (${whyUnreadable(e)})`;

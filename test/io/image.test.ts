@@ -76,7 +76,8 @@ test('corrupt and missing files are errors naming the file', async () => {
   const bad = join(dir, 'bad.png');
   writeFileSync(bad, Buffer.from('\x89PNG\r\n\x1a\nnot really'));
   await assert.rejects(readImage(bad), (e: Error) => e.message.startsWith(`cannot read image ${bad}`));
-  await assert.rejects(readImage(join(dir, 'missing.png')), /cannot read image .*missing\.png/);
+  await assert.rejects(readImage(join(dir, 'missing.png')), /cannot read image .*missing\.png: no such file/);
+  await assert.rejects(readImage(dir), /cannot read image .*: a folder, not a file/);
 });
 
 test('animations: one page per frame (GIF and WebP, RGB and gray), written atomically', async () => {

@@ -1,5 +1,5 @@
 // reptok generate: images from text prompts with a text-to-image model, decoded into a grid (one row per prompt).
-import { IMAGE_EXTENSIONS, checkImageSize, gridSize, imageGrid, writeImage } from '../../io/image.ts';
+import { WRITABLE_IMAGE_EXTENSIONS, checkImageSize, gridSize, imageGrid, writeImage } from '../../io/image.ts';
 import {
   DECODE_OPTIONS,
   MODEL_OPTIONS,
@@ -33,7 +33,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (positionals.length === 0) throw new UsageError('no prompt given');
   const d = decodeOptions(options);
   const g = guidanceOptions(options);
-  outputFile(options.out, 'the grid', IMAGE_EXTENSIONS);
+  outputFile(options.out, 'the grid', WRITABLE_IMAGE_EXTENSIONS);
   const rt = loadPipeline(options, 'emoji'); // no model named: the shipped emoji text-to-image model
   checkImageSize(options.out, ...gridSize(positionals.length * g.n, rt.imageSize, { nrow: g.n }));
   const progress = bar(options);

@@ -5,7 +5,7 @@ import { extname } from 'node:path';
 import { tidy } from '../../engine/index.ts';
 import {
   ANIMATION_EXTENSIONS,
-  IMAGE_EXTENSIONS,
+  WRITABLE_IMAGE_EXTENSIONS,
   checkFrameDelay,
   checkImageSize,
   gridSize,
@@ -68,7 +68,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
     throw new UsageError((e as Error).message);
   }
   const animated = ANIMATION_EXTENSIONS.includes(
-    extname(outputFile(options.out, 'the frames', IMAGE_EXTENSIONS)).toLowerCase(),
+    extname(outputFile(options.out, 'the frames', WRITABLE_IMAGE_EXTENSIONS)).toLowerCase(),
   );
   const [a, b] = positionals.map((p) => existingFile(p, 'an image'));
   const rt = loadPipeline(options);

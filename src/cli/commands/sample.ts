@@ -1,5 +1,5 @@
 // reptok sample: class-conditional samples from the generator, decoded into a grid (one row per class).
-import { IMAGE_EXTENSIONS, checkImageSize, gridSize, imageGrid, writeImage } from '../../io/image.ts';
+import { WRITABLE_IMAGE_EXTENSIONS, checkImageSize, gridSize, imageGrid, writeImage } from '../../io/image.ts';
 import {
   MODEL_OPTIONS,
   bar,
@@ -55,7 +55,7 @@ export async function run({ options }: Parsed): Promise<void> {
   const asked = (options.class as string[]).flatMap((c) => c.split(',')).filter((c) => c !== '');
   if (asked.length && options.all) throw new UsageError('choose --class or --all, not both');
   if (!asked.length && !options.all) throw new UsageError('which classes? pass --class C (repeatable) or --all');
-  outputFile(options.out, 'the grid', IMAGE_EXTENSIONS);
+  outputFile(options.out, 'the grid', WRITABLE_IMAGE_EXTENSIONS);
   const rt = loadPipeline(options);
   const count = (options.all ? rt.classes.length : asked.length) * g.n;
   checkImageSize(options.out, ...gridSize(count, rt.imageSize, { nrow: g.n })); // now, not after sampling
