@@ -27,8 +27,10 @@ export const DEFAULT_MAX_PIXELS = 2 ** 25;
 
 const describeInput = (input: string | Buffer): string => (typeof input === 'string' ? input : '(image bytes)');
 
-/** Refuses a path that is no file, and an image whose header claims more than `maxPixels` pixels, before any
- * pixel is decoded. */
+/**
+ * Refuses a path that is no file, and an image whose header claims more than `maxPixels` pixels, before any pixel
+ * is decoded.
+ */
 async function checkSize(input: string | Buffer, o: ReadImageOptions): Promise<void> {
   if (typeof input === 'string') {
     // a missing file or a folder in words, not libvips' "unsupported image format"
