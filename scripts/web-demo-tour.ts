@@ -4,7 +4,7 @@
 // processes. Prints JSON lines: latency per feature (median of --repeat), the 50-request outcome and the peak RSS of
 // the server's process tree.
 //
-//   npx tsx scripts/web-demo-tour.ts [--screenshot docs/web-demo.png] [--repeat 5] [--steps 50]
+//   npx tsx scripts/web-demo-tour.ts [--screenshot out/web-demo.png] [--repeat 5] [--steps 50]
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -18,7 +18,8 @@ const arg = (flag: string, fallback: string) => {
   const i = process.argv.indexOf(flag);
   return i > 0 ? process.argv[i + 1]! : fallback;
 };
-const screenshot = arg('--screenshot', join('docs', 'web-demo.png'));
+// out/ by default: docs/web-demo.png is the committed one, refreshed only when asked for (a short run would overwrite it)
+const screenshot = arg('--screenshot', join('out', 'web-demo.png'));
 const repeat = Number(arg('--repeat', '5'));
 const steps = arg('--steps', '50');
 
