@@ -18,7 +18,7 @@ const arg = (flag: string, fallback: string) => {
   const i = process.argv.indexOf(flag);
   return i > 0 ? process.argv[i + 1]! : fallback;
 };
-// out/ by default: docs/web-demo.png is the committed one, refreshed only when asked for (a short run would overwrite it)
+// out/ by default: docs/web-demo.png is the committed one, retaken only when asked (a short run would spoil it)
 const screenshot = arg('--screenshot', join('out', 'web-demo.png'));
 const repeat = Number(arg('--repeat', '5'));
 const steps = arg('--steps', '50');
