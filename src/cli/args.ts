@@ -32,6 +32,18 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * Runs a check the library shares with the commands (it names the flag it is given); its RangeError becomes a
+ * UsageError, so the command exits 2 with the usage hint, as for its own option checks.
+ */
+export function asUsage(check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    throw e instanceof RangeError ? new UsageError(e.message) : e;
+  }
+}
+
 /** What a command gets: its positionals, its typed options, and the raw arguments (recorded in model files). */
 export type Parsed = { positionals: string[]; options: Record<string, any>; argv: string[] };
 

@@ -48,8 +48,9 @@ export function checkGuidance(
 /** The guided field as an ODE right-hand side: guidance inside the interval, the conditional model outside. */
 export function guided(field: GuidableField, o: GuidanceOptions = {}): VelocityFn {
   const s = o.scale ?? 1;
-  checkGuidance(s, o.interval ?? [0, 1]);
-  const [lo, hi] = (o.interval ?? [0, 1]).map(Math.fround) as [number, number];
+  const interval = o.interval ?? [0, 1];
+  checkGuidance(s, interval);
+  const [lo, hi] = interval.map(Math.fround) as [number, number];
   return (x, t) =>
     tidy(() => {
       const tt = full([x.shape[0]!], t, { device: x.device });

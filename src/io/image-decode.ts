@@ -34,11 +34,13 @@ const describeInput = (input: string | Buffer): string => (typeof input === 'str
 async function checkSize(input: string | Buffer, o: ReadImageOptions): Promise<void> {
   if (typeof input === 'string') {
     // a missing file or a folder in words, not libvips' "unsupported image format"
+    let folder: boolean;
     try {
-      if (statSync(input).isDirectory()) throw Object.assign(new Error('a folder'), { code: 'EISDIR' });
+      folder = statSync(input).isDirectory();
     } catch (e) {
       throw new Error(whyUnreadable(e));
     }
+    if (folder) throw new Error(whyUnreadable({ code: 'EISDIR' }));
   }
   const limit = o.maxPixels ?? DEFAULT_MAX_PIXELS;
   const { width = 0, height = 0 } = await sharp(input, {

@@ -265,7 +265,7 @@ export class RepTok {
   encode(images: Tensor, o: { batchSize?: number } = {}): Tensor {
     if (images.ndim !== 4) throw new RangeError(`expected images (B, C, H, W), got shape [${images.shape.join(', ')}]`);
     const B = images.shape[0]!;
-    const chunk = batchSize(o.batchSize, 64);
+    const chunk = positiveInt('batchSize', o.batchSize, 64);
     return noGrad(() =>
       tidy(() => {
         const parts: Tensor[] = [];
@@ -285,7 +285,7 @@ export class RepTok {
     const noise = o.noise ?? this.noise(B, o.seed);
     if (noise.shape[0] !== B || noise.ndim !== 4)
       throw new RangeError(`noise must be (${B}, ${this.tokenizer.gridShape.join(', ')}), got [${noise.shape}]`);
-    const chunk = batchSize(o.batchSize, 16);
+    const chunk = positiveInt('batchSize', o.batchSize, 16);
     try {
       return noGrad(() =>
         tidy(() => {
@@ -378,7 +378,7 @@ export class RepTok {
     if (o.classes?.length === 0)
       throw new RangeError('sample: classes is empty; name the classes, or leave classes out for every class');
     const classes = o.classes ? this.classIndices(o.classes) : this.classes.map((_, i) => i);
-    const n = perItem(o.n);
+    const n = positiveInt('n', o.n, 1);
     const labels = classes.flatMap((c) => Array<number>(n).fill(c));
     const y = tensor(Int32Array.from(labels), { dtype: 'int64', device: this.device });
     try {
@@ -399,7 +399,7 @@ export class RepTok {
           : 'generating from prompts needs a text-to-image model: load one with { t2i }',
       );
     if (prompts.length === 0) throw new Error('generate: no prompts given');
-    const all = prompts.flatMap((p) => Array<string>(perItem(o.n)).fill(p));
+    const all = prompts.flatMap((p) => Array<string>(positiveInt('n', o.n, 1)).fill(p));
     return this.#generate(m.field(all), all.length, o);
   }
 
@@ -469,18 +469,10 @@ function fromFile<M, C>(
   return { ...rest, source: sourceName(source) };
 }
 
-/** Samples per class or prompt: `n`, checked, or 1. */
-function perItem(n: number | undefined): number {
-  if (n !== undefined && !(Number.isInteger(n) && n > 0))
-    throw new RangeError(`n must be a positive integer, got ${n}`);
-  return n ?? 1;
-}
-
-/** How many items to run at once: `given`, checked (a 0 would never finish), or `fallback`. */
-function batchSize(given: number | undefined, fallback: number): number {
+/** A count option (`n`, `batchSize`: a 0 batch would never finish): `given`, checked, or `fallback`. */
+function positiveInt(name: string, given: number | undefined, fallback: number): number {
   if (given === undefined) return fallback;
-  if (!(Number.isInteger(given) && given > 0))
-    throw new RangeError(`batchSize must be a positive integer, got ${given}`);
+  if (!(Number.isInteger(given) && given > 0)) throw new RangeError(`${name} must be a positive integer, got ${given}`);
   return given;
 }
 

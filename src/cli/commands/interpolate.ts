@@ -23,7 +23,7 @@ import {
   outputFile,
   report,
 } from '../model-options.ts';
-import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { UsageError, asUsage, type CommandSpec, type Parsed } from '../args.ts';
 
 export const spec: CommandSpec = {
   name: 'interpolate',
@@ -62,11 +62,7 @@ export async function run({ positionals, options }: Parsed): Promise<void> {
   if (options.slerp && options.lerp) throw new UsageError('choose one of --slerp and --lerp');
   if (!(Number.isInteger(options.frames) && options.frames >= 2))
     throw new UsageError(`--frames must be an integer ≥ 2, got ${options.frames}`);
-  try {
-    checkFrameDelay(options.delay, '--delay');
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  asUsage(() => checkFrameDelay(options.delay, '--delay'));
   const animated = ANIMATION_EXTENSIONS.includes(
     extname(outputFile(options.out, 'the frames', WRITABLE_IMAGE_EXTENSIONS)).toLowerCase(),
   );

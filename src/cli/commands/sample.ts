@@ -10,7 +10,7 @@ import {
   DECODE_OPTIONS,
 } from '../model-options.ts';
 import { checkGuidance } from '../../flow/guidance.ts';
-import { UsageError, type CommandSpec, type Parsed } from '../args.ts';
+import { UsageError, asUsage, type CommandSpec, type Parsed } from '../args.ts';
 
 /** Options shared with `generate`: guidance and the grid file. */
 export const GUIDANCE_OPTIONS = {
@@ -23,11 +23,7 @@ export const GUIDANCE_OPTIONS = {
 export function guidanceOptions(o: Parsed['options']): { n: number; guidance: number; interval: [number, number] } {
   if (!(Number.isInteger(o.n) && o.n > 0)) throw new UsageError(`--n must be a positive integer, got ${o.n}`);
   const interval = String(o.interval).split(',').map(Number);
-  try {
-    checkGuidance(o.cfg, interval, { scale: '--cfg', interval: '--interval' });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  asUsage(() => checkGuidance(o.cfg, interval, { scale: '--cfg', interval: '--interval' }));
   return { n: o.n, guidance: o.cfg, interval: interval as [number, number] };
 }
 
